@@ -1,0 +1,408 @@
+"""The FitnessWeights dynamics: the one implementation of the transition, the reward and the metrics.
+
+Every function works on a batch of trainees (leading axis ``N``). The single env runs it at N=1,
+the vector env at N=num_envs, and the greedy oracle evaluates all 685 actions of every trainee at
+once with :func:`evaluate`. The kernel is written with array-API operations (``xp.sum``,
+``xp.where``, integer-array indexing, ...) taken from the arrays' namespace, so that a torch
+backend can reuse it.
+
+**Weights layout.** CQ (93 x 5) and QX (5 x 44) live in one padded array ``weights`` of shape
+``(N, 98, 44)``: rows 0..92 are the CQ rows (subjects, first 5 columns used, the rest 0), rows
+93..97 are the QX rows (qualities). Every action adjusts one cell of one row and renormalizes that
+row, so one gather, update and scatter serves both matrices. The padding stays 0.
+
+**Actions.** ``a < 465`` adjusts CQ cell ``(a // 5, a % 5)``; otherwise QX cell
+``((a - 465) // 44, (a - 465) % 44)``. The cell changes by ``delta``, is clipped to [0, 1] and its
+row is divided by its sum.
+
+**Reward.** ``mean_{s in targets} CQ[s] . q  -  drift_coef * (||CQ - CQ0||_F + ||QX - QX0||_F)``,
+where ``q`` are the trainee's qualities and CQ0, QX0 the episode's initial matrices.
+
+**Metrics** (the observation's last 4 entries), each in [0, 1]:
+
+* ``recent_improvement = clip(0.5 + (T_t - T_{t-1}) / (2 step_size), 0, 1)`` where ``T`` is the
+  mean target score: 0.5 means no change; one step moves ``T`` by at most ``step_size``.
+* ``injury_risk``: concentration of the training plan, the normalized Herfindahl index of the QX
+  rows, ``(mean_q sum_e QX[q, e]^2 - 1/44) / (1 - 1/44)``: 0 for a uniform plan, 1 when each
+  quality is trained by a single exercise.
+* ``training_efficiency = T / max(q)``: the target score relative to the best the trainee's
+  qualities allow (0 when every quality is 0).
+* ``consistency = exp(-drift)``, with ``drift = ||CQ - CQ0||_F + ||QX - QX0||_F``: 1 at the start of
+  an episode, decreasing as the matrices move away from their initial values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from fitness_weights_env.catalog import CATALOG
+from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
+
+__all__ = [
+    "N_ACTIONS",
+    "N_CQ_ACTIONS",
+    "Init",
+    "InvalidActionError",
+    "Outcome",
+    "WeightState",
+    "check_actions",
+    "decode_action",
+    "evaluate",
+    "initial_weights",
+    "reset",
+    "reward",
+    "step",
+    "step_info",
+]
+
+Init = Literal["uniform", "prior"]
+
+N_SUBJECTS, N_QUALITIES, N_EXERCISES = CATALOG.n_subjects, CATALOG.n_qualities, CATALOG.n_exercises
+N_ROWS = N_SUBJECTS + N_QUALITIES
+N_COLS = max(N_QUALITIES, N_EXERCISES)
+N_CQ_ACTIONS = N_SUBJECTS * N_QUALITIES
+"""Actions below this adjust CQ (465)."""
+N_ACTIONS = N_CQ_ACTIONS + N_QUALITIES * N_EXERCISES
+"""Number of actions, one per matrix cell (685)."""
+
+_actions = np.arange(N_ACTIONS)
+_is_cq = _actions < N_CQ_ACTIONS
+ACTION_ROW = np.where(_is_cq, _actions // N_QUALITIES, N_SUBJECTS + (_actions - N_CQ_ACTIONS) // N_EXERCISES)
+"""Row of ``weights`` that each action adjusts."""
+ACTION_COL = np.where(_is_cq, _actions % N_QUALITIES, (_actions - N_CQ_ACTIONS) % N_EXERCISES)
+"""Column of ``weights`` that each action adjusts."""
+ACTION_IN_CQ = _is_cq.astype(np.float64)
+"""1.0 for actions that adjust CQ, else 0.0."""
+ACTION_IN_QX = 1.0 - ACTION_IN_CQ
+"""1.0 for actions that adjust QX, else 0.0."""
+del _actions, _is_cq
+
+
+class InvalidActionError(ValueError):
+    """An action that is not an integer in [0, 685), or a batch of the wrong shape."""
+
+
+def decode_action(action: int) -> tuple[Literal["cq", "qx"], int, int]:
+    """Return ``("cq", subject, quality)`` or ``("qx", quality, exercise)`` for an action."""
+    (action,) = check_actions(action, ())
+    if action < N_CQ_ACTIONS:
+        return "cq", int(action // N_QUALITIES), int(action % N_QUALITIES)
+    return "qx", int((action - N_CQ_ACTIONS) // N_EXERCISES), int((action - N_CQ_ACTIONS) % N_EXERCISES)
+
+
+def check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Validate integer actions of the given shape and return them as a flat int64 array.
+
+    Raises:
+        InvalidActionError: Not integers, the wrong shape, or out of [0, 685).
+    """
+    if not shape and isinstance(actions, (int, np.integer)) and not isinstance(actions, bool):  # fast path
+        if 0 <= actions < N_ACTIONS:
+            return np.array([actions], dtype=np.int64)
+        raise InvalidActionError(f"actions must be in [0, {N_ACTIONS}), got {actions}")
+    array = np.asarray(actions)
+    if array.dtype.kind not in "iu":
+        raise InvalidActionError(f"actions must be integers in [0, {N_ACTIONS}), got {actions!r} ({array.dtype})")
+    if array.shape != shape:
+        raise InvalidActionError(f"expected actions of shape {shape}, got shape {array.shape}")
+    flat = array.reshape(-1).astype(np.int64, copy=False)
+    if flat.size and (flat.min() < 0 or flat.max() >= N_ACTIONS):
+        bad = flat[(flat < 0) | (flat >= N_ACTIONS)]
+        raise InvalidActionError(f"actions must be in [0, {N_ACTIONS}), got {bad.tolist()[:5]}")
+    return flat
+
+
+def _namespace(x: Any) -> Any:
+    """The array-API namespace of ``x`` (numpy for numpy arrays)."""
+    get = getattr(x, "__array_namespace__", None)
+    return get() if get is not None else np
+
+
+def reward(target_score: Any, drift: Any, drift_coef: float) -> Any:
+    """The reward: the mean target score minus the drift penalty."""
+    return target_score - drift_coef * drift
+
+
+def initial_weights(target_mask: np.ndarray, init: Init, uniforms: np.ndarray | None = None) -> np.ndarray:
+    """The episode's initial ``weights`` (N, 98, 44) for a batch of target masks (N, 93).
+
+    Args:
+        target_mask: Boolean target subjects of each trainee.
+        init: ``"uniform"`` (the original design): CQ rows 1/5 except each target row, which is
+            ``u / sum(u)`` for ``u`` in ``uniforms``; QX rows 1/44. ``"prior"``: the catalog loadings.
+        uniforms: (N, 93, 5) draws in [0, 1) for the target rows, required for ``"uniform"``.
+    """
+    n = target_mask.shape[0]
+    weights = np.zeros((n, N_ROWS, N_COLS))
+    if init == "uniform":
+        if uniforms is None:
+            raise ValueError("init='uniform' needs uniforms for the target rows")
+        random_rows = uniforms / uniforms.sum(axis=-1, keepdims=True)
+        weights[:, :N_SUBJECTS, :N_QUALITIES] = np.where(target_mask[..., None], random_rows, 1.0 / N_QUALITIES)
+        weights[:, N_SUBJECTS:, :N_EXERCISES] = 1.0 / N_EXERCISES
+    elif init == "prior":
+        weights[:, :N_SUBJECTS, :N_QUALITIES] = CATALOG.cq_prior
+        weights[:, N_SUBJECTS:, :N_EXERCISES] = CATALOG.qx_prior
+    else:
+        raise ValueError(f"init must be 'uniform' or 'prior', got {init!r}")
+    return weights
+
+
+@dataclass
+class WeightState:
+    """The dynamic state of N trainees (struct of arrays, leading axis N).
+
+    Attributes:
+        observation: (N, 198) float32 trainee vectors; the metrics slice is kept current.
+        weights: (N, 98, 44) current CQ and QX rows (see the module docstring).
+        initial: (N, 98, 44) the episode's initial rows.
+        qualities: (N, 5) quality levels.
+        inverse_best_quality: (N,) ``1 / max(q)``, or 0 when every quality is 0.
+        target_weight: (N, 98) ``1 / n_targets`` on target subject rows, else 0.
+        row_score: (N, 98) ``weights[:, r, :5] . q`` (meaningful on CQ rows).
+        row_drift: (N, 98) squared distance of each row from its initial value.
+        row_energy: (N, 98) sum of squares of each row (meaningful on QX rows).
+        target_score: (N,) mean target score ``T``.
+        cq_drift_sq: (N,) ``||CQ - CQ0||_F^2``.
+        qx_drift_sq: (N,) ``||QX - QX0||_F^2``.
+        drift: (N,) ``||CQ - CQ0||_F + ||QX - QX0||_F``.
+        step_size: Size of one adjustment, which scales ``recent_improvement``.
+    """
+
+    observation: np.ndarray
+    weights: np.ndarray
+    initial: np.ndarray
+    qualities: np.ndarray
+    inverse_best_quality: np.ndarray
+    target_weight: np.ndarray
+    row_score: np.ndarray
+    row_drift: np.ndarray
+    row_energy: np.ndarray
+    target_score: np.ndarray
+    cq_drift_sq: np.ndarray
+    qx_drift_sq: np.ndarray
+    drift: np.ndarray
+    step_size: float
+
+    @classmethod
+    def zeros(cls, n: int, step_size: float) -> WeightState:
+        """An empty state for ``n`` trainees; fill it with :func:`reset`."""
+        return cls(
+            observation=np.zeros((n, LAYOUT.size), dtype=np.float32),
+            weights=np.zeros((n, N_ROWS, N_COLS)),
+            initial=np.zeros((n, N_ROWS, N_COLS)),
+            qualities=np.zeros((n, N_QUALITIES)),
+            inverse_best_quality=np.zeros(n),
+            target_weight=np.zeros((n, N_ROWS)),
+            row_score=np.zeros((n, N_ROWS)),
+            row_drift=np.zeros((n, N_ROWS)),
+            row_energy=np.zeros((n, N_ROWS)),
+            target_score=np.zeros(n),
+            cq_drift_sq=np.zeros(n),
+            qx_drift_sq=np.zeros(n),
+            drift=np.zeros(n),
+            step_size=step_size,
+        )
+
+    @property
+    def cq(self) -> np.ndarray:
+        """(N, 93, 5) view of the current CQ matrices."""
+        return self.weights[:, :N_SUBJECTS, :N_QUALITIES]
+
+    @property
+    def qx(self) -> np.ndarray:
+        """(N, 5, 44) view of the current QX matrices."""
+        return self.weights[:, N_SUBJECTS:, :N_EXERCISES]
+
+    @property
+    def target_mask(self) -> np.ndarray:
+        """(N, 93) boolean target subjects."""
+        return self.target_weight[:, :N_SUBJECTS] > 0
+
+
+@dataclass
+class Outcome:
+    """What taking ``actions`` would do, computed by :func:`evaluate` without changing the state.
+
+    Per-action arrays have the shape of ``actions`` (``(N,)`` or ``(N, K)``); ``new_rows`` adds a
+    trailing axis of 44.
+    """
+
+    rows: Any
+    new_rows: Any
+    row_score: Any
+    row_drift: Any
+    row_energy: Any
+    target_score: Any
+    cq_drift_sq: Any
+    qx_drift_sq: Any
+    drift: Any
+    reward: Any
+
+
+_RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
+    METRIC_NAMES.index(name) for name in ("recent_improvement", "injury_risk", "training_efficiency", "consistency")
+)
+
+# Row sums are taken as a product with a vector of ones: one BLAS call, faster than a reduction.
+_ONES_COLS = np.ones(N_COLS)
+_ONES_CQ = np.ones(N_SUBJECTS)
+_ONES_QX = np.ones(N_QUALITIES)
+
+
+def _drift(cq_drift_sq: Any, qx_drift_sq: Any) -> Any:
+    """``||CQ - CQ0||_F + ||QX - QX0||_F`` from the squared norms (clamped at 0 against rounding)."""
+    xp = _namespace(cq_drift_sq)
+    return xp.sqrt(xp.maximum(cq_drift_sq, 0.0)) + xp.sqrt(xp.maximum(qx_drift_sq, 0.0))
+
+
+def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Outcome:
+    """Evaluate actions of shape ``(N,)`` or ``(N, K)`` (K candidates per trainee) without changing the state.
+
+    Args:
+        state: The trainees.
+        actions: Valid action indices (see :func:`check_actions`).
+        deltas: The change of each adjusted cell, broadcastable to ``actions``.
+        drift_coef: Coefficient of the drift penalty.
+    """
+    xp = _namespace(state.weights)
+    n_trainees, shape = state.weights.shape[0], actions.shape
+    trainee = xp.arange(n_trainees)
+    if actions.ndim == 1:
+        flat = actions
+
+        def own(x: Any) -> Any:  # per-trainee values, one per entry
+            return x
+
+        def unflat(x: Any) -> Any:
+            return x
+    else:  # one entry per (trainee, candidate), trainee-major
+        flat = xp.reshape(actions, (-1,))
+        trainee = xp.reshape(xp.broadcast_to(trainee[:, None], shape), (-1,))
+
+        def own(x: Any) -> Any:
+            return x[trainee]
+
+        def unflat(x: Any) -> Any:
+            return xp.reshape(x, (*shape, *x.shape[1:]))
+
+    deltas = xp.asarray(deltas, dtype=state.weights.dtype)
+    if deltas.shape != shape:
+        deltas = xp.reshape(xp.broadcast_to(deltas, shape), (-1,))
+    rows, cols = ACTION_ROW[flat], ACTION_COL[flat]
+    entry = xp.arange(flat.shape[0])
+
+    # The adjusted cell moves by delta within [0, 1]; then its row is divided by its sum.
+    new = state.weights[trainee, rows]
+    new[entry, cols] = xp.minimum(xp.maximum(new[entry, cols] + deltas, 0.0), 1.0)
+    new *= (1.0 / (new @ _ONES_COLS))[:, None]
+
+    score = xp.vecdot(new[:, :N_QUALITIES], own(state.qualities))
+    difference = new - state.initial[trainee, rows]
+    drift_sq = xp.vecdot(difference, difference)
+    energy = xp.vecdot(new, new)
+
+    # Totals after the change: only the adjusted row's terms differ from the current ones.
+    drift_change = drift_sq - state.row_drift[trainee, rows]
+    cq_drift_sq = own(state.cq_drift_sq) + drift_change * ACTION_IN_CQ[flat]
+    qx_drift_sq = own(state.qx_drift_sq) + drift_change * ACTION_IN_QX[flat]
+    drift = _drift(cq_drift_sq, qx_drift_sq)
+    target_score = own(state.target_score) + state.target_weight[trainee, rows] * (score - state.row_score[trainee, rows])
+
+    return Outcome(
+        rows=unflat(rows),
+        new_rows=unflat(new),
+        row_score=unflat(score),
+        row_drift=unflat(drift_sq),
+        row_energy=unflat(energy),
+        target_score=unflat(target_score),
+        cq_drift_sq=unflat(cq_drift_sq),
+        qx_drift_sq=unflat(qx_drift_sq),
+        drift=unflat(drift),
+        reward=unflat(reward(target_score, drift, drift_coef)),
+    )
+
+
+def step(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Any:
+    """Apply one action per trainee, update the state and observation in place, and return the rewards.
+
+    Args:
+        state: The trainees.
+        actions: (N,) valid action indices.
+        deltas: (N,) change of each adjusted cell (``+step_size`` for ``adjustment="increase"``).
+        drift_coef: Coefficient of the drift penalty.
+    """
+    xp = _namespace(state.weights)
+    outcome = evaluate(state, actions, deltas, drift_coef)
+    trainee, rows = xp.arange(actions.shape[0]), outcome.rows
+    state.weights[trainee, rows] = outcome.new_rows
+    state.row_score[trainee, rows] = outcome.row_score
+    state.row_drift[trainee, rows] = outcome.row_drift
+    state.row_energy[trainee, rows] = outcome.row_energy
+    previous_target_score = state.target_score
+    state.target_score = outcome.target_score
+    state.cq_drift_sq, state.qx_drift_sq, state.drift = outcome.cq_drift_sq, outcome.qx_drift_sq, outcome.drift
+    _write_metrics(state, slice(None), previous_target_score)
+    return outcome.reward
+
+
+def reset(state: WeightState, index: Any, vectors: Any, weights: Any) -> None:
+    """Start new episodes for the trainees at ``index`` with their vectors (k, 198) and initial weights (k, 98, 44)."""
+    xp = _namespace(state.weights)
+    dtype = state.weights.dtype
+    state.observation[index] = vectors
+    state.weights[index] = weights
+    state.initial[index] = weights
+    qualities = xp.astype(vectors[:, LAYOUT.qualities], dtype)
+    state.qualities[index] = qualities
+    best = xp.max(qualities, axis=-1)
+    state.inverse_best_quality[index] = xp.where(best > 0.0, 1.0 / xp.where(best > 0.0, best, 1.0), 0.0)
+    mask = xp.astype(vectors[:, LAYOUT.targets], dtype)
+    count = xp.maximum(mask @ _ONES_CQ, 1.0)
+    state.target_weight[index, :N_SUBJECTS] = mask / count[:, None]
+    state.target_weight[index, N_SUBJECTS:] = 0.0
+    state.row_score[index] = xp.vecdot(weights[..., :N_QUALITIES], qualities[:, None, :])
+    state.row_drift[index] = 0.0
+    state.row_energy[index] = xp.vecdot(weights, weights)
+    state.target_score[index] = xp.vecdot(state.target_weight[index], state.row_score[index])
+    state.cq_drift_sq[index] = 0.0
+    state.qx_drift_sq[index] = 0.0
+    state.drift[index] = 0.0
+    _write_metrics(state, index, state.target_score[index])
+
+
+def _write_metrics(state: WeightState, index: Any, previous_target_score: Any) -> None:
+    """Recompute the 4 metrics of the trainees at ``index`` into the observation's metrics slice."""
+    xp = _namespace(state.weights)
+    target_score = state.target_score[index]
+    metrics = state.observation[:, LAYOUT.metrics]  # a view, columns in METRIC_NAMES order
+    change = (target_score - previous_target_score) * (0.5 / state.step_size)
+    metrics[index, _RECENT_IMPROVEMENT] = xp.minimum(xp.maximum(change + 0.5, 0.0), 1.0)
+    uniform_energy = 1.0 / N_EXERCISES
+    concentration = (state.row_energy[index, N_SUBJECTS:] @ _ONES_QX) * (1.0 / N_QUALITIES)
+    metrics[index, _INJURY_RISK] = xp.maximum(concentration - uniform_energy, 0.0) * (1.0 / (1.0 - uniform_energy))
+    metrics[index, _TRAINING_EFFICIENCY] = xp.minimum(target_score * state.inverse_best_quality[index], 1.0)
+    metrics[index, _CONSISTENCY] = xp.exp(-state.drift[index])
+
+
+def step_info(state: WeightState, matrices: bool = True) -> dict[str, Any]:
+    """The per-step info of every trainee, batched (leading axis N).
+
+    Keys: ``cq_matrix`` (N, 93, 5) and ``qx_matrix`` (N, 5, 44) float32 copies (only with
+    ``matrices=True``); ``target_scores`` (N, 93) float32, ``CQ[s] . q`` for each target subject and
+    NaN elsewhere; ``mean_target_score`` (N,) and ``drift`` (N,) float64.
+    """
+    xp = _namespace(state.weights)
+    f32 = state.observation.dtype
+    info = {}
+    if matrices:
+        info["cq_matrix"] = xp.astype(state.cq, f32)
+        info["qx_matrix"] = xp.astype(state.qx, f32)
+    scores = xp.where(state.target_weight[:, :N_SUBJECTS] > 0.0, state.row_score[:, :N_SUBJECTS], xp.nan)
+    info["target_scores"] = xp.astype(scores, f32)
+    info["mean_target_score"] = xp.asarray(state.target_score, copy=True)
+    info["drift"] = xp.asarray(state.drift, copy=True)
+    return info

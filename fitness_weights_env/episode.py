@@ -1,0 +1,94 @@
+"""Episode settings and the random draws that start an episode, shared by the single and the vector env.
+
+Every draw of trainee ``i`` is made with generator ``i`` in a fixed order: the trainee (when no
+profile is given), then the initial CQ target rows (``init="uniform"``), then one adjustment per
+step (``adjustment="random"``). So N single envs and one vector env of N trainees, seeded alike,
+produce the same episodes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from fitness_weights_env import dynamics
+from fitness_weights_env.catalog import CATALOG
+from fitness_weights_env.layout import LAYOUT
+from fitness_weights_env.population import sample_vectors
+from fitness_weights_env.profile import TraineeProfile
+
+__all__ = ["DEFAULT_MAX_EPISODE_STEPS", "Adjustment", "EpisodeConfig", "ProfileLike"]
+
+Adjustment = Literal["increase", "random"]
+ProfileLike = TraineeProfile | Mapping[str, Any]
+
+DEFAULT_MAX_EPISODE_STEPS = 64
+"""Default episode length. 64 steps of +0.05 move one target row from uniform (0.2) to 0.96 on its best
+quality (``1 - 0.8 / 1.05**64``), or three target rows to about 0.7 each, so the horizon is long enough
+to matter and short enough for a fast ``optimize`` request; it also divides PPO's usual rollout sizes."""
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    """How episodes run; validated on construction.
+
+    Args:
+        step_size: Size of one adjustment (> 0).
+        adjustment: ``"increase"`` adds ``step_size`` to the chosen cell (the default: the agent
+            chooses the cell and the direction is up, renormalization lowers the rest of the row);
+            ``"random"`` adds a uniform draw in ``[-step_size, step_size]``, as in the original design.
+        init: Initial matrices, ``"uniform"`` (the original design) or ``"prior"`` (catalog loadings).
+        drift_coef: Coefficient of the drift penalty in the reward (>= 0).
+    """
+
+    step_size: float = 0.05
+    adjustment: Adjustment = "increase"
+    init: dynamics.Init = "uniform"
+    drift_coef: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.step_size, (int, float)) and math.isfinite(self.step_size) and self.step_size > 0):
+            raise ValueError(f"step_size must be a positive number, got {self.step_size!r}")
+        if not (isinstance(self.drift_coef, (int, float)) and math.isfinite(self.drift_coef) and self.drift_coef >= 0):
+            raise ValueError(f"drift_coef must be a non-negative number, got {self.drift_coef!r}")
+        if self.adjustment not in ("increase", "random"):
+            raise ValueError(f"adjustment must be 'increase' or 'random', got {self.adjustment!r}")
+        if self.init not in ("uniform", "prior"):
+            raise ValueError(f"init must be 'uniform' or 'prior', got {self.init!r}")
+
+    def draw_starts(
+        self, rngs: Sequence[np.random.Generator], profiles: Sequence[ProfileLike | None]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Trainee vectors (k, 198) and initial weights (k, 98, 44) for new episodes, trainee ``i`` drawn with ``rngs[i]``.
+
+        A ``None`` profile draws a trainee from the population.
+        """
+        vectors = np.empty((len(rngs), LAYOUT.size), dtype=np.float32)
+        missing = [i for i, p in enumerate(profiles) if p is None]
+        if missing:
+            vectors[missing] = sample_vectors([rngs[i] for i in missing])
+        for i, profile in enumerate(profiles):
+            if profile is not None:
+                vectors[i] = TraineeProfile.coerce(profile).to_vector()
+        uniforms = None
+        if self.init == "uniform":
+            uniforms = np.stack([rng.random((CATALOG.n_subjects, CATALOG.n_qualities)) for rng in rngs])
+        weights = dynamics.initial_weights(vectors[:, LAYOUT.targets] > 0, self.init, uniforms)
+        return vectors, weights
+
+    def draw_deltas(self, rngs: Sequence[np.random.Generator], n: int) -> np.ndarray:
+        """The change of the adjusted cell for each of ``n`` trainees in one step."""
+        if self.adjustment == "increase":
+            return np.full(n, float(self.step_size))
+        return np.array([rng.uniform(-self.step_size, self.step_size) for rng in rngs])
+
+
+def check_max_episode_steps(value: int | None) -> int | None:
+    """Validate an episode length (a positive integer, or ``None`` for no limit)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"max_episode_steps must be a positive integer or None, got {value!r}")
+    return None if value is None else int(value)
