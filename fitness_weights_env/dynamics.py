@@ -33,7 +33,7 @@ where ``q`` are the trainee's qualities and CQ0, QX0 the episode's initial matri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -51,7 +51,7 @@ __all__ = [
     "check_actions",
     "decode_action",
     "evaluate",
-    "initial_weights",
+    "initial_matrices",
     "reset",
     "reward",
     "step",
@@ -126,8 +126,8 @@ def reward(target_score: Any, drift: Any, drift_coef: float) -> Any:
     return target_score - drift_coef * drift
 
 
-def initial_weights(target_mask: np.ndarray, init: Init, uniforms: np.ndarray | None = None) -> np.ndarray:
-    """The episode's initial ``weights`` (N, 98, 44) for a batch of target masks (N, 93).
+def initial_matrices(target_mask: Any, init: Init, uniforms: Any | None = None) -> tuple[Any, Any]:
+    """The episode's initial CQ (N, 93, 5) and QX (N, 5, 44) for a batch of target masks (N, 93).
 
     Args:
         target_mask: Boolean target subjects of each trainee.
@@ -135,20 +135,20 @@ def initial_weights(target_mask: np.ndarray, init: Init, uniforms: np.ndarray | 
             ``u / sum(u)`` for ``u`` in ``uniforms``; QX rows 1/44. ``"prior"``: the catalog loadings.
         uniforms: (N, 93, 5) draws in [0, 1) for the target rows, required for ``"uniform"``.
     """
+    xp = _namespace(target_mask)
     n = target_mask.shape[0]
-    weights = np.zeros((n, N_ROWS, N_COLS))
     if init == "uniform":
         if uniforms is None:
             raise ValueError("init='uniform' needs uniforms for the target rows")
-        random_rows = uniforms / uniforms.sum(axis=-1, keepdims=True)
-        weights[:, :N_SUBJECTS, :N_QUALITIES] = np.where(target_mask[..., None], random_rows, 1.0 / N_QUALITIES)
-        weights[:, N_SUBJECTS:, :N_EXERCISES] = 1.0 / N_EXERCISES
+        random_rows = uniforms / xp.sum(uniforms, axis=-1, keepdims=True)
+        cq = xp.where(target_mask[..., None], random_rows, 1.0 / N_QUALITIES)
+        qx = xp.full((n, N_QUALITIES, N_EXERCISES), 1.0 / N_EXERCISES)
     elif init == "prior":
-        weights[:, :N_SUBJECTS, :N_QUALITIES] = CATALOG.cq_prior
-        weights[:, N_SUBJECTS:, :N_EXERCISES] = CATALOG.qx_prior
+        cq = xp.broadcast_to(xp.asarray(CATALOG.cq_prior), (n, N_SUBJECTS, N_QUALITIES))
+        qx = xp.broadcast_to(xp.asarray(CATALOG.qx_prior), (n, N_QUALITIES, N_EXERCISES))
     else:
         raise ValueError(f"init must be 'uniform' or 'prior', got {init!r}")
-    return weights
+    return cq, qx
 
 
 @dataclass
@@ -162,6 +162,7 @@ class WeightState:
         qualities: (N, 5) quality levels.
         inverse_best_quality: (N,) ``1 / max(q)``, or 0 when every quality is 0.
         target_weight: (N, 98) ``1 / n_targets`` on target subject rows, else 0.
+        target_mask: (N, 93) float32, 1 on target subjects, else 0.
         row_score: (N, 98) ``weights[:, r, :5] . q`` (meaningful on CQ rows).
         row_drift: (N, 98) squared distance of each row from its initial value.
         row_energy: (N, 98) sum of squares of each row (meaningful on QX rows).
@@ -178,6 +179,7 @@ class WeightState:
     qualities: np.ndarray
     inverse_best_quality: np.ndarray
     target_weight: np.ndarray
+    target_mask: np.ndarray
     row_score: np.ndarray
     row_drift: np.ndarray
     row_energy: np.ndarray
@@ -197,6 +199,7 @@ class WeightState:
             qualities=np.zeros((n, N_QUALITIES)),
             inverse_best_quality=np.zeros(n),
             target_weight=np.zeros((n, N_ROWS)),
+            target_mask=np.zeros((n, N_SUBJECTS), dtype=np.float32),
             row_score=np.zeros((n, N_ROWS)),
             row_drift=np.zeros((n, N_ROWS)),
             row_energy=np.zeros((n, N_ROWS)),
@@ -207,6 +210,11 @@ class WeightState:
             step_size=step_size,
         )
 
+    def subset(self, index: slice) -> WeightState:
+        """The trainees in ``index`` as a state of views (no copy)."""
+        arrays = {f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "step_size"}
+        return WeightState(**arrays, step_size=self.step_size)
+
     @property
     def cq(self) -> np.ndarray:
         """(N, 93, 5) view of the current CQ matrices."""
@@ -216,11 +224,6 @@ class WeightState:
     def qx(self) -> np.ndarray:
         """(N, 5, 44) view of the current QX matrices."""
         return self.weights[:, N_SUBJECTS:, :N_EXERCISES]
-
-    @property
-    def target_mask(self) -> np.ndarray:
-        """(N, 93) boolean target subjects."""
-        return self.target_weight[:, :N_SUBJECTS] > 0
 
 
 @dataclass
@@ -247,7 +250,8 @@ _RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
     METRIC_NAMES.index(name) for name in ("recent_improvement", "injury_risk", "training_efficiency", "consistency")
 )
 
-# Row sums are taken as a product with a vector of ones: one BLAS call, faster than a reduction.
+# Row sums are dot products with a vector of ones: ``vecdot`` sums each row on its own, so a trainee's
+# numbers do not depend on the batch it is in (a matrix product may block rows differently).
 _ONES_COLS = np.ones(N_COLS)
 _ONES_CQ = np.ones(N_SUBJECTS)
 _ONES_QX = np.ones(N_QUALITIES)
@@ -271,23 +275,18 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
     xp = _namespace(state.weights)
     n_trainees, shape = state.weights.shape[0], actions.shape
     trainee = xp.arange(n_trainees)
-    if actions.ndim == 1:
-        flat = actions
-
-        def own(x: Any) -> Any:  # per-trainee values, one per entry
-            return x
-
-        def unflat(x: Any) -> Any:
-            return x
-    else:  # one entry per (trainee, candidate), trainee-major
+    candidates = actions.ndim > 1
+    if candidates:  # one entry per (trainee, candidate), trainee-major
         flat = xp.reshape(actions, (-1,))
         trainee = xp.reshape(xp.broadcast_to(trainee[:, None], shape), (-1,))
+    else:
+        flat = actions
 
-        def own(x: Any) -> Any:
-            return x[trainee]
+    def own(x: Any) -> Any:  # a per-trainee array, one value per entry
+        return x[trainee] if candidates else x
 
-        def unflat(x: Any) -> Any:
-            return xp.reshape(x, (*shape, *x.shape[1:]))
+    def unflat(x: Any) -> Any:
+        return xp.reshape(x, (*shape, *x.shape[1:])) if candidates else x
 
     deltas = xp.asarray(deltas, dtype=state.weights.dtype)
     if deltas.shape != shape:
@@ -298,7 +297,7 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
     # The adjusted cell moves by delta within [0, 1]; then its row is divided by its sum.
     new = state.weights[trainee, rows]
     new[entry, cols] = xp.minimum(xp.maximum(new[entry, cols] + deltas, 0.0), 1.0)
-    new *= (1.0 / (new @ _ONES_COLS))[:, None]
+    new *= (1.0 / xp.vecdot(new, _ONES_COLS))[:, None]
 
     score = xp.vecdot(new[:, :N_QUALITIES], own(state.qualities))
     difference = new - state.initial[trainee, rows]
@@ -349,25 +348,37 @@ def step(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> An
     return outcome.reward
 
 
-def reset(state: WeightState, index: Any, vectors: Any, weights: Any) -> None:
-    """Start new episodes for the trainees at ``index`` with their vectors (k, 198) and initial weights (k, 98, 44)."""
+def reset(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> None:
+    """Start new episodes for the trainees at ``index``.
+
+    Args:
+        state: The trainees.
+        index: Which trainees (an index array or a slice).
+        vectors: (k, 198) their trainee vectors.
+        cq: (k, 93, 5) their initial CQ.
+        qx: (k, 5, 44) their initial QX.
+    """
     xp = _namespace(state.weights)
     dtype = state.weights.dtype
     state.observation[index] = vectors
-    state.weights[index] = weights
-    state.initial[index] = weights
+    # Only the matrix cells are written: the padding of ``weights`` is 0 from creation on.
+    for matrix in (state.weights, state.initial):
+        matrix[index, :N_SUBJECTS, :N_QUALITIES] = cq
+        matrix[index, N_SUBJECTS:, :N_EXERCISES] = qx
     qualities = xp.astype(vectors[:, LAYOUT.qualities], dtype)
     state.qualities[index] = qualities
     best = xp.max(qualities, axis=-1)
     state.inverse_best_quality[index] = xp.where(best > 0.0, 1.0 / xp.where(best > 0.0, best, 1.0), 0.0)
     mask = xp.astype(vectors[:, LAYOUT.targets], dtype)
-    count = xp.maximum(mask @ _ONES_CQ, 1.0)
-    state.target_weight[index, :N_SUBJECTS] = mask / count[:, None]
-    state.target_weight[index, N_SUBJECTS:] = 0.0
-    state.row_score[index] = xp.vecdot(weights[..., :N_QUALITIES], qualities[:, None, :])
+    target_weight = mask / xp.maximum(xp.vecdot(mask, _ONES_CQ), 1.0)[:, None]
+    state.target_weight[index, :N_SUBJECTS] = target_weight
+    state.target_mask[index] = vectors[:, LAYOUT.targets]
+    row_score = xp.vecdot(cq, qualities[:, None, :])
+    state.row_score[index, :N_SUBJECTS] = row_score
     state.row_drift[index] = 0.0
-    state.row_energy[index] = xp.vecdot(weights, weights)
-    state.target_score[index] = xp.vecdot(state.target_weight[index], state.row_score[index])
+    state.row_energy[index, :N_SUBJECTS] = xp.vecdot(cq, cq)
+    state.row_energy[index, N_SUBJECTS:] = xp.vecdot(qx, qx)
+    state.target_score[index] = xp.vecdot(target_weight, row_score)
     state.cq_drift_sq[index] = 0.0
     state.qx_drift_sq[index] = 0.0
     state.drift[index] = 0.0
@@ -382,27 +393,27 @@ def _write_metrics(state: WeightState, index: Any, previous_target_score: Any) -
     change = (target_score - previous_target_score) * (0.5 / state.step_size)
     metrics[index, _RECENT_IMPROVEMENT] = xp.minimum(xp.maximum(change + 0.5, 0.0), 1.0)
     uniform_energy = 1.0 / N_EXERCISES
-    concentration = (state.row_energy[index, N_SUBJECTS:] @ _ONES_QX) * (1.0 / N_QUALITIES)
+    concentration = xp.vecdot(state.row_energy[index, N_SUBJECTS:], _ONES_QX) * (1.0 / N_QUALITIES)
     metrics[index, _INJURY_RISK] = xp.maximum(concentration - uniform_energy, 0.0) * (1.0 / (1.0 - uniform_energy))
     metrics[index, _TRAINING_EFFICIENCY] = xp.minimum(target_score * state.inverse_best_quality[index], 1.0)
     metrics[index, _CONSISTENCY] = xp.exp(-state.drift[index])
 
 
-def step_info(state: WeightState, matrices: bool = True) -> dict[str, Any]:
-    """The per-step info of every trainee, batched (leading axis N).
+def step_info(state: WeightState, index: Any = slice(None), matrices: bool = True) -> dict[str, Any]:
+    """The info of the trainees at ``index``: batched for a slice or an index array, unbatched for an int.
 
-    Keys: ``cq_matrix`` (N, 93, 5) and ``qx_matrix`` (N, 5, 44) float32 copies (only with
-    ``matrices=True``); ``target_scores`` (N, 93) float32, ``CQ[s] . q`` for each target subject and
-    NaN elsewhere; ``mean_target_score`` (N,) and ``drift`` (N,) float64.
+    Keys: ``cq_matrix`` (93, 5) and ``qx_matrix`` (5, 44) float32 copies (only with ``matrices=True``);
+    ``target_scores`` (93,) float32, ``CQ[s] . q`` for each target subject and 0 elsewhere;
+    ``mean_target_score`` and ``drift``, float64. Batched arrays have a leading axis.
     """
     xp = _namespace(state.weights)
     f32 = state.observation.dtype
     info = {}
     if matrices:
-        info["cq_matrix"] = xp.astype(state.cq, f32)
-        info["qx_matrix"] = xp.astype(state.qx, f32)
-    scores = xp.where(state.target_weight[:, :N_SUBJECTS] > 0.0, state.row_score[:, :N_SUBJECTS], xp.nan)
-    info["target_scores"] = xp.astype(scores, f32)
-    info["mean_target_score"] = xp.asarray(state.target_score, copy=True)
-    info["drift"] = xp.asarray(state.drift, copy=True)
+        info["cq_matrix"] = xp.astype(state.weights[index, :N_SUBJECTS, :N_QUALITIES], f32)
+        info["qx_matrix"] = xp.astype(state.weights[index, N_SUBJECTS:, :N_EXERCISES], f32)
+    info["target_scores"] = xp.astype(state.row_score[index, :N_SUBJECTS], f32) * state.target_mask[index]
+    for key, values in (("mean_target_score", state.target_score), ("drift", state.drift)):
+        value = values[index]  # a float for an int index (numpy's float64 subclasses float)
+        info[key] = xp.asarray(value, copy=True) if value.ndim else value
     return info

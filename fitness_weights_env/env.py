@@ -99,7 +99,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
     |----------------------|------------------------------------------------------------------|
     | ``cq_matrix``        | (93, 5) float32 current CQ                                       |
     | ``qx_matrix``        | (5, 44) float32 current QX                                       |
-    | ``target_scores``    | (93,) float32: ``CQ[s] . qualities`` for target subjects, NaN elsewhere |
+    | ``target_scores``    | (93,) float32: ``CQ[s] . qualities`` for target subjects, 0 elsewhere |
     | ``mean_target_score``| float, mean of the target scores                                 |
     | ``drift``            | float, ``||CQ - CQ0||_F + ||QX - QX0||_F``                         |
 
@@ -149,8 +149,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         """
         super().reset(seed=seed)
         profile: ProfileLike | None = check_options(options, {"profile"}).get("profile")
-        vectors, weights = self.config.draw_starts([self.np_random], [profile])
-        dynamics.reset(self.state, slice(None), vectors, weights)
+        dynamics.reset(self.state, slice(None), *self.config.draw_starts([self.np_random], [profile]))
         self._elapsed_steps = 0
         return self.state.observation[0].copy(), self._info()
 
@@ -166,14 +165,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         return self.state.observation[0].copy(), float(reward[0]), False, truncated, self._info()
 
     def _info(self) -> dict[str, Any]:
-        info = dynamics.step_info(self.state)
-        return {
-            "cq_matrix": info["cq_matrix"][0],
-            "qx_matrix": info["qx_matrix"][0],
-            "target_scores": info["target_scores"][0],
-            "mean_target_score": float(info["mean_target_score"][0]),
-            "drift": float(info["drift"][0]),
-        }
+        return dynamics.step_info(self.state, 0)
 
     @property
     def profile(self) -> TraineeProfile:

@@ -62,8 +62,8 @@ class EpisodeConfig:
 
     def draw_starts(
         self, rngs: Sequence[np.random.Generator], profiles: Sequence[ProfileLike | None]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Trainee vectors (k, 198) and initial weights (k, 98, 44) for new episodes, trainee ``i`` drawn with ``rngs[i]``.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Trainee vectors (k, 198), initial CQ (k, 93, 5) and QX (k, 5, 44) for new episodes, trainee ``i`` drawn with ``rngs[i]``.
 
         A ``None`` profile draws a trainee from the population.
         """
@@ -77,8 +77,8 @@ class EpisodeConfig:
         uniforms = None
         if self.init == "uniform":
             uniforms = np.stack([rng.random((CATALOG.n_subjects, CATALOG.n_qualities)) for rng in rngs])
-        weights = dynamics.initial_weights(vectors[:, LAYOUT.targets] > 0, self.init, uniforms)
-        return vectors, weights
+        cq, qx = dynamics.initial_matrices(vectors[:, LAYOUT.targets] > 0, self.init, uniforms)
+        return vectors, cq, qx
 
     def draw_deltas(self, rngs: Sequence[np.random.Generator], n: int) -> np.ndarray:
         """The change of the adjusted cell for each of ``n`` trainees in one step."""

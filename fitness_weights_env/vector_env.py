@@ -107,7 +107,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
             options: ``{"profiles": [profile or None, ...]}`` with one entry per trainee; ``None``
                 entries, or no option, draw from the population.
         """
-        super().reset(seed=seed)
+        super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
         profiles = check_options(options, {"profiles"}).get("profiles")
         if profiles is None:
             profiles = [None] * self.num_envs
@@ -128,8 +128,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
 
     def _start(self, index: np.ndarray, profiles: Sequence[ProfileLike | None]) -> None:
         assert self._rngs is not None
-        vectors, weights = self.config.draw_starts([self._rngs[i] for i in index], profiles)
-        dynamics.reset(self.state, index, vectors, weights)
+        dynamics.reset(self.state, index, *self.config.draw_starts([self._rngs[i] for i in index], profiles))
         self._elapsed_steps[index] = 0
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -165,7 +164,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
         return observation, rewards, terminated, truncated, info
 
     def _info(self, matrices: bool = True) -> dict[str, Any]:
-        info = dynamics.step_info(self.state, matrices)
+        info = dynamics.step_info(self.state, matrices=matrices)
         for key in list(info):
             info[f"_{key}"] = self._all.copy()
         return info
