@@ -124,7 +124,9 @@ def run_episodes(
     return EpisodeResults(returns, state.target_score.copy(), state.drift.copy(), state.cq.copy(), state.qx.copy())
 
 
-def normalized_score(returns: np.ndarray | float, random_returns: np.ndarray | float, greedy_returns: np.ndarray | float) -> float:
+def normalized_score(
+    returns: np.ndarray | float, random_returns: np.ndarray | float, greedy_returns: np.ndarray | float
+) -> float:
     """``(R - R_random) / (R_greedy - R_random)`` of the mean returns: 0 for random, 1 for greedy."""
     low, high = float(np.mean(random_returns)), float(np.mean(greedy_returns))
     if high == low:

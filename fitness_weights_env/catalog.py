@@ -146,7 +146,11 @@ class Catalog:
         qx_prior = exercise_loadings.T / exercise_loadings.T.sum(axis=1, keepdims=True)
         cq_prior.setflags(write=False)
         qx_prior.setflags(write=False)
-        index = {"quality": _name_index(qualities), "subject": _name_index(subjects), "exercise": _name_index(exercises)}
+        index = {
+            "quality": _name_index(qualities),
+            "subject": _name_index(subjects),
+            "exercise": _name_index(exercises),
+        }
         return cls(qualities, subjects, exercises, cq_prior, qx_prior, index)
 
     @property

@@ -74,11 +74,15 @@ ACTION_ROW = np.where(_is_cq, _actions // N_QUALITIES, N_SUBJECTS + (_actions - 
 """Row of ``weights`` that each action adjusts."""
 ACTION_COL = np.where(_is_cq, _actions % N_QUALITIES, (_actions - N_CQ_ACTIONS) % N_EXERCISES)
 """Column of ``weights`` that each action adjusts."""
-ACTION_IN_CQ = _is_cq.astype(np.float64)
-"""1.0 for actions that adjust CQ, else 0.0."""
-ACTION_IN_QX = 1.0 - ACTION_IN_CQ
-"""1.0 for actions that adjust QX, else 0.0."""
+ACTION_MATRIX = np.stack([_is_cq, ~_is_cq], axis=1).astype(np.float64)
+"""(685, 2) one-hot of the matrix each action adjusts: column 0 CQ, column 1 QX."""
 del _actions, _is_cq
+
+# Row sums are dot products with a vector of ones: ``vecdot`` sums each row on its own, so a trainee's
+# numbers do not depend on the batch it is in (a matrix product may block rows differently).
+_ONES_COLS = np.ones(N_COLS)
+_ONES_CQ = np.ones(N_SUBJECTS)
+_ONES_QX = np.ones(N_QUALITIES)
 
 
 class InvalidActionError(ValueError):
@@ -117,6 +121,8 @@ def check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
 
 def _namespace(x: Any) -> Any:
     """The array-API namespace of ``x`` (numpy for numpy arrays)."""
+    if type(x) is np.ndarray:  # the common case, without the lookup
+        return np
     get = getattr(x, "__array_namespace__", None)
     return get() if get is not None else np
 
@@ -126,22 +132,23 @@ def reward(target_score: Any, drift: Any, drift_coef: float) -> Any:
     return target_score - drift_coef * drift
 
 
-def initial_matrices(target_mask: Any, init: Init, uniforms: Any | None = None) -> tuple[Any, Any]:
+def initial_matrices(target_mask: Any, init: Init, target_rows: Any | None = None) -> tuple[Any, Any]:
     """The episode's initial CQ (N, 93, 5) and QX (N, 5, 44) for a batch of target masks (N, 93).
 
     Args:
         target_mask: Boolean target subjects of each trainee.
         init: ``"uniform"`` (the original design): CQ rows 1/5 except each target row, which is
-            ``u / sum(u)`` for ``u`` in ``uniforms``; QX rows 1/44. ``"prior"``: the catalog loadings.
-        uniforms: (N, 93, 5) draws in [0, 1) for the target rows, required for ``"uniform"``.
+            ``u / sum(u)`` for its ``u`` in ``target_rows``; QX rows 1/44. ``"prior"``: the catalog loadings.
+        target_rows: (number of targets in the batch, 5) draws in (0, 1), one row per target in
+            row-major order of ``target_mask`` (trainee, then subject); required for ``"uniform"``.
     """
     xp = _namespace(target_mask)
     n = target_mask.shape[0]
     if init == "uniform":
-        if uniforms is None:
-            raise ValueError("init='uniform' needs uniforms for the target rows")
-        random_rows = uniforms / xp.sum(uniforms, axis=-1, keepdims=True)
-        cq = xp.where(target_mask[..., None], random_rows, 1.0 / N_QUALITIES)
+        if target_rows is None:
+            raise ValueError("init='uniform' needs uniform draws for the target rows")
+        cq = xp.full((n, N_SUBJECTS, N_QUALITIES), 1.0 / N_QUALITIES)
+        cq[xp.nonzero(target_mask)] = target_rows * (1.0 / xp.vecdot(target_rows, _ONES_QX))[:, None]
         qx = xp.full((n, N_QUALITIES, N_EXERCISES), 1.0 / N_EXERCISES)
     elif init == "prior":
         cq = xp.broadcast_to(xp.asarray(CATALOG.cq_prior), (n, N_SUBJECTS, N_QUALITIES))
@@ -167,8 +174,7 @@ class WeightState:
         row_drift: (N, 98) squared distance of each row from its initial value.
         row_energy: (N, 98) sum of squares of each row (meaningful on QX rows).
         target_score: (N,) mean target score ``T``.
-        cq_drift_sq: (N,) ``||CQ - CQ0||_F^2``.
-        qx_drift_sq: (N,) ``||QX - QX0||_F^2``.
+        drift_sq: (N, 2) ``||CQ - CQ0||_F^2`` and ``||QX - QX0||_F^2``.
         drift: (N,) ``||CQ - CQ0||_F + ||QX - QX0||_F``.
         step_size: Size of one adjustment, which scales ``recent_improvement``.
     """
@@ -184,8 +190,7 @@ class WeightState:
     row_drift: np.ndarray
     row_energy: np.ndarray
     target_score: np.ndarray
-    cq_drift_sq: np.ndarray
-    qx_drift_sq: np.ndarray
+    drift_sq: np.ndarray
     drift: np.ndarray
     step_size: float
 
@@ -204,8 +209,7 @@ class WeightState:
             row_drift=np.zeros((n, N_ROWS)),
             row_energy=np.zeros((n, N_ROWS)),
             target_score=np.zeros(n),
-            cq_drift_sq=np.zeros(n),
-            qx_drift_sq=np.zeros(n),
+            drift_sq=np.zeros((n, 2)),
             drift=np.zeros(n),
             step_size=step_size,
         )
@@ -240,8 +244,7 @@ class Outcome:
     row_drift: Any
     row_energy: Any
     target_score: Any
-    cq_drift_sq: Any
-    qx_drift_sq: Any
+    drift_sq: Any
     drift: Any
     reward: Any
 
@@ -250,17 +253,14 @@ _RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
     METRIC_NAMES.index(name) for name in ("recent_improvement", "injury_risk", "training_efficiency", "consistency")
 )
 
-# Row sums are dot products with a vector of ones: ``vecdot`` sums each row on its own, so a trainee's
-# numbers do not depend on the batch it is in (a matrix product may block rows differently).
-_ONES_COLS = np.ones(N_COLS)
-_ONES_CQ = np.ones(N_SUBJECTS)
-_ONES_QX = np.ones(N_QUALITIES)
+
+_ONES_MATRICES = np.ones(2)
 
 
-def _drift(cq_drift_sq: Any, qx_drift_sq: Any) -> Any:
-    """``||CQ - CQ0||_F + ||QX - QX0||_F`` from the squared norms (clamped at 0 against rounding)."""
-    xp = _namespace(cq_drift_sq)
-    return xp.sqrt(xp.maximum(cq_drift_sq, 0.0)) + xp.sqrt(xp.maximum(qx_drift_sq, 0.0))
+def _drift(drift_sq: Any) -> Any:
+    """``||CQ - CQ0||_F + ||QX - QX0||_F`` from the squared norms (..., 2), clamped at 0 against rounding."""
+    xp = _namespace(drift_sq)
+    return xp.vecdot(xp.sqrt(xp.maximum(drift_sq, 0.0)), _ONES_MATRICES)
 
 
 def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Outcome:
@@ -279,20 +279,17 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
     if candidates:  # one entry per (trainee, candidate), trainee-major
         flat = xp.reshape(actions, (-1,))
         trainee = xp.reshape(xp.broadcast_to(trainee[:, None], shape), (-1,))
+        entry = xp.arange(flat.shape[0])
     else:
-        flat = actions
+        flat, entry = actions, trainee
 
     def own(x: Any) -> Any:  # a per-trainee array, one value per entry
         return x[trainee] if candidates else x
-
-    def unflat(x: Any) -> Any:
-        return xp.reshape(x, (*shape, *x.shape[1:])) if candidates else x
 
     deltas = xp.asarray(deltas, dtype=state.weights.dtype)
     if deltas.shape != shape:
         deltas = xp.reshape(xp.broadcast_to(deltas, shape), (-1,))
     rows, cols = ACTION_ROW[flat], ACTION_COL[flat]
-    entry = xp.arange(flat.shape[0])
 
     # The adjusted cell moves by delta within [0, 1]; then its row is divided by its sum.
     new = state.weights[trainee, rows]
@@ -305,24 +302,25 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
     energy = xp.vecdot(new, new)
 
     # Totals after the change: only the adjusted row's terms differ from the current ones.
-    drift_change = drift_sq - state.row_drift[trainee, rows]
-    cq_drift_sq = own(state.cq_drift_sq) + drift_change * ACTION_IN_CQ[flat]
-    qx_drift_sq = own(state.qx_drift_sq) + drift_change * ACTION_IN_QX[flat]
-    drift = _drift(cq_drift_sq, qx_drift_sq)
+    matrix_drift_sq = own(state.drift_sq) + (drift_sq - state.row_drift[trainee, rows])[:, None] * ACTION_MATRIX[flat]
+    drift = _drift(matrix_drift_sq)
     target_score = own(state.target_score) + state.target_weight[trainee, rows] * (score - state.row_score[trainee, rows])
-
-    return Outcome(
-        rows=unflat(rows),
-        new_rows=unflat(new),
-        row_score=unflat(score),
-        row_drift=unflat(drift_sq),
-        row_energy=unflat(energy),
-        target_score=unflat(target_score),
-        cq_drift_sq=unflat(cq_drift_sq),
-        qx_drift_sq=unflat(qx_drift_sq),
-        drift=unflat(drift),
-        reward=unflat(reward(target_score, drift, drift_coef)),
+    outcome = Outcome(
+        rows=rows,
+        new_rows=new,
+        row_score=score,
+        row_drift=drift_sq,
+        row_energy=energy,
+        target_score=target_score,
+        drift_sq=matrix_drift_sq,
+        drift=drift,
+        reward=reward(target_score, drift, drift_coef),
     )
+    if candidates:
+        for field in fields(outcome):
+            value = getattr(outcome, field.name)
+            setattr(outcome, field.name, xp.reshape(value, (*shape, *value.shape[1:])))
+    return outcome
 
 
 def step(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Any:
@@ -342,8 +340,7 @@ def step(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> An
     state.row_drift[trainee, rows] = outcome.row_drift
     state.row_energy[trainee, rows] = outcome.row_energy
     previous_target_score = state.target_score
-    state.target_score = outcome.target_score
-    state.cq_drift_sq, state.qx_drift_sq, state.drift = outcome.cq_drift_sq, outcome.qx_drift_sq, outcome.drift
+    state.target_score, state.drift_sq, state.drift = outcome.target_score, outcome.drift_sq, outcome.drift
     _write_metrics(state, slice(None), previous_target_score)
     return outcome.reward
 
@@ -379,8 +376,7 @@ def reset(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> Non
     state.row_energy[index, :N_SUBJECTS] = xp.vecdot(cq, cq)
     state.row_energy[index, N_SUBJECTS:] = xp.vecdot(qx, qx)
     state.target_score[index] = xp.vecdot(target_weight, row_score)
-    state.cq_drift_sq[index] = 0.0
-    state.qx_drift_sq[index] = 0.0
+    state.drift_sq[index] = 0.0
     state.drift[index] = 0.0
     _write_metrics(state, index, state.target_score[index])
 

@@ -158,7 +158,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         if self._elapsed_steps is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         actions = dynamics.check_actions(action, ())
-        deltas = self.config.draw_deltas([self.np_random], 1)
+        deltas = self.config.draw_deltas([self.np_random])
         reward = dynamics.step(self.state, actions, deltas, self.config.drift_coef)
         self._elapsed_steps += 1
         truncated = self.max_episode_steps is not None and self._elapsed_steps >= self.max_episode_steps

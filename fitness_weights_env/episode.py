@@ -74,16 +74,19 @@ class EpisodeConfig:
         for i, profile in enumerate(profiles):
             if profile is not None:
                 vectors[i] = TraineeProfile.coerce(profile).to_vector()
-        uniforms = None
+        target_mask = vectors[:, LAYOUT.targets] > 0
+        target_rows = None
         if self.init == "uniform":
-            uniforms = np.stack([rng.random((CATALOG.n_subjects, CATALOG.n_qualities)) for rng in rngs])
-        cq, qx = dynamics.initial_matrices(vectors[:, LAYOUT.targets] > 0, self.init, uniforms)
+            counts = target_mask.sum(axis=1)
+            target_rows = np.concatenate([rng.random((k, CATALOG.n_qualities)) for rng, k in zip(rngs, counts)])
+        cq, qx = dynamics.initial_matrices(target_mask, self.init, target_rows)
         return vectors, cq, qx
 
-    def draw_deltas(self, rngs: Sequence[np.random.Generator], n: int) -> np.ndarray:
-        """The change of the adjusted cell for each of ``n`` trainees in one step."""
+    def draw_deltas(self, rngs: Sequence[np.random.Generator]) -> np.ndarray | float:
+        """The change of the adjusted cell for each trainee in one step: one draw per generator
+        for ``adjustment="random"``, else the constant ``step_size``."""
         if self.adjustment == "increase":
-            return np.full(n, float(self.step_size))
+            return float(self.step_size)
         return np.array([rng.uniform(-self.step_size, self.step_size) for rng in rngs])
 
 

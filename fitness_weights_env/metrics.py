@@ -93,9 +93,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(correlation)
 
 
-def matrix_metrics(
-    predicted: np.ndarray, reference: np.ndarray, confidence: np.ndarray | None = None
-) -> MatrixMetrics:
+def matrix_metrics(predicted: np.ndarray, reference: np.ndarray, confidence: np.ndarray | None = None) -> MatrixMetrics:
     """Compare predicted with reference matrices.
 
     Args:
@@ -121,7 +119,9 @@ def matrix_metrics(
     if confidence is not None:
         confidence = np.asarray(confidence, dtype=np.float64).ravel()
         if confidence.shape != (predicted.shape[0],):
-            raise ValueError(f"confidence must have one value per sample ({predicted.shape[0]}), got {confidence.shape}")
+            raise ValueError(
+                f"confidence must have one value per sample ({predicted.shape[0]}), got {confidence.shape}"
+            )
         mean_confidence = _nanmean(confidence)
         correlation = spearman(confidence, np.mean(error**2, axis=(1, 2)))
     return MatrixMetrics(

@@ -95,8 +95,10 @@ def _vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray) -> np.ndarray
     scores = np.clip(qualities @ CATALOG.cq_prior.T + SCORE_NOISE * normals[:, _Z_SCORES], 0.0, 1.0)
 
     n_targets = 1 + np.searchsorted(np.cumsum(TARGET_COUNT_PROBS), uniforms[:, _U_N_TARGETS], side="right")
-    rank = np.argsort(np.argsort(uniforms[:, _U_TARGET_KEYS], axis=1), axis=1)
-    targets = rank < n_targets[:, None]
+    order = np.argsort(uniforms[:, _U_TARGET_KEYS], axis=1)[:, : len(TARGET_COUNT_PROBS)]
+    targets = np.zeros((n, CATALOG.n_subjects), dtype=bool)
+    chosen = np.arange(order.shape[1]) < n_targets[:, None]  # the first n_targets of the random order
+    targets[np.nonzero(chosen)[0], order[chosen]] = True
 
     metric_mean = np.broadcast_to(METRIC_MEAN, (n, len(METRIC_MEAN))).copy()
     metric_mean[:, 2] = fitness

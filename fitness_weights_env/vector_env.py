@@ -123,12 +123,13 @@ class FitnessWeightsVectorEnv(VectorEnv):
                 raise ValueError(f"seed must be an int or a list of num_envs={self.num_envs} seeds, got {len(seeds)}")
         if self._rngs is None or seed is not None:
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        self._start(np.arange(self.num_envs), profiles)
+        self._start(slice(None), profiles)
         return self.state.observation.copy(), self._info()
 
-    def _start(self, index: np.ndarray, profiles: Sequence[ProfileLike | None]) -> None:
+    def _start(self, index: np.ndarray | slice, profiles: Sequence[ProfileLike | None]) -> None:
         assert self._rngs is not None
-        dynamics.reset(self.state, index, *self.config.draw_starts([self._rngs[i] for i in index], profiles))
+        rngs = self._rngs[index] if isinstance(index, slice) else [self._rngs[i] for i in index]
+        dynamics.reset(self.state, index, *self.config.draw_starts(rngs, profiles))
         self._elapsed_steps[index] = 0
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -136,7 +137,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
         if self._rngs is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         actions = dynamics.check_actions(actions, (self.num_envs,))
-        deltas = self.config.draw_deltas(self._rngs, self.num_envs)
+        deltas = self.config.draw_deltas(self._rngs)
         rewards = dynamics.step(self.state, actions, deltas, self.config.drift_coef)
         self._elapsed_steps += 1
         terminated = np.zeros(self.num_envs, dtype=bool)
@@ -147,16 +148,17 @@ class FitnessWeightsVectorEnv(VectorEnv):
         observation = self.state.observation.copy()
         info = self._info(matrices=self.info_matrices == "every_step" or bool(truncated.any()))
         if truncated.any():
+            all_done = bool(truncated.all())
             done = np.flatnonzero(truncated)
             final_obs = np.full(self.num_envs, None, dtype=object)
             final_obs[done] = list(observation[done])
             final_info: dict[str, Any] = {}
             for key, value in info.items():
-                if not key.startswith("_"):
-                    final_info[key] = np.where(truncated.reshape((-1,) + (1,) * (value.ndim - 1)), value, 0)
-                    final_info[key] = final_info[key].astype(value.dtype, copy=False)
+                if not key.startswith("_"):  # as Gymnasium's SyncVectorEnv: zeros where not done
+                    mask = truncated.reshape((-1,) + (1,) * (value.ndim - 1))
+                    final_info[key] = value if all_done else np.where(mask, value, 0).astype(value.dtype)
                     final_info[f"_{key}"] = truncated.copy()
-            self._start(done, [None] * len(done))
+            self._start(slice(None) if all_done else done, [None] * len(done))
             observation[done] = self.state.observation[done]
             info = self._info(matrices=self.info_matrices == "every_step")
             info.update(final_obs=final_obs, _final_obs=truncated.copy(), final_info=final_info)

@@ -31,7 +31,15 @@ def test_priors_are_row_stochastic_and_read_only():
 
 @pytest.mark.parametrize(
     ("name", "index"),
-    [("Pull-ups", 8), ("pull-ups", 8), ("  PULL-UPS ", 8), ("单杠引体向上", 8), ("3000米跑", 0), (8, 8), ("sit-and-reach", 43)],
+    [
+        ("Pull-ups", 8),
+        ("pull-ups", 8),
+        ("  PULL-UPS ", 8),
+        ("单杠引体向上", 8),
+        ("3000米跑", 0),
+        (8, 8),
+        ("sit-and-reach", 43),
+    ],
 )
 def test_subject_names_resolve(name, index):
     assert CATALOG.subject_index(name) == index

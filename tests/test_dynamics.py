@@ -57,7 +57,7 @@ def test_reward_matches_the_formula_on_random_trajectories(reference_episode, ad
     action_rng = np.random.default_rng(9)
     for _ in range(steps):
         actions = action_rng.integers(0, N_ACTIONS, n)
-        deltas = config.draw_deltas(rngs, n)
+        deltas = np.broadcast_to(config.draw_deltas(rngs), n)
         rewards = kernel.step(state, actions, deltas, config.drift_coef)
         expected = [ref.step(int(a), float(d)) for ref, a, d in zip(references, actions, deltas)]
         np.testing.assert_allclose(rewards, expected, rtol=1e-10, atol=1e-12)

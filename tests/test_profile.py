@@ -60,7 +60,9 @@ def test_names_and_indices_give_the_same_profile(profile):
 
 def test_qualities_and_metrics_accept_mappings(profile):
     fields = _fields(profile)
-    fields["qualities"] = dict(zip(["strength", "power", "agility", "flexibility", "endurance"], [0.1, 0.2, 0.3, 0.4, 0.5]))
+    fields["qualities"] = dict(
+        zip(["strength", "power", "agility", "flexibility", "endurance"], [0.1, 0.2, 0.3, 0.4, 0.5])
+    )
     fields["performance_metrics"] = {
         "consistency": 0.9, "training_efficiency": 0.8, "injury_risk": 0.1, "recent_improvement": 0.5,
     }  # fmt: skip
@@ -127,7 +129,10 @@ def test_from_dict_rejects_unknown_and_missing_fields(profile):
         (lambda v: np.where(np.arange(198) == LAYOUT.gender.start, 0.5, v), "gender"),
         (lambda v: np.where(np.arange(198) == LAYOUT.age.start, 1.5, v), "age"),
         (lambda v: np.where(np.arange(198) == LAYOUT.targets.start, 0.5, v), "targets"),
-        (lambda v: np.where((np.arange(198) >= LAYOUT.targets.start) & (np.arange(198) < LAYOUT.targets.stop), 0, v), "targets"),
+        (
+            lambda v: np.where((np.arange(198) >= LAYOUT.targets.start) & (np.arange(198) < LAYOUT.targets.stop), 0, v),
+            "targets",
+        ),
         (lambda v: np.where(np.arange(198) == LAYOUT.metrics.start, 2.0, v), "performance_metrics"),
     ],
 )
