@@ -100,10 +100,9 @@ def main() -> None:
     greedy = run_episodes(GreedyPolicy(), profiles, seed=0).returns
     random = run_episodes(RandomPolicy(seed=0), profiles, seed=0).returns
 
-    print(
-        f"Machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}, numpy {np.__version__}"
-    )
-    print(f"\n| workload | rate | unit |\n|---|---:|---|")
+    machine = platform.processor() or platform.machine()
+    print(f"Machine: {machine}, Python {platform.python_version()}, numpy {np.__version__}")
+    print("\n| workload | rate | unit |\n|---|---:|---|")
     for name, rate, unit in rows:
         print(f"| {name} | {rate:,.0f} | {unit} |")
     ratio = vector[1024] / unwrapped

@@ -304,7 +304,9 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
     # Totals after the change: only the adjusted row's terms differ from the current ones.
     matrix_drift_sq = own(state.drift_sq) + (drift_sq - state.row_drift[trainee, rows])[:, None] * ACTION_MATRIX[flat]
     drift = _drift(matrix_drift_sq)
-    target_score = own(state.target_score) + state.target_weight[trainee, rows] * (score - state.row_score[trainee, rows])
+    target_score = own(state.target_score) + state.target_weight[trainee, rows] * (
+        score - state.row_score[trainee, rows]
+    )
     outcome = Outcome(
         rows=rows,
         new_rows=new,

@@ -10,7 +10,6 @@ from gymnasium import spaces
 
 from fitness_weights_env import dynamics
 from fitness_weights_env.episode import (
-    DEFAULT_MAX_EPISODE_STEPS,
     Adjustment,
     EpisodeConfig,
     ProfileLike,
@@ -112,7 +111,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
     | Argument            | Default        | Meaning                                           |
     |---------------------|----------------|---------------------------------------------------|
     | ``render_mode``     | ``None``       | ``"ansi"`` returns a text summary                 |
-    | ``max_episode_steps``| ``None``      | truncate after this many steps (``gym.make`` adds a 64-step ``TimeLimit``) |
+    | ``max_episode_steps``| ``None``      | truncate after this many steps (``gym.make``: 64) |
     | ``step_size``       | ``0.05``       | size of one adjustment                            |
     | ``adjustment``      | ``"increase"`` | ``"increase"`` or ``"random"``                    |
     | ``init``            | ``"uniform"``  | ``"uniform"`` or ``"prior"``                      |
@@ -132,7 +131,8 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         drift_coef: float = 0.01,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
+            modes = self.metadata["render_modes"]
+            raise ValueError(f"render_mode must be None or one of {modes}, got {render_mode!r}")
         self.render_mode = render_mode
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)
         self.config = EpisodeConfig(step_size=step_size, adjustment=adjustment, init=init, drift_coef=drift_coef)

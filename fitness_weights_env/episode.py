@@ -21,7 +21,7 @@ from fitness_weights_env.layout import LAYOUT
 from fitness_weights_env.population import sample_vectors
 from fitness_weights_env.profile import TraineeProfile
 
-__all__ = ["DEFAULT_MAX_EPISODE_STEPS", "Adjustment", "EpisodeConfig", "ProfileLike"]
+__all__ = ["DEFAULT_MAX_EPISODE_STEPS", "Adjustment", "EpisodeConfig", "ProfileLike", "check_max_episode_steps"]
 
 Adjustment = Literal["increase", "random"]
 ProfileLike = TraineeProfile | Mapping[str, Any]
@@ -63,9 +63,9 @@ class EpisodeConfig:
     def draw_starts(
         self, rngs: Sequence[np.random.Generator], profiles: Sequence[ProfileLike | None]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Trainee vectors (k, 198), initial CQ (k, 93, 5) and QX (k, 5, 44) for new episodes, trainee ``i`` drawn with ``rngs[i]``.
+        """Trainee vectors (k, 198), initial CQ (k, 93, 5) and QX (k, 5, 44) for new episodes.
 
-        A ``None`` profile draws a trainee from the population.
+        Trainee ``i`` is drawn with ``rngs[i]``; a ``None`` profile draws a trainee from the population.
         """
         vectors = np.empty((len(rngs), LAYOUT.size), dtype=np.float32)
         missing = [i for i, p in enumerate(profiles) if p is None]
@@ -78,13 +78,16 @@ class EpisodeConfig:
         target_rows = None
         if self.init == "uniform":
             counts = target_mask.sum(axis=1)
-            target_rows = np.concatenate([rng.random((k, CATALOG.n_qualities)) for rng, k in zip(rngs, counts)])
+            draws = [rng.random((k, CATALOG.n_qualities)) for rng, k in zip(rngs, counts, strict=True)]
+            target_rows = np.concatenate(draws)
         cq, qx = dynamics.initial_matrices(target_mask, self.init, target_rows)
         return vectors, cq, qx
 
     def draw_deltas(self, rngs: Sequence[np.random.Generator]) -> np.ndarray | float:
-        """The change of the adjusted cell for each trainee in one step: one draw per generator
-        for ``adjustment="random"``, else the constant ``step_size``."""
+        """The change of the adjusted cell in one step.
+
+        One draw per generator for ``adjustment="random"``, else the constant ``step_size``.
+        """
         if self.adjustment == "increase":
             return float(self.step_size)
         return np.array([rng.uniform(-self.step_size, self.step_size) for rng in rngs])

@@ -195,10 +195,10 @@ class TraineeProfile:
             "age": self.age,
             "gender": self.gender,
             "fitness_level": self.fitness_level,
-            "qualities": {q.name_en: float(v) for q, v in zip(CATALOG.qualities, self.qualities)},
+            "qualities": {q.name_en: float(v) for q, v in zip(CATALOG.qualities, self.qualities, strict=True)},
             "subject_scores": [float(v) for v in self.subject_scores],
             "targets": self.target_names,
-            "performance_metrics": {n: float(v) for n, v in zip(METRIC_NAMES, self.performance_metrics)},
+            "performance_metrics": {n: float(v) for n, v in zip(METRIC_NAMES, self.performance_metrics, strict=True)},
         }
 
     @classmethod

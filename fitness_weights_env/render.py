@@ -35,7 +35,7 @@ def summary(
     width = max(len(CATALOG.subjects[s].name_en) for s in profile.targets) + 2
     lines = [
         f"Trainee: age {profile.age}, {profile.gender}, fitness {profile.fitness_level:.2f}; "
-        + ", ".join(f"{name} {level:.2f}" for name, level in zip(qualities, profile.qualities)),
+        + ", ".join(f"{name} {level:.2f}" for name, level in zip(qualities, profile.qualities, strict=True)),
         f"Step {step}: mean target score {mean_target_score:.3f}, drift {drift:.3f}",
         "Target subjects (CQ row)".ljust(width) + " ".join(f"{name[:5]:>6}" for name in qualities) + "   score",
     ]

@@ -53,7 +53,7 @@ def test_quality_and_exercise_names_resolve():
 def test_unknown_name_lists_close_matches():
     with pytest.raises(UnknownNameError, match=r"unknown subject 'pullups'; did you mean .*'Pull-ups'"):
         CATALOG.subject_index("pullups")
-    with pytest.raises(UnknownNameError, match="unknown exercise 'zzzz'$"):
+    with pytest.raises(UnknownNameError, match=r"unknown exercise 'zzzz'$"):
         CATALOG.exercise_index("zzzz")
     with pytest.raises(UnknownNameError, match="out of range"):
         CATALOG.subject_index(93)

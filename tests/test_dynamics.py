@@ -28,7 +28,7 @@ def test_decode_action(action, decoded):
 
 @pytest.mark.parametrize("action", [0, 464, 465, 684])
 def test_step_adjusts_exactly_the_decoded_cell(action):
-    state, config, _ = _state(1)
+    state, _, _ = _state(1)
     cq, qx = state.cq[0].copy(), state.qx[0].copy()
     kernel.step(state, np.array([action]), np.array([0.05]), 0.01)
     matrix, row, col = decode_action(action)
@@ -59,7 +59,7 @@ def test_reward_matches_the_formula_on_random_trajectories(reference_episode, ad
         actions = action_rng.integers(0, N_ACTIONS, n)
         deltas = np.broadcast_to(config.draw_deltas(rngs), n)
         rewards = kernel.step(state, actions, deltas, config.drift_coef)
-        expected = [ref.step(int(a), float(d)) for ref, a, d in zip(references, actions, deltas)]
+        expected = [ref.step(int(a), float(d)) for ref, a, d in zip(references, actions, deltas, strict=True)]
         np.testing.assert_allclose(rewards, expected, rtol=1e-10, atol=1e-12)
     for i, ref in enumerate(references):
         np.testing.assert_allclose(state.cq[i], ref.cq, atol=1e-12)
@@ -83,7 +83,7 @@ def test_reward_rises_when_a_target_row_moves_to_the_best_quality(reference_epis
 )
 def test_rows_stay_normalized_and_in_unit_interval(actions, deltas, init):
     state, _, _ = _state(1, init=init)
-    for action, delta in zip(actions, deltas):
+    for action, delta in zip(actions, deltas[: len(actions)], strict=True):
         kernel.step(state, np.array([action]), np.array([delta]), 0.01)
     np.testing.assert_allclose(state.cq[0].sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_allclose(state.qx[0].sum(axis=1), 1.0, atol=1e-12)

@@ -16,7 +16,7 @@ def _rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0):
     actions = np.random.default_rng(action_seed).integers(0, 685, steps)
     trajectory = [(obs, 0.0, info)]
     for a in actions:
-        obs, reward, terminated, truncated, info = env.step(a)
+        obs, reward, _, _, info = env.step(a)
         trajectory.append((obs, reward, info))
     return trajectory
 
@@ -50,7 +50,7 @@ def test_make_with_module_prefix_and_time_limit():
 def test_same_seed_same_trajectory(kwargs):
     a = _rollout(gym.make("FitnessWeights-v0", **kwargs), seed=42, steps=70)
     b = _rollout(gym.make("FitnessWeights-v0", **kwargs), seed=42, steps=70)
-    for (obs_a, r_a, info_a), (obs_b, r_b, info_b) in zip(a, b):
+    for (obs_a, r_a, info_a), (obs_b, r_b, info_b) in zip(a, b, strict=True):
         np.testing.assert_array_equal(obs_a, obs_b)
         assert r_a == r_b
         for key in info_a:
@@ -94,9 +94,9 @@ def test_reset_with_a_profile(profile):
 
 def test_reset_rejects_bad_options(profile):
     env = gym.make("FitnessWeights-v0")
-    with pytest.raises(ProfileError, match="^age:"):
+    with pytest.raises(ProfileError, match=r"^age:"):
         env.reset(options={"profile": {**profile.to_dict(), "age": 200}})
-    with pytest.raises(ProfileError, match="^targets: unknown subject"):
+    with pytest.raises(ProfileError, match=r"^targets: unknown subject"):
         env.reset(options={"profile": {**profile.to_dict(), "targets": ["nope"]}})
     with pytest.raises(ValueError, match="unknown reset option"):
         env.reset(options={"trainee": profile})
@@ -145,7 +145,10 @@ def test_ansi_render_names_targets_and_exercises(profile):
 
 
 def test_environment_package_does_not_import_torch_or_sb3():
-    code = "import sys, fitness_weights_env; print(sorted(m for m in ('torch', 'stable_baselines3', 'sb3_ext') if m in sys.modules))"
+    code = (
+        "import sys, fitness_weights_env; "
+        "print(sorted(m for m in ('torch', 'stable_baselines3', 'sb3_ext') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert fitness_weights_env.ENV_ID == "FitnessWeights-v0"

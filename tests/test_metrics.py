@@ -25,7 +25,7 @@ def test_values_against_a_direct_computation():
     error = predicted - reference
     assert m.mse == pytest.approx(np.mean(error**2))
     assert m.mae == pytest.approx(np.mean(np.abs(error)))
-    pearson = [stats.pearsonr(p, r)[0] for p, r in zip(predicted.reshape(-1, 5), reference.reshape(-1, 5))]
+    pearson = [stats.pearsonr(p, r)[0] for p, r in zip(predicted.reshape(-1, 5), reference.reshape(-1, 5), strict=True)]
     assert m.mean_pearson == pytest.approx(np.mean(pearson))
     cosine = np.sum(predicted * reference, -1) / np.linalg.norm(predicted, axis=-1) / np.linalg.norm(reference, axis=-1)
     assert m.mean_cosine == pytest.approx(cosine.mean())

@@ -61,7 +61,7 @@ def test_names_and_indices_give_the_same_profile(profile):
 def test_qualities_and_metrics_accept_mappings(profile):
     fields = _fields(profile)
     fields["qualities"] = dict(
-        zip(["strength", "power", "agility", "flexibility", "endurance"], [0.1, 0.2, 0.3, 0.4, 0.5])
+        zip(["strength", "power", "agility", "flexibility", "endurance"], [0.1, 0.2, 0.3, 0.4, 0.5], strict=True)
     )
     fields["performance_metrics"] = {
         "consistency": 0.9, "training_efficiency": 0.8, "injury_risk": 0.1, "recent_improvement": 0.5,
@@ -112,12 +112,12 @@ def test_invalid_field_is_named(profile, field, value, message):
 
 def test_from_dict_rejects_unknown_and_missing_fields(profile):
     data = profile.to_dict()
-    with pytest.raises(ProfileError, match="^height: unknown field"):
+    with pytest.raises(ProfileError, match=r"^height: unknown field"):
         TraineeProfile.from_dict({**data, "height": 180})
     del data["gender"]
-    with pytest.raises(ProfileError, match="^gender: is required"):
+    with pytest.raises(ProfileError, match=r"^gender: is required"):
         TraineeProfile.from_dict(data)
-    with pytest.raises(ProfileError, match="^profile: expected a mapping"):
+    with pytest.raises(ProfileError, match=r"^profile: expected a mapping"):
         TraineeProfile.from_dict([1, 2])
 
 

@@ -13,7 +13,7 @@ def _assert_same(a, b, path="info"):
             _assert_same(a[key], b[key], f"{path}[{key!r}]")
     elif isinstance(a, np.ndarray) and a.dtype == object:
         assert a.shape == b.shape, path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             if x is None or y is None:
                 assert x is None and y is None, f"{path}[{i}]"
             else:
@@ -36,7 +36,7 @@ def test_vector_env_equals_n_single_envs(kwargs):
     actions = np.random.default_rng(0).integers(0, 685, (steps, n))
     for t in range(steps):
         result_a, result_b = ours.step(actions[t]), reference.step(actions[t])
-        for name, x, y in zip(("obs", "reward", "terminated", "truncated"), result_a[:4], result_b[:4]):
+        for name, x, y in zip(("obs", "reward", "terminated", "truncated"), result_a[:4], result_b[:4], strict=True):
             np.testing.assert_array_equal(x, y, err_msg=f"step {t}: {name}")
         _assert_same(result_a[4], result_b[4], f"step {t} info")
         assert result_a[3].any() == ((t + 1) % 64 == 0)
@@ -83,7 +83,7 @@ def test_reset_with_profiles_and_seed_lists(profile):
         envs.reset(options={"profiles": [profile]})
     with pytest.raises(ValueError, match="num_envs=3"):
         envs.reset(seed=[1, 2])
-    with pytest.raises(ProfileError, match="^gender:"):
+    with pytest.raises(ProfileError, match=r"^gender:"):
         envs.reset(options={"profiles": [None, None, {**profile.to_dict(), "gender": "x"}]})
 
 
