@@ -256,6 +256,10 @@ _RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
 
 _ONES_MATRICES = np.ones(2)
 
+# injury_risk = (mean QX row sum of squares - 1/44) / (1 - 1/44) = qx_energy * scale - offset
+_INJURY_SCALE = 1.0 / (N_QUALITIES * (1.0 - 1.0 / N_EXERCISES))
+_INJURY_OFFSET = (1.0 / N_EXERCISES) / (1.0 - 1.0 / N_EXERCISES)
+
 
 def _drift(drift_sq: Any) -> Any:
     """``||CQ - CQ0||_F + ||QX - QX0||_F`` from the squared norms (..., 2), clamped at 0 against rounding."""
@@ -280,15 +284,13 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
         flat = xp.reshape(actions, (-1,))
         trainee = xp.reshape(xp.broadcast_to(trainee[:, None], shape), (-1,))
         entry = xp.arange(flat.shape[0])
+        deltas = xp.reshape(xp.broadcast_to(xp.asarray(deltas, dtype=state.weights.dtype), shape), (-1,))
     else:
         flat, entry = actions, trainee
 
     def own(x: Any) -> Any:  # a per-trainee array, one value per entry
         return x[trainee] if candidates else x
 
-    deltas = xp.asarray(deltas, dtype=state.weights.dtype)
-    if deltas.shape != shape:
-        deltas = xp.reshape(xp.broadcast_to(deltas, shape), (-1,))
     rows, cols = ACTION_ROW[flat], ACTION_COL[flat]
 
     # The adjusted cell moves by delta within [0, 1]; then its row is divided by its sum.
@@ -390,9 +392,8 @@ def _write_metrics(state: WeightState, index: Any, previous_target_score: Any) -
     metrics = state.observation[:, LAYOUT.metrics]  # a view, columns in METRIC_NAMES order
     change = (target_score - previous_target_score) * (0.5 / state.step_size)
     metrics[index, _RECENT_IMPROVEMENT] = xp.minimum(xp.maximum(change + 0.5, 0.0), 1.0)
-    uniform_energy = 1.0 / N_EXERCISES
-    concentration = xp.vecdot(state.row_energy[index, N_SUBJECTS:], _ONES_QX) * (1.0 / N_QUALITIES)
-    metrics[index, _INJURY_RISK] = xp.maximum(concentration - uniform_energy, 0.0) * (1.0 / (1.0 - uniform_energy))
+    qx_energy = xp.vecdot(state.row_energy[index, N_SUBJECTS:], _ONES_QX)  # sum of squares of QX
+    metrics[index, _INJURY_RISK] = xp.maximum(qx_energy * _INJURY_SCALE - _INJURY_OFFSET, 0.0)
     metrics[index, _TRAINING_EFFICIENCY] = xp.minimum(target_score * state.inverse_best_quality[index], 1.0)
     metrics[index, _CONSISTENCY] = xp.exp(-state.drift[index])
 
