@@ -1,1 +1,31 @@
-"""Stable-Baselines3 extensions for FitnessWeights: the attention policy and PPO with auxiliary CQ/QX losses."""
+"""Stable-Baselines3 extensions for FitnessWeights.
+
+``PPO`` adds auxiliary CQ/QX prediction losses to SB3's PPO, and ``AttnCQQXPolicy`` is the attention
+actor-critic that also predicts the optimized matrices::
+
+    import gymnasium as gym
+    import fitness_weights_env
+    from sb3_ext import PPO
+
+    model = PPO("AttnCQQXPolicy", gym.make("FitnessWeights-v0"), device="auto")
+    model.learn(100_000, progress_bar=True)
+    cq, qx, confidence = model.policy.predict_weights(obs)
+"""
+
+from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
+from sb3_ext.callbacks import AuxTargetCallback, MultiMetricEarlyStopping, StopTrainingOnNoMetricImprovement
+from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
+from sb3_ext.ppo import PPO
+from sb3_ext.schedules import CosineSchedule
+
+__all__ = [
+    "PPO",
+    "AttnCQQXPolicy",
+    "AuxPrediction",
+    "AuxRolloutBuffer",
+    "AuxRolloutBufferSamples",
+    "AuxTargetCallback",
+    "CosineSchedule",
+    "MultiMetricEarlyStopping",
+    "StopTrainingOnNoMetricImprovement",
+]

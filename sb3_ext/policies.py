@@ -1,0 +1,181 @@
+"""``AttnCQQXPolicy``: an actor-critic policy that also predicts the optimized CQ and QX matrices."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import Schedule
+
+from fitness_weights_env import LAYOUT, N_ACTIONS
+from sb3_ext.attention import CQQXNetwork, NetworkOutput
+
+__all__ = ["AttnCQQXPolicy", "AuxPrediction"]
+
+
+class AuxPrediction(NamedTuple):
+    """The auxiliary predictions for a batch: CQ (B, 93, 5), QX (B, 5, 44), log expected error (B,)."""
+
+    cq: th.Tensor
+    qx: th.Tensor
+    log_error: th.Tensor
+
+
+class AttnCQQXPolicy(ActorCriticPolicy):
+    """Actor-critic with attention over the trainee's entities and cross-attention CQ/QX heads.
+
+    The network is described in :mod:`sb3_ext.attention`. Besides the actor (685 logits, one per
+    matrix cell) and the critic, it predicts in one forward pass the CQ and QX matrices that running
+    the policy would produce, with a confidence (:meth:`predict_weights`). :class:`sb3_ext.PPO`
+    trains these predictions with auxiliary losses.
+
+    Args:
+        observation_space: ``Box(0, 1, (198,))``, the FitnessWeights observation.
+        action_space: ``Discrete(685)``.
+        lr_schedule: Learning-rate schedule.
+        embed_dim: Token width.
+        n_heads: Attention heads.
+        n_latents: Latent tokens.
+        n_layers: Latent self-attention blocks.
+        mlp_ratio: MLP hidden width as a multiple of ``embed_dim``.
+        aux_lr_multiplier: Learning-rate multiplier for the CQ/QX and error heads.
+        confidence_scale: Expected squared error at which the confidence is 0.5
+            (``confidence = 1 / (1 + error / confidence_scale)``).
+        optimizer_class: Optimizer (default Adam).
+        optimizer_kwargs: Extra optimizer arguments (default ``eps=1e-5``, as SB3).
+        **kwargs: Other ``ActorCriticPolicy`` arguments (``normalize_images``...). The MLP
+            arguments (``net_arch``, ``activation_fn``, ``ortho_init``) are accepted and unused.
+    """
+
+    aux_heads = True
+    """Marks a policy whose ``evaluate_actions_with_aux`` gives the auxiliary predictions."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        embed_dim: int = 64,
+        n_heads: int = 4,
+        n_latents: int = 8,
+        n_layers: int = 1,
+        mlp_ratio: int = 2,
+        aux_lr_multiplier: float = 1.0,
+        confidence_scale: float = 1e-3,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not (isinstance(observation_space, spaces.Box) and observation_space.shape == (LAYOUT.size,)):
+            raise ValueError(f"AttnCQQXPolicy needs the Box({LAYOUT.size},) observation, got {observation_space}")
+        if not (isinstance(action_space, spaces.Discrete) and action_space.n == N_ACTIONS):
+            raise ValueError(f"AttnCQQXPolicy needs the Discrete({N_ACTIONS}) action space, got {action_space}")
+        if aux_lr_multiplier < 0 or confidence_scale <= 0:
+            raise ValueError("aux_lr_multiplier must be >= 0 and confidence_scale > 0")
+        self.network_kwargs = dict(
+            embed_dim=embed_dim, n_heads=n_heads, n_latents=n_latents, n_layers=n_layers, mlp_ratio=mlp_ratio
+        )
+        self.aux_lr_multiplier = aux_lr_multiplier
+        self.confidence_scale = confidence_scale
+        if optimizer_kwargs is None:
+            optimizer_kwargs = {"eps": 1e-5} if optimizer_class == th.optim.Adam else {}
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            optimizer_class=optimizer_class,
+            optimizer_kwargs=optimizer_kwargs,
+            **kwargs,
+        )
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        self.network = CQQXNetwork(**self.network_kwargs)
+        aux = {id(p) for p in self.network.aux_parameters}
+        groups = [
+            {"params": [p for p in self.parameters() if id(p) not in aux], "lr_multiplier": 1.0},
+            {"params": self.network.aux_parameters, "lr_multiplier": self.aux_lr_multiplier},
+        ]
+        initial = lr_schedule(1)
+        for group in groups:
+            group["lr"] = initial * group["lr_multiplier"]
+        self.optimizer = self.optimizer_class(groups, lr=initial, **self.optimizer_kwargs)  # type: ignore[call-arg]
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(self.network_kwargs)
+        data.update(aux_lr_multiplier=self.aux_lr_multiplier, confidence_scale=self.confidence_scale)
+        return data
+
+    def _run(self, obs: th.Tensor) -> NetworkOutput:
+        return self.network(self.extract_features(obs))  # type: ignore[arg-type]
+
+    def _distribution(self, logits: th.Tensor) -> CategoricalDistribution:
+        return self.action_dist.proba_distribution(action_logits=logits)  # type: ignore[union-attr]
+
+    def forward(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Actions, values and log-probabilities for a batch of observations."""
+        out = self._run(obs)
+        distribution = self._distribution(out.logits)
+        actions = distribution.get_actions(deterministic=deterministic)
+        return actions, out.value, distribution.log_prob(actions)
+
+    def evaluate_actions(self, obs: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        """Values, log-probabilities and entropy of ``actions``."""
+        values, log_prob, entropy, _ = self.evaluate_actions_with_aux(obs, actions)
+        return values, log_prob, entropy
+
+    def evaluate_actions_with_aux(
+        self, obs: th.Tensor, actions: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, AuxPrediction]:
+        """As :meth:`evaluate_actions`, plus the auxiliary predictions, from one forward pass."""
+        out = self._run(obs)
+        distribution = self._distribution(out.logits)
+        aux = AuxPrediction(out.cq, out.qx, out.log_error)
+        return out.value, distribution.log_prob(actions), distribution.entropy(), aux
+
+    def get_distribution(self, obs: th.Tensor) -> CategoricalDistribution:
+        """The action distribution for a batch of observations."""
+        return self._distribution(self._run(obs).logits)
+
+    def predict_values(self, obs: th.Tensor) -> th.Tensor:
+        """The critic's values (B, 1)."""
+        return self._run(obs).value
+
+    def confidence(self, log_error: th.Tensor) -> th.Tensor:
+        """Map the predicted log squared error to a confidence in [0, 1]: ``1 / (1 + error / scale)``."""
+        return th.sigmoid(np.log(self.confidence_scale) - log_error)
+
+    def predict_weights(self, observation: np.ndarray | th.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predict the optimized CQ and QX matrices, and a confidence, in one forward pass.
+
+        Args:
+            observation: One observation (198,) or a batch (B, 198), each in the observation space.
+
+        Returns:
+            ``(cq, qx, confidence)``: (93, 5), (5, 44) and a float for one observation, or
+            (B, 93, 5), (B, 5, 44) and (B,) for a batch. Rows of CQ and QX sum to 1; the confidence
+            lies in [0, 1], higher meaning a smaller expected error.
+
+        Raises:
+            ValueError: The observation has the wrong shape, or holds NaN, infinity or values
+                outside [0, 1].
+        """
+        array = observation.detach().cpu().numpy() if isinstance(observation, th.Tensor) else np.asarray(observation)
+        single = array.ndim == 1
+        batch = array[None] if single else array
+        if batch.ndim != 2 or batch.shape[1] != LAYOUT.size:
+            raise ValueError(f"observation must have shape ({LAYOUT.size},) or (B, {LAYOUT.size}), got {array.shape}")
+        if not np.all(np.isfinite(batch)):
+            raise ValueError("observation contains NaN or infinity")
+        if batch.min(initial=0.0) < 0.0 or batch.max(initial=0.0) > 1.0:
+            raise ValueError("observation values must lie in [0, 1] (the FitnessWeights observation space)")
+        self.set_training_mode(False)
+        with th.no_grad():
+            out = self._run(th.as_tensor(batch, dtype=th.float32, device=self.device))
+            confidence = self.confidence(out.log_error)
+        cq, qx, conf = (t.float().cpu().numpy() for t in (out.cq, out.qx, confidence))
+        return (cq[0], qx[0], float(conf[0])) if single else (cq, qx, conf)

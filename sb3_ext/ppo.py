@@ -1,0 +1,337 @@
+"""``PPO`` with auxiliary CQ/QX prediction losses, Huber value loss, mixed precision and gradient accumulation."""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F  # noqa: N812
+from gymnasium import spaces
+from stable_baselines3 import PPO as SB3PPO  # noqa: N811
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import explained_variance
+
+from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
+from sb3_ext.callbacks import AuxTargetCallback
+from sb3_ext.policies import AttnCQQXPolicy
+
+__all__ = ["PPO"]
+
+ValueLoss = Literal["auto", "huber", "mse"]
+AmpMode = Literal["auto", "bf16", "fp16", "off"]
+
+
+class PPO(SB3PPO):
+    """Proximal Policy Optimization with auxiliary CQ/QX prediction losses.
+
+    A drop-in subclass of Stable-Baselines3's ``PPO``: every SB3 argument, ``learn``, ``save`` and
+    ``load``, ``predict``, callbacks and ``tensorboard_log`` work as there, and ``policy_aliases`` adds
+    ``"AttnCQQXPolicy"`` to SB3's (SB3's own ``PPO.policy_aliases`` is not changed). With a policy
+    without auxiliary heads (``"MlpPolicy"``) and the default arguments, training is exactly SB3's.
+
+    With :class:`~sb3_ext.policies.AttnCQQXPolicy`, the rollout buffer also stores, for every step,
+    the CQ and QX matrices its episode ended with (read from the env's ``info`` by an internal
+    callback; episodes still running at the end of a rollout use the rollout's last matrices), and
+    the loss adds::
+
+        cq_coef * MSE(predicted CQ, target CQ) + qx_coef * MSE(predicted QX, target QX)
+            + error_coef * MSE(predicted log error, log of the predictions' actual squared error)
+
+    Args:
+        policy: ``"AttnCQQXPolicy"``, an SB3 alias (``"MlpPolicy"``...) or a policy class.
+        env: The environment (or its Gymnasium id).
+        cq_coef: Weight of the CQ prediction loss (50, as the original design).
+        qx_coef: Weight of the QX prediction loss (100, as the original design).
+        error_coef: Weight of the error head's loss, which makes the confidence rank errors.
+        value_loss: ``"huber"`` (smooth L1, the original design), ``"mse"`` (SB3's), or ``"auto"``:
+            Huber for policies with auxiliary heads, MSE otherwise.
+        use_amp: Mixed precision on CUDA: ``"auto"`` (bf16 autocast on CUDA, off on CPU), ``"bf16"``,
+            ``"fp16"`` (autocast with a gradient scaler; gradients are unscaled before clipping) or
+            ``"off"``. Always off on CPU.
+        grad_accum_steps: Minibatches whose gradients are summed before each optimizer step
+            (effective batch ``batch_size * grad_accum_steps``).
+        **sb3_arguments: Every other argument of ``stable_baselines3.PPO``, with the same defaults
+            (``learning_rate``, ``n_steps``, ``batch_size``, ``n_epochs``, ``gamma``, ``gae_lambda``,
+            ``clip_range``, ``clip_range_vf``, ``normalize_advantage``, ``ent_coef``, ``vf_coef``,
+            ``max_grad_norm``, ``use_sde``, ``sde_sample_freq``, ``rollout_buffer_class``,
+            ``rollout_buffer_kwargs``, ``target_kl``, ``stats_window_size``, ``tensorboard_log``,
+            ``policy_kwargs``, ``verbose``, ``seed``, ``device``).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        **SB3PPO.policy_aliases,
+        "AttnCQQXPolicy": AttnCQQXPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[BasePolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 3e-4,
+        n_steps: int = 2048,
+        batch_size: int = 64,
+        n_epochs: int = 10,
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        clip_range: float | Schedule = 0.2,
+        clip_range_vf: float | Schedule | None = None,
+        normalize_advantage: bool = True,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        target_kl: float | None = None,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+        cq_coef: float = 50.0,
+        qx_coef: float = 100.0,
+        error_coef: float = 1.0,
+        value_loss: ValueLoss = "auto",
+        use_amp: AmpMode = "auto",
+        grad_accum_steps: int = 1,
+    ) -> None:
+        if value_loss not in ("auto", "huber", "mse"):
+            raise ValueError(f"value_loss must be 'auto', 'huber' or 'mse', got {value_loss!r}")
+        if use_amp not in ("auto", "bf16", "fp16", "off"):
+            raise ValueError(f"use_amp must be 'auto', 'bf16', 'fp16' or 'off', got {use_amp!r}")
+        if not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be a positive integer, got {grad_accum_steps!r}")
+        for name, coef in (("cq_coef", cq_coef), ("qx_coef", qx_coef), ("error_coef", error_coef)):
+            if not (math.isfinite(coef) and coef >= 0):
+                raise ValueError(f"{name} must be a non-negative number, got {coef!r}")
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            n_epochs=n_epochs,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            clip_range=clip_range,
+            clip_range_vf=clip_range_vf,
+            normalize_advantage=normalize_advantage,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            target_kl=target_kl,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        self.cq_coef = cq_coef
+        self.qx_coef = qx_coef
+        self.error_coef = error_coef
+        self.value_loss = value_loss
+        self.use_amp = use_amp
+        self.grad_accum_steps = grad_accum_steps
+        self.train_metrics: dict[str, float] = {}
+        if _init_setup_model:
+            self._setup_model()
+
+    @property
+    def has_aux_heads(self) -> bool:
+        """Whether the policy predicts CQ/QX (and so trains with the auxiliary losses)."""
+        return bool(getattr(self.policy_class, "aux_heads", False))
+
+    def _setup_model(self) -> None:
+        if self.has_aux_heads:
+            if self.rollout_buffer_class is None:
+                self.rollout_buffer_class = AuxRolloutBuffer
+            elif not issubclass(self.rollout_buffer_class, AuxRolloutBuffer):
+                raise ValueError("a policy with auxiliary heads needs an AuxRolloutBuffer (or subclass)")
+            if not isinstance(self.action_space, spaces.Discrete):
+                raise ValueError("AttnCQQXPolicy needs the Discrete(685) FitnessWeights action space")
+        super()._setup_model()
+        self._grad_scaler = th.amp.GradScaler("cuda", enabled=self._amp_dtype() == th.float16)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_grad_scaler"]
+
+    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
+        callback = super()._init_callback(callback, progress_bar)
+        if not self.has_aux_heads:
+            return callback
+        combined = CallbackList([AuxTargetCallback(), callback])
+        combined.init_callback(self)
+        return combined
+
+    def _amp_dtype(self) -> th.dtype | None:
+        if self.device.type != "cuda" or self.use_amp == "off":
+            return None
+        return th.float16 if self.use_amp == "fp16" else th.bfloat16
+
+    def _update_learning_rate(self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer) -> None:
+        """Set every parameter group's rate to the schedule's value times its ``lr_multiplier`` (default 1)."""
+        learning_rate = self.lr_schedule(self._current_progress_remaining)
+        self.logger.record("train/learning_rate", learning_rate)
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate * group.get("lr_multiplier", 1.0)
+
+    def _value_loss_fn(self) -> Any:
+        name = self.value_loss
+        if name == "auto":
+            name = "huber" if self.has_aux_heads else "mse"
+        return F.smooth_l1_loss if name == "huber" else F.mse_loss
+
+    def compute_loss(
+        self, rollout_data: Any, clip_range: float, clip_range_vf: float | None
+    ) -> tuple[th.Tensor, dict[str, float]]:
+        """The PPO loss of one minibatch (clipped surrogate, value, entropy, and the auxiliary losses).
+
+        Returns:
+            The loss to minimize, and the minibatch's statistics (``approx_kl`` among them).
+        """
+        actions = rollout_data.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            actions = rollout_data.actions.long().flatten()
+        aux = None
+        if isinstance(rollout_data, AuxRolloutBufferSamples):
+            values, log_prob, entropy, aux = self.policy.evaluate_actions_with_aux(rollout_data.observations, actions)
+        else:
+            values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+        values = values.flatten()
+        advantages = rollout_data.advantages
+        if self.normalize_advantage and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        ratio = th.exp(log_prob - rollout_data.old_log_prob)
+        policy_loss_1 = advantages * ratio
+        policy_loss_2 = advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)
+        policy_loss = -th.min(policy_loss_1, policy_loss_2).mean()
+        if clip_range_vf is None:
+            values_pred = values
+        else:
+            values_pred = rollout_data.old_values + th.clamp(values - rollout_data.old_values, -clip_range_vf, clip_range_vf)
+        value_loss = self._value_loss_fn()(rollout_data.returns, values_pred)
+        entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
+        loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        with th.no_grad():
+            log_ratio = log_prob - rollout_data.old_log_prob
+            stats = {
+                "policy_gradient_loss": policy_loss.item(),
+                "value_loss": value_loss.item(),
+                "entropy_loss": entropy_loss.item(),
+                "clip_fraction": th.mean((th.abs(ratio - 1) > clip_range).float()).item(),
+                "approx_kl": th.mean((th.exp(log_ratio) - 1) - log_ratio).item(),
+            }
+        if aux is not None:
+            aux_loss, aux_stats = self.compute_aux_loss(aux, rollout_data)
+            loss = loss + aux_loss
+            stats.update(aux_stats)
+        return loss, stats
+
+    def compute_aux_loss(self, aux: Any, rollout_data: AuxRolloutBufferSamples) -> tuple[th.Tensor, dict[str, float]]:
+        """The auxiliary losses: CQ and QX prediction MSE and the error head's log-error regression."""
+        cq, qx = aux.cq.float(), aux.qx.float()
+        cq_error = (cq - rollout_data.cq_targets) ** 2
+        qx_error = (qx - rollout_data.qx_targets) ** 2
+        cq_loss, qx_loss = cq_error.mean(), qx_error.mean()
+        with th.no_grad():
+            sample_error = cq_error.mean(dim=(1, 2)) + qx_error.mean(dim=(1, 2))
+            cq_cos = F.cosine_similarity(cq.flatten(1), rollout_data.cq_targets.flatten(1), dim=1)
+            qx_cos = F.cosine_similarity(qx.flatten(1), rollout_data.qx_targets.flatten(1), dim=1)
+        error_loss = F.mse_loss(aux.log_error.float(), th.log(sample_error + 1e-10))
+        loss = self.cq_coef * cq_loss + self.qx_coef * qx_loss + self.error_coef * error_loss
+        return loss, {
+            "cq_loss": cq_loss.item(),
+            "qx_loss": qx_loss.item(),
+            "error_loss": error_loss.item(),
+            "cq_accuracy": (0.5 * (1.0 + cq_cos.mean())).item(),
+            "qx_accuracy": (0.5 * (1.0 + qx_cos.mean())).item(),
+        }
+
+    # Adapted from stable_baselines3.PPO.train (the one copy of SB3 code in this package, since SB3 has
+    # no hook for the loss): the loss moved to compute_loss, and mixed precision, gradient
+    # accumulation and the extra logs were added. Without them the update is SB3's, operation for operation.
+    def train(self) -> None:
+        """Update the policy on the rollout buffer (``n_epochs`` passes of minibatches)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
+        clip_range_vf = None
+        if self.clip_range_vf is not None:
+            clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
+
+        amp_dtype = self._amp_dtype()
+        autocast = th.autocast(self.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+        scaler = self._grad_scaler
+        optimizer = self.policy.optimizer
+        n_batches = math.ceil(self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs / self.batch_size)
+        history: dict[str, list[float]] = {}
+        grad_norms: list[float] = []
+
+        def optimizer_step() -> None:
+            scaler.unscale_(optimizer)
+            grad_norms.append(float(th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)))
+            scaler.step(optimizer)
+            scaler.update()
+
+        continue_training = True
+        for epoch in range(self.n_epochs):
+            approx_kl_divs = []
+            pending = 0  # minibatches whose gradients wait for an optimizer step
+            for index, rollout_data in enumerate(self.rollout_buffer.get(self.batch_size)):
+                with autocast:
+                    loss, stats = self.compute_loss(rollout_data, clip_range, clip_range_vf)
+                for name, value in stats.items():
+                    history.setdefault(name, []).append(value)
+                approx_kl_divs.append(stats["approx_kl"])
+                if self.target_kl is not None and stats["approx_kl"] > 1.5 * self.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(f"Early stopping at step {epoch} due to reaching max kl: {stats['approx_kl']:.2f}")
+                    break
+                if pending == 0:
+                    optimizer.zero_grad()
+                scaler.scale(loss / self.grad_accum_steps if self.grad_accum_steps > 1 else loss).backward()
+                pending += 1
+                if pending == self.grad_accum_steps or index == n_batches - 1:
+                    optimizer_step()
+                    pending = 0
+            if pending:
+                optimizer_step()
+            self._n_updates += 1
+            if not continue_training:
+                break
+
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        means = {name: float(np.mean(values)) for name, values in history.items()}
+        for name, value in means.items():
+            self.logger.record(f"train/{name}", value)
+        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/explained_variance", explained_var)
+        if grad_norms:
+            self.logger.record("train/grad_norm", float(np.mean(grad_norms)))
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if self.clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)
+        if self.device.type == "cuda":
+            megabyte = 2**20
+            self.logger.record("train/gpu_memory_allocated_mb", th.cuda.memory_allocated(self.device) / megabyte)
+            self.logger.record("train/gpu_memory_reserved_mb", th.cuda.memory_reserved(self.device) / megabyte)
+            self.logger.record("train/gpu_memory_max_allocated_mb", th.cuda.max_memory_allocated(self.device) / megabyte)
+        self.train_metrics = {**means, "loss": loss.item()}

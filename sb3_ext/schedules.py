@@ -1,0 +1,42 @@
+"""Learning-rate schedules usable wherever Stable-Baselines3 takes a schedule."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["CosineSchedule"]
+
+
+class CosineSchedule:
+    """Cosine annealing from ``initial`` to ``final`` over training; picklable, so models save and load.
+
+    SB3 calls a schedule with ``progress_remaining``, which goes from 1 at the start of training to 0
+    at the end. The value is ``final + (initial - final) * (1 + cos(pi * (1 - progress_remaining))) / 2``.
+
+    Args:
+        initial: Value at the start of training.
+        final: Value at the end of training.
+
+    Example:
+        ``PPO("AttnCQQXPolicy", env, learning_rate=CosineSchedule(3e-4, 3e-5))``
+    """
+
+    def __init__(self, initial: float, final: float = 0.0) -> None:
+        if not (math.isfinite(initial) and math.isfinite(final)) or initial < 0 or final < 0:
+            raise ValueError(f"initial and final must be non-negative numbers, got {initial!r} and {final!r}")
+        self.initial = float(initial)
+        self.final = float(final)
+
+    def __call__(self, progress_remaining: float) -> float:
+        """The value at ``progress_remaining`` (1 at the start, 0 at the end)."""
+        done = min(max(1.0 - progress_remaining, 0.0), 1.0)
+        return self.final + (self.initial - self.final) * 0.5 * (1.0 + math.cos(math.pi * done))
+
+    def __repr__(self) -> str:
+        return f"CosineSchedule(initial={self.initial}, final={self.final})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CosineSchedule) and (self.initial, self.final) == (other.initial, other.final)
+
+    def __hash__(self) -> int:
+        return hash((self.initial, self.final))
