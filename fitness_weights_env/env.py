@@ -17,7 +17,7 @@ from fitness_weights_env.episode import (
 )
 from fitness_weights_env.layout import LAYOUT
 from fitness_weights_env.profile import TraineeProfile
-from fitness_weights_env.render import summary
+from fitness_weights_env.render import heatmap, summary
 
 __all__ = ["FitnessWeightsEnv", "check_options"]
 
@@ -110,7 +110,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
 
     | Argument            | Default        | Meaning                                           |
     |---------------------|----------------|---------------------------------------------------|
-    | ``render_mode``     | ``None``       | ``"ansi"`` returns a text summary                 |
+    | ``render_mode``     | ``None``       | ``"ansi"``: text summary; ``"rgb_array"``: heatmap |
     | ``max_episode_steps``| ``None``      | truncate after this many steps (``gym.make``: 64) |
     | ``step_size``       | ``0.05``       | size of one adjustment                            |
     | ``adjustment``      | ``"increase"`` | ``"increase"`` or ``"random"``                    |
@@ -118,7 +118,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
     | ``drift_coef``      | ``0.01``       | drift penalty coefficient                         |
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -174,15 +174,18 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
             raise gym.error.ResetNeeded("call reset() first")
         return TraineeProfile.from_vector(self.state.observation[0])
 
-    def render(self) -> str | None:
-        """Return the text summary for ``render_mode="ansi"``."""
+    def render(self) -> str | np.ndarray | None:
+        """The text summary (``render_mode="ansi"``) or the heatmap image (``"rgb_array"``)."""
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' to the constructor")
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
         if self._elapsed_steps is None:
             raise gym.error.ResetNeeded("call reset() before render()")
+        profile = self.profile
+        if self.render_mode == "rgb_array":
+            return heatmap(self.state.cq[0], self.state.qx[0], profile.targets)
         return summary(
-            self.profile,
+            profile,
             self.state.cq[0],
             self.state.qx[0],
             step=self._elapsed_steps,

@@ -1,4 +1,4 @@
-"""A readable text summary of one trainee's matrices (``render_mode="ansi"``)."""
+"""Renderings of one trainee's matrices: a text summary (``"ansi"``) and a heatmap (``"rgb_array"``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.profile import TraineeProfile
 
-__all__ = ["summary"]
+__all__ = ["heatmap", "summary"]
 
 
 def summary(
@@ -52,3 +52,36 @@ def summary(
         picks = ", ".join(f"{CATALOG.exercises[e].name_en} {qx[q, e]:.3f}" for e in best)
         lines.append(f"  {name:<12} {picks}")
     return "\n".join(lines) + "\n"
+
+
+# Heatmap colours from 0 (dark blue) through teal to 1 (yellow), linearly interpolated.
+_COLOUR_STOPS = np.array([[25, 30, 90], [30, 150, 140], [250, 225, 40]], dtype=np.float64)
+_TARGET_MARK = np.array([220, 40, 40], dtype=np.uint8)
+
+
+def _colour(values: np.ndarray) -> np.ndarray:
+    position = np.clip(values, 0.0, 1.0) * (len(_COLOUR_STOPS) - 1)
+    low = np.minimum(position.astype(int), len(_COLOUR_STOPS) - 2)
+    fraction = (position - low)[..., None]
+    return ((1 - fraction) * _COLOUR_STOPS[low] + fraction * _COLOUR_STOPS[low + 1]).astype(np.uint8)
+
+
+def heatmap(cq: np.ndarray, qx: np.ndarray, targets: tuple[int, ...], cell: int = 4) -> np.ndarray:
+    """An RGB image (``render_mode="rgb_array"``) of CQ (left) and QX (right), target rows marked in red.
+
+    CQ cells are ``cell`` pixels high and ``3 * cell`` wide; QX cells ``3 * cell`` high and
+    ``2 * cell`` wide. Values are scaled by each matrix's maximum so that structure stays visible.
+
+    Returns:
+        A (height, width, 3) uint8 array.
+    """
+    cq_image = np.repeat(np.repeat(_colour(cq / max(float(cq.max()), 1e-9)), cell, axis=0), 3 * cell, axis=1)
+    qx_image = np.repeat(np.repeat(_colour(qx / max(float(qx.max()), 1e-9)), 3 * cell, axis=0), 2 * cell, axis=1)
+    mark, gap = cell, 2 * cell
+    height = max(cq_image.shape[0], qx_image.shape[0])
+    image = np.full((height, mark + cq_image.shape[1] + gap + qx_image.shape[1], 3), 255, dtype=np.uint8)
+    for s in targets:
+        image[s * cell : (s + 1) * cell, :mark] = _TARGET_MARK
+    image[: cq_image.shape[0], mark : mark + cq_image.shape[1]] = cq_image
+    image[: qx_image.shape[0], mark + cq_image.shape[1] + gap :] = qx_image
+    return image

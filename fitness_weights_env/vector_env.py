@@ -23,7 +23,7 @@ from fitness_weights_env.episode import (
 )
 from fitness_weights_env.layout import LAYOUT
 from fitness_weights_env.profile import TraineeProfile
-from fitness_weights_env.render import summary
+from fitness_weights_env.render import heatmap, summary
 
 __all__ = ["FitnessWeightsVectorEnv"]
 
@@ -53,7 +53,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
 
     Args:
         num_envs: Number of trainees N.
-        render_mode: ``"ansi"`` makes :meth:`render` return one text summary per trainee.
+        render_mode: ``"ansi"`` or ``"rgb_array"``: :meth:`render` returns one text summary or heatmap per trainee.
         max_episode_steps: Episodes are truncated after this many steps (default 64).
         step_size: Size of one adjustment.
         adjustment: ``"increase"`` or ``"random"`` (one draw per trainee and step).
@@ -62,7 +62,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
         info_matrices: ``"final"`` or ``"every_step"`` (see above).
     """
 
-    metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(
         self,
@@ -172,19 +172,22 @@ class FitnessWeightsVectorEnv(VectorEnv):
             info[f"_{key}"] = self._all.copy()
         return info
 
-    def render(self) -> tuple[str, ...] | None:
-        """One text summary per trainee for ``render_mode="ansi"``."""
+    def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
+        """One text summary (``render_mode="ansi"``) or heatmap image (``"rgb_array"``) per trainee."""
         if self.render_mode is None:
-            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' to the constructor")
+            gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
+        profiles = [TraineeProfile.from_vector(self.state.observation[i]) for i in range(self.num_envs)]
+        if self.render_mode == "rgb_array":
+            return tuple(heatmap(self.state.cq[i], self.state.qx[i], p.targets) for i, p in enumerate(profiles))
         return tuple(
             summary(
-                TraineeProfile.from_vector(self.state.observation[i]),
+                profile,
                 self.state.cq[i],
                 self.state.qx[i],
                 step=int(self._elapsed_steps[i]),
                 mean_target_score=float(self.state.target_score[i]),
                 drift=float(self.state.drift[i]),
             )
-            for i in range(self.num_envs)
+            for i, profile in enumerate(profiles)
         )

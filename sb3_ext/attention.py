@@ -9,13 +9,16 @@ multiplies 100 tokens by a d x d matrix per sample.
 Attention runs where it is cheap (Perceiver-style):
 
 1. ``n_latents`` learned latent tokens read all 100 entities (cross-attention, O(latents x entities));
-2. the latents attend to each other (``n_layers`` pre-norm blocks);
-3. the 5 quality tokens read the latents, and every subject receives the pooled latent context.
+2. optionally, the latents attend to each other (``n_layers`` pre-norm blocks);
+3. every subject and quality token receives the pooled latent context.
 
-Heads, all over the entity structure of the matrices:
+Heads, all over the entity structure of the matrices (``h_s`` and ``g_k`` are subject ``s``'s and
+quality ``k``'s tokens plus the pooled context, ``x_e`` an exercise embedding):
 
 * actor: CQ logits ``h_s . (A g_k)`` for every (subject, quality) cell and QX logits
-  ``(B g_k) . x_e`` for every (quality, exercise) cell: 465 + 220 = 685 logits, in action order;
+  ``(B g_k) . x_e`` for every (quality, exercise) cell: 465 + 220 = 685 logits, in action order.
+  ``h_s`` is never formed: ``h_s . a = e_s . a + x_s (F a) + c . a`` takes one matrix product with
+  the subject embedding table for the whole batch;
 * critic: an MLP of the pooled latents;
 * CQ prediction: subject-quality cross-attention weights, ``softmax_k(h_s . (C g_k) / sqrt(d))``;
 * QX prediction: quality-exercise cross-attention weights, ``softmax_e((D g_k) . x_e / sqrt(d))``;
@@ -40,17 +43,48 @@ PROFILE = slice(LAYOUT.age.start, LAYOUT.fitness_level.stop)  # age, gender, fit
 
 
 class NetworkOutput(NamedTuple):
-    """One forward pass: actor logits (B, 685), value (B, 1), and the auxiliary predictions."""
+    """One forward pass: actor logits (B, 685), value (B, 1), and the auxiliary predictions (or ``None``)."""
 
     logits: th.Tensor
     value: th.Tensor
-    cq: th.Tensor
-    qx: th.Tensor
-    log_error: th.Tensor
+    cq: th.Tensor | None
+    qx: th.Tensor | None
+    log_error: th.Tensor | None
+
+
+def _entity_features() -> tuple[th.Tensor, th.Tensor]:
+    """Where each entity token's features sit in the observation.
+
+    Every token has the same feature vector, one slot per feature of every entity type (subjects:
+    score, target flag; qualities: level; profile: age, gender, fitness level; metrics: 4), and uses
+    only its type's slots. ``observation[:, index] * mask`` gives all tokens' features (B, 100, 10).
+    """
+    types = [  # (number of entities, observation index of feature f of entity i)
+        (N_SUBJECTS, [lambda i: LAYOUT.subject_scores.start + i, lambda i: LAYOUT.targets.start + i]),
+        (N_QUALITIES, [lambda i: LAYOUT.qualities.start + i]),
+        (1, [lambda i, j=j: PROFILE.start + j for j in range(PROFILE.stop - PROFILE.start)]),
+        (1, [lambda i, j=j: LAYOUT.metrics.start + j for j in range(LAYOUT.metrics.stop - LAYOUT.metrics.start)]),
+    ]
+    n_entities = sum(n for n, _ in types)
+    n_slots = sum(len(features) for _, features in types)
+    index = th.zeros(n_entities, n_slots, dtype=th.long)
+    mask = th.zeros(n_entities, n_slots)
+    entity = slot = 0
+    for n, features in types:
+        for i in range(n):
+            for f, position in enumerate(features):
+                index[entity + i, slot + f] = position(i)
+                mask[entity + i, slot + f] = 1.0
+        entity, slot = entity + n, slot + len(features)
+    return index, mask
+
+
+SUBJECT_TOKENS = slice(0, N_SUBJECTS)
+QUALITY_TOKENS = slice(N_SUBJECTS, N_SUBJECTS + N_QUALITIES)
 
 
 class EntityEmbedding(nn.Module):
-    """Tokens ``e_i + x_i F`` for ``n`` entities with ``n_features`` features each.
+    """Tokens ``e_i + x_i F`` for entities with learned embeddings ``e_i`` and features ``x_i``.
 
     Args:
         n: Number of entities.
@@ -63,14 +97,23 @@ class EntityEmbedding(nn.Module):
         self.embedding = nn.Parameter(th.randn(n, dim) * 0.02)
         self.feature_map = nn.Parameter(th.randn(n_features, dim) / math.sqrt(n_features))
 
-    def forward(self, features: th.Tensor) -> th.Tensor:
-        """Tokens (B, n, dim) for features (B, n, n_features)."""
-        return self.embedding + features @ self.feature_map
+    def forward(self, features: th.Tensor, entities: slice = slice(None)) -> th.Tensor:
+        """Tokens (B, n, dim) of the ``entities`` for their features (B, n, n_features)."""
+        return self.embedding[entities] + features @ self.feature_map
 
     def project(self, features: th.Tensor, linear: nn.Linear) -> th.Tensor:
         """``linear(self(features))``, computed as a table plus a rank-``n_features`` product."""
         base = F.linear(self.embedding, linear.weight, linear.bias)
         return base + features @ (self.feature_map @ linear.weight.T)
+
+    def scores(self, features: th.Tensor, keys: th.Tensor, entities: slice = slice(None)) -> th.Tensor:
+        """``self(features, entities) @ keys^T`` for keys (B, K, dim), without forming the tokens.
+
+        The embedding part is one matrix product for the whole batch: (n, dim) x (dim, B K).
+        """
+        batch, n_keys, dim = keys.shape
+        table = (self.embedding[entities] @ keys.reshape(batch * n_keys, dim).T).reshape(-1, batch, n_keys)
+        return table.transpose(0, 1) + features @ (self.feature_map @ keys.transpose(1, 2))
 
 
 def _heads(x: th.Tensor, n_heads: int) -> th.Tensor:
@@ -114,7 +157,7 @@ class CQQXNetwork(nn.Module):
     """
 
     def __init__(
-        self, embed_dim: int = 64, n_heads: int = 4, n_latents: int = 8, n_layers: int = 1, mlp_ratio: int = 2
+        self, embed_dim: int = 32, n_heads: int = 2, n_latents: int = 4, n_layers: int = 0, mlp_ratio: int = 2
     ) -> None:
         super().__init__()
         if embed_dim % n_heads:
@@ -122,11 +165,11 @@ class CQQXNetwork(nn.Module):
         d = embed_dim
         self.n_heads = n_heads
         self.scale = 1.0 / math.sqrt(d)
-        # entities
-        self.subjects = EntityEmbedding(N_SUBJECTS, 2, d)  # score, target flag
-        self.qualities = EntityEmbedding(N_QUALITIES, 1, d)  # level
-        self.profile = EntityEmbedding(1, PROFILE.stop - PROFILE.start, d)
-        self.metrics = EntityEmbedding(1, LAYOUT.metrics.stop - LAYOUT.metrics.start, d)
+        # entities: 93 subjects, 5 qualities, the profile and the metrics
+        feature_index, feature_mask = _entity_features()
+        self.register_buffer("feature_index", feature_index, persistent=False)
+        self.register_buffer("feature_mask", feature_mask, persistent=False)
+        self.entities = EntityEmbedding(*feature_index.shape, d)
         self.exercises = nn.Parameter(th.randn(N_EXERCISES, d) * 0.02)
         # 1. latents read the entities
         self.latents = nn.Parameter(th.randn(n_latents, d) * 0.02)
@@ -138,16 +181,12 @@ class CQQXNetwork(nn.Module):
         # 2. latent self-attention
         self.blocks = nn.ModuleList(LatentBlock(d, n_heads, mlp_ratio) for _ in range(n_layers))
         self.latent_norm = nn.LayerNorm(d)
-        # 3. qualities read the latents; subjects get the pooled context
-        self.quality_query = nn.Linear(d, d)
-        self.latent_key_value = nn.Linear(d, 2 * d)
-        self.quality_out = nn.Linear(d, d)
+        # 3. subjects and qualities receive the pooled latent context
         self.subject_context = nn.Linear(d, d)
-        # heads
-        self.actor_cq = nn.Linear(d, d, bias=False)
-        self.actor_qx = nn.Linear(d, d, bias=False)
-        self.aux_cq = nn.Linear(d, d, bias=False)
-        self.aux_qx = nn.Linear(d, d, bias=False)
+        self.quality_context = nn.Linear(d, d)
+        # heads: each projects the quality tokens to keys, the actor's and the predictions'
+        self.actor_keys = nn.Linear(d, 2 * d, bias=False)  # CQ keys, QX keys
+        self.aux_keys = nn.Linear(d, 2 * d, bias=False)
         self.critic = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.Tanh(), nn.Linear(mlp_ratio * d, 1))
         self.error = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.Tanh(), nn.Linear(mlp_ratio * d, 1))
         self._init_weights()
@@ -158,59 +197,54 @@ class CQQXNetwork(nn.Module):
                 nn.init.orthogonal_(module.weight, gain=math.sqrt(2))
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        for head in (self.actor_cq, self.actor_qx):  # a near-uniform initial policy, as SB3's 0.01 gain
-            nn.init.orthogonal_(head.weight, gain=0.01)
+        nn.init.orthogonal_(self.actor_keys.weight, gain=0.01)  # a near-uniform initial policy, as SB3's 0.01 gain
         nn.init.orthogonal_(self.critic[-1].weight, gain=1.0)
 
     @property
     def aux_parameters(self) -> list[nn.Parameter]:
         """Parameters used only by the CQ/QX predictions and the error head."""
-        return [*self.aux_cq.parameters(), *self.aux_qx.parameters(), *self.error.parameters()]
+        return [*self.aux_keys.parameters(), *self.error.parameters()]
 
-    def forward(self, observation: th.Tensor) -> NetworkOutput:
-        """Run the trunk and every head on a batch of observations (B, 198)."""
+    def forward(self, observation: th.Tensor, aux: bool = True) -> NetworkOutput:
+        """Run the trunk and the heads on a batch of observations (B, 198).
+
+        With ``aux=False`` (acting) the CQ/QX predictions and the error are left out (``None``).
+        """
         batch = observation.shape[0]
-        subject_features = th.stack(
-            (observation[:, LAYOUT.subject_scores], observation[:, LAYOUT.targets]), dim=-1
-        )  # (B, 93, 2)
-        quality_features = observation[:, LAYOUT.qualities, None]  # (B, 5, 1)
-        profile_features = observation[:, None, PROFILE]
-        metric_features = observation[:, None, LAYOUT.metrics]
+        features = observation[:, self.feature_index] * self.feature_mask  # (B, 100, 10)
 
         # 1. latents read the 100 entity tokens
-        key_value = th.cat(
-            [
-                self.subjects.project(subject_features, self.read_key_value),
-                self.qualities.project(quality_features, self.read_key_value),
-                self.profile.project(profile_features, self.read_key_value),
-                self.metrics.project(metric_features, self.read_key_value),
-            ],
-            dim=1,
+        key, value = (
+            _heads(t, self.n_heads) for t in self.entities.project(features, self.read_key_value).chunk(2, -1)
         )
-        key, value = (_heads(t, self.n_heads) for t in key_value.chunk(2, dim=-1))
         query = _heads(self.read_query(self.latents), self.n_heads).expand(batch, -1, -1, -1)
         latents = self.latents + self.read_out(_merge(F.scaled_dot_product_attention(query, key, value)))
         latents = latents + self.read_mlp(self.read_norm(latents))
         # 2. latent self-attention
         for block in self.blocks:
             latents = block(latents)
-        latents = self.latent_norm(latents)
-        pooled = latents.mean(dim=1)  # (B, d)
-        # 3. qualities read the latents; subjects get the pooled context
-        quality_tokens = self.qualities(quality_features)  # (B, 5, d)
-        key, value = (_heads(t, self.n_heads) for t in self.latent_key_value(latents).chunk(2, dim=-1))
-        query = _heads(self.quality_query(quality_tokens), self.n_heads)
-        qualities = quality_tokens + self.quality_out(_merge(F.scaled_dot_product_attention(query, key, value)))
-        subjects = self.subjects(subject_features) + self.subject_context(pooled)[:, None, :]  # (B, 93, d)
+        pooled = self.latent_norm(latents).mean(dim=1)  # (B, d)
+        # 3. subjects and qualities receive the pooled context
+        qualities = self.entities(features[:, QUALITY_TOKENS], QUALITY_TOKENS) + self.quality_context(pooled)[:, None]
+        context = self.subject_context(pooled)  # (B, d), added to every subject token
+        subject_features = features[:, SUBJECT_TOKENS]
 
-        cq_logits = th.einsum("bsd,bkd->bsk", subjects, self.actor_cq(qualities)) * self.scale
-        qx_logits = th.einsum("bkd,ed->bke", self.actor_qx(qualities), self.exercises) * self.scale
-        cq = th.softmax(th.einsum("bsd,bkd->bsk", subjects, self.aux_cq(qualities)) * self.scale, dim=-1)
-        qx = th.softmax(th.einsum("bkd,ed->bke", self.aux_qx(qualities), self.exercises) * self.scale, dim=-1)
+        def cq_qx_scores(keys: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+            """Subject-quality and quality-exercise scores for keys (B, 5, 2d): CQ keys, QX keys."""
+            cq_keys, qx_keys = keys.chunk(2, dim=-1)
+            cq = self.entities.scores(subject_features, cq_keys, SUBJECT_TOKENS)
+            cq = cq + (cq_keys @ context[:, :, None]).transpose(1, 2)
+            return cq * self.scale, (qx_keys @ self.exercises.T) * self.scale
+
+        cq_logits, qx_logits = cq_qx_scores(self.actor_keys(qualities))
+        logits = th.cat((cq_logits.flatten(1), qx_logits.flatten(1)), dim=1)
+        if not aux:
+            return NetworkOutput(logits, self.critic(pooled), None, None, None)
+        cq_scores, qx_scores = cq_qx_scores(self.aux_keys(qualities))
         return NetworkOutput(
-            logits=th.cat((cq_logits.flatten(1), qx_logits.flatten(1)), dim=1),
+            logits=logits,
             value=self.critic(pooled),
-            cq=cq,
-            qx=qx,
+            cq=th.softmax(cq_scores, dim=-1),
+            qx=th.softmax(qx_scores, dim=-1),
             log_error=self.error(pooled).squeeze(-1),
         )

@@ -92,7 +92,9 @@ class StopTrainingOnNoMetricImprovement(BaseCallback):
         return metrics
 
     def _on_step(self) -> bool:
-        assert self.parent is not None, "StopTrainingOnNoMetricImprovement must be the callback_after_eval of an EvalCallback"
+        assert self.parent is not None, (
+            "StopTrainingOnNoMetricImprovement must be the callback_after_eval of an EvalCallback"
+        )
         improved = []
         for name, value in self.current_metrics().items():
             best = self.best.get(name)
@@ -127,6 +129,10 @@ class MultiMetricEarlyStopping(EvalCallback):
             ``log_path``, ``deterministic``, ``verbose``, ...).
     """
 
-    def __init__(self, eval_env: Any, patience: int = 5, min_delta: float = 0.0, min_evals: int = 0, **kwargs: Any) -> None:
-        self.stopper = StopTrainingOnNoMetricImprovement(patience, min_delta, min_evals, verbose=kwargs.get("verbose", 1))
+    def __init__(
+        self, eval_env: Any, patience: int = 5, min_delta: float = 0.0, min_evals: int = 0, **kwargs: Any
+    ) -> None:
+        self.stopper = StopTrainingOnNoMetricImprovement(
+            patience, min_delta, min_evals, verbose=kwargs.get("verbose", 1)
+        )
         super().__init__(eval_env, callback_after_eval=self.stopper, **kwargs)

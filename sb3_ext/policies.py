@@ -46,7 +46,8 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         confidence_scale: Expected squared error at which the confidence is 0.5
             (``confidence = 1 / (1 + error / confidence_scale)``).
         optimizer_class: Optimizer (default Adam).
-        optimizer_kwargs: Extra optimizer arguments (default ``eps=1e-5``, as SB3).
+        optimizer_kwargs: Extra optimizer arguments (default ``eps=1e-5`` as SB3, and ``fused=True``
+            for Adam: one kernel for all parameters, 2.7 times faster on CPU than the per-tensor loop).
         **kwargs: Other ``ActorCriticPolicy`` arguments (``normalize_images``...). The MLP
             arguments (``net_arch``, ``activation_fn``, ``ortho_init``) are accepted and unused.
     """
@@ -59,10 +60,10 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         observation_space: spaces.Space,
         action_space: spaces.Space,
         lr_schedule: Schedule,
-        embed_dim: int = 64,
-        n_heads: int = 4,
-        n_latents: int = 8,
-        n_layers: int = 1,
+        embed_dim: int = 32,
+        n_heads: int = 2,
+        n_latents: int = 4,
+        n_layers: int = 0,
         mlp_ratio: int = 2,
         aux_lr_multiplier: float = 1.0,
         confidence_scale: float = 1e-3,
@@ -82,7 +83,7 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         self.aux_lr_multiplier = aux_lr_multiplier
         self.confidence_scale = confidence_scale
         if optimizer_kwargs is None:
-            optimizer_kwargs = {"eps": 1e-5} if optimizer_class == th.optim.Adam else {}
+            optimizer_kwargs = {"eps": 1e-5, "fused": True} if optimizer_class == th.optim.Adam else {}
         super().__init__(
             observation_space,
             action_space,
@@ -110,8 +111,8 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         data.update(aux_lr_multiplier=self.aux_lr_multiplier, confidence_scale=self.confidence_scale)
         return data
 
-    def _run(self, obs: th.Tensor) -> NetworkOutput:
-        return self.network(self.extract_features(obs))  # type: ignore[arg-type]
+    def _run(self, obs: th.Tensor, aux: bool = False) -> NetworkOutput:
+        return self.network(self.extract_features(obs), aux=aux)  # type: ignore[arg-type]
 
     def _distribution(self, logits: th.Tensor) -> CategoricalDistribution:
         return self.action_dist.proba_distribution(action_logits=logits)  # type: ignore[union-attr]
@@ -132,7 +133,7 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         self, obs: th.Tensor, actions: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, AuxPrediction]:
         """As :meth:`evaluate_actions`, plus the auxiliary predictions, from one forward pass."""
-        out = self._run(obs)
+        out = self._run(obs, aux=True)
         distribution = self._distribution(out.logits)
         aux = AuxPrediction(out.cq, out.qx, out.log_error)
         return out.value, distribution.log_prob(actions), distribution.entropy(), aux
@@ -175,7 +176,7 @@ class AttnCQQXPolicy(ActorCriticPolicy):
             raise ValueError("observation values must lie in [0, 1] (the FitnessWeights observation space)")
         self.set_training_mode(False)
         with th.no_grad():
-            out = self._run(th.as_tensor(batch, dtype=th.float32, device=self.device))
+            out = self._run(th.as_tensor(batch, dtype=th.float32, device=self.device), aux=True)
             confidence = self.confidence(out.log_error)
         cq, qx, conf = (t.float().cpu().numpy() for t in (out.cq, out.qx, confidence))
         return (cq[0], qx[0], float(conf[0])) if single else (cq, qx, conf)

@@ -224,7 +224,9 @@ class PPO(SB3PPO):
         if clip_range_vf is None:
             values_pred = values
         else:
-            values_pred = rollout_data.old_values + th.clamp(values - rollout_data.old_values, -clip_range_vf, clip_range_vf)
+            values_pred = rollout_data.old_values + th.clamp(
+                values - rollout_data.old_values, -clip_range_vf, clip_range_vf
+            )
         value_loss = self._value_loss_fn()(rollout_data.returns, values_pred)
         entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
         loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
@@ -333,5 +335,7 @@ class PPO(SB3PPO):
             megabyte = 2**20
             self.logger.record("train/gpu_memory_allocated_mb", th.cuda.memory_allocated(self.device) / megabyte)
             self.logger.record("train/gpu_memory_reserved_mb", th.cuda.memory_reserved(self.device) / megabyte)
-            self.logger.record("train/gpu_memory_max_allocated_mb", th.cuda.max_memory_allocated(self.device) / megabyte)
+            self.logger.record(
+                "train/gpu_memory_max_allocated_mb", th.cuda.max_memory_allocated(self.device) / megabyte
+            )
         self.train_metrics = {**means, "loss": loss.item()}

@@ -152,3 +152,27 @@ def test_environment_package_does_not_import_torch_or_sb3():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert fitness_weights_env.ENV_ID == "FitnessWeights-v0"
+
+
+def test_rgb_array_render_is_a_heatmap_with_marked_targets(profile):
+    env = gym.make("FitnessWeights-v0", render_mode="rgb_array")
+    env.reset(seed=0, options={"profile": profile})
+    image = env.render()
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    cell = 4
+    marked = [s for s in range(93) if tuple(image[s * cell, 0]) == (220, 40, 40)]
+    assert marked == list(profile.targets)
+    before = image.copy()
+    env.step(465)  # QX cell (0, 0) grows: the QX panel changes, the CQ panel does not
+    after = env.render()
+    assert not np.array_equal(before[:, -100:], after[:, -100:])
+    np.testing.assert_array_equal(before[:, : 16 * cell], after[:, : 16 * cell])
+
+
+def test_sb3_make_vec_env_works():
+    from stable_baselines3.common.env_util import make_vec_env
+
+    envs = make_vec_env("FitnessWeights-v0", n_envs=2, seed=0)  # SB3 asks for render_mode="rgb_array"
+    obs = envs.reset()
+    assert obs.shape == (2, 198)
+    assert envs.render_mode == "rgb_array"
