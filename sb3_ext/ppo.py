@@ -10,7 +10,7 @@ import numpy as np
 import torch as th
 import torch.nn.functional as F  # noqa: N812
 from gymnasium import spaces
-from stable_baselines3 import PPO as SB3PPO  # noqa: N811
+from stable_baselines3 import PPO as SB3PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.policies import BasePolicy

@@ -210,4 +210,5 @@ def test_learns_on_cuda_with_mixed_precision(use_amp):
     model.learn(256)
     assert np.isfinite(model.train_metrics["loss"]) and np.isfinite(model.train_metrics["cq_loss"])
     cq, _, confidence = model.policy.predict_weights(gym.make("FitnessWeights-v0").reset(seed=0)[0])
+    assert 0.0 <= confidence <= 1.0
     np.testing.assert_allclose(cq.sum(-1), 1.0, atol=1e-3)

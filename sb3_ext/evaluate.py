@@ -1,0 +1,188 @@
+"""Evaluate a trained model on held-out trainees: the optimize outcome, the baselines and the predictions.
+
+For K seeded held-out trainees (default 200), the policy (deterministic, the "optimize" outcome), the
+greedy oracle and the random policy each run one 64-step episode from the same start. The report
+gives each one's mean return and the normalized score ``(R - R_random) / (R_greedy - R_random)``
+with a 95% bootstrap confidence interval. It also gives the original design's table for
+``predict_weights`` on each trainee's initial state against the matrices the policy ended with, and
+the prediction latency::
+
+    python -m sb3_ext.evaluate runs/model.zip --trainees 200 --seed 0 --out runs/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fitness_weights_env import FitnessWeightsVectorEnv, sample_profiles
+from fitness_weights_env.baselines import GreedyPolicy, RandomPolicy, normalized_score, run_episodes
+from fitness_weights_env.metrics import MatrixMetrics, matrix_metrics
+from sb3_ext.ppo import PPO
+
+__all__ = ["EvaluationReport", "evaluate_model", "main"]
+
+HELD_OUT_SEED = 10_000
+"""Offset of the held-out trainees' seeds, away from the seeds training envs use."""
+
+
+@dataclass
+class EvaluationReport:
+    """Everything :func:`evaluate_model` measures. ``to_markdown`` and ``to_dict`` render it."""
+
+    n_trainees: int
+    seed: int
+    mean_return: dict[str, float]
+    normalized_score: float
+    normalized_score_ci: tuple[float, float]
+    cq: MatrixMetrics
+    qx: MatrixMetrics
+    latency_ms: dict[str, float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN becomes null)."""
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, float) and not math.isfinite(value):
+                return None
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [clean(v) for v in value]
+            return value
+
+        return clean(asdict(self))
+
+    def to_markdown(self) -> str:
+        """The report as Markdown tables."""
+        low, high = self.normalized_score_ci
+        lines = [
+            f"## Evaluation on {self.n_trainees} held-out trainees (seed {self.seed})",
+            "",
+            "| policy | mean return |",
+            "|---|---:|",
+            *(f"| {name} | {value:.3f} |" for name, value in self.mean_return.items()),
+            "",
+            f"Normalized score (0 = random, 1 = greedy): **{self.normalized_score:.3f}** "
+            f"(95% CI {low:.3f} to {high:.3f})",
+            "",
+            "`predict_weights` on the initial state against the optimize outcome:",
+            "",
+            "| metric | CQ | QX |",
+            "|---|---:|---:|",
+        ]
+        for name in ("mse", "mae", "rmse", "mean_cosine", "mean_pearson", "pearson_defined", "mean_confidence"):
+            lines.append(f"| {name} | {_format(getattr(self.cq, name))} | {_format(getattr(self.qx, name))} |")
+        lines.append(
+            "| confidence-error Spearman | "
+            f"{_format(self.cq.confidence_error_spearman)} | {_format(self.qx.confidence_error_spearman)} |"
+        )
+        lines += ["", "| prediction latency | ms |", "|---|---:|"]
+        lines += [f"| {name} | {value:.3f} |" for name, value in self.latency_ms.items()]
+        return "\n".join(lines) + "\n"
+
+
+def _format(value: float) -> str:
+    if not math.isfinite(value):
+        return "undefined"
+    return f"{value:.3g}" if abs(value) < 1e-2 else f"{value:.4f}"
+
+
+def _bootstrap_ci(
+    returns: np.ndarray, random: np.ndarray, greedy: np.ndarray, seed: int, resamples: int = 2000
+) -> tuple[float, float]:
+    """95% percentile interval of the normalized score, resampling trainees."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, len(returns), size=(resamples, len(returns)))
+    low, high = random[index].mean(axis=1), greedy[index].mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = (returns[index].mean(axis=1) - low) / (high - low)
+    scores = scores[np.isfinite(scores)]
+    return float(np.percentile(scores, 2.5)), float(np.percentile(scores, 97.5))
+
+
+def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwargs: Any) -> EvaluationReport:
+    """Run the policy, the greedy oracle and random on the same held-out trainees and measure the predictions.
+
+    Args:
+        model: A trained model; its policy must have ``predict_weights`` for the prediction table.
+        n_trainees: Number of held-out trainees K.
+        seed: Seed of the held-out set and of the episodes.
+        **env_kwargs: Passed to the environment (``step_size``, ``init``...); use the training settings.
+    """
+    if n_trainees < 2:
+        raise ValueError(f"n_trainees must be at least 2, got {n_trainees}")
+    profiles = sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed)
+
+    def optimize(observation: np.ndarray, env: FitnessWeightsVectorEnv) -> np.ndarray:
+        return model.predict(observation, deterministic=True)[0]
+
+    outcome = run_episodes(optimize, profiles, seed=seed, **env_kwargs)
+    greedy = run_episodes(GreedyPolicy(), profiles, seed=seed, **env_kwargs)
+    random = run_episodes(RandomPolicy(seed=seed), profiles, seed=seed, **env_kwargs)
+    score = normalized_score(outcome.returns, random.returns, greedy.returns)
+
+    env = FitnessWeightsVectorEnv(n_trainees, **env_kwargs)
+    initial, _ = env.reset(seed=seed, options={"profiles": profiles})
+    predict = model.policy.predict_weights
+    cq, qx, confidence = predict(initial)
+    single = []
+    for observation in initial[: min(n_trainees, 100)]:
+        start = time.perf_counter()
+        predict(observation)
+        single.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    predict(initial)
+    batched = time.perf_counter() - start
+    return EvaluationReport(
+        n_trainees=n_trainees,
+        seed=seed,
+        mean_return={
+            "policy (deterministic)": float(outcome.returns.mean()),
+            "greedy": float(greedy.returns.mean()),
+            "random": float(random.returns.mean()),
+        },
+        normalized_score=score,
+        normalized_score_ci=_bootstrap_ci(outcome.returns, random.returns, greedy.returns, seed),
+        cq=matrix_metrics(cq, outcome.cq, confidence),
+        qx=matrix_metrics(qx, outcome.qx, confidence),
+        latency_ms={
+            "one trainee (median)": 1e3 * statistics.median(single),
+            f"batch of {n_trainees}, per trainee": 1e3 * batched / n_trainees,
+        },
+    )
+
+
+def main(argv: list[str] | None = None) -> EvaluationReport:
+    """Command line: evaluate a saved model, print the Markdown report and write JSON and Markdown."""
+    parser = argparse.ArgumentParser(prog="python -m sb3_ext.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a model saved by sb3_ext.PPO (.zip)")
+    parser.add_argument("--trainees", type=int, default=200, help="held-out trainees (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out set and episodes")
+    parser.add_argument("--out", type=Path, default=None, help="folder for evaluation.json and evaluation.md")
+    parser.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
+    args = parser.parse_args(argv)
+    if not args.model.exists() and not args.model.with_suffix(".zip").exists():
+        parser.error(f"model file {args.model} does not exist")
+    model = PPO.load(args.model, device=args.device)
+    report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed)
+    markdown = report.to_markdown()
+    print(markdown)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2))
+        (args.out / "evaluation.md").write_text(markdown)
+    return report
+
+
+if __name__ == "__main__":
+    main()
