@@ -18,7 +18,8 @@ quality ``k``'s tokens plus the pooled context, ``x_e`` an exercise embedding):
 * actor: CQ logits ``h_s . (A g_k)`` for every (subject, quality) cell and QX logits
   ``(B g_k) . x_e`` for every (quality, exercise) cell: 465 + 220 = 685 logits, in action order.
   ``h_s`` is never formed: ``h_s . a = e_s . a + x_s (F a) + c . a`` takes one matrix product with
-  the subject embedding table for the whole batch;
+  the subject embedding table for the whole batch. The actor and the predictions have separate cell
+  embeddings (:class:`CellScores`), so the prediction loss cannot steer the actor through them;
 * critic: an MLP of the pooled latents;
 * CQ prediction: subject-quality cross-attention weights, ``softmax_k(h_s . (C g_k) / sqrt(d))``;
 * QX prediction: quality-exercise cross-attention weights, ``softmax_e((D g_k) . x_e / sqrt(d))``;
@@ -145,6 +146,37 @@ class LatentBlock(nn.Module):
         return latents + self.mlp(self.norm_mlp(latents))
 
 
+class CellScores(nn.Module):
+    """Scores for every CQ cell (subject, quality) and QX cell (quality, exercise) of a batch.
+
+    ``cq[b, s, k] = (u_s + x_s G + c_b) . (A g_bk)`` and ``qx[b, k, e] = (B g_bk) . w_e``, where
+    ``u_s`` and ``w_e`` are this head's own subject and exercise embeddings, ``x_s`` the subject's
+    score and target flag, ``c_b`` the context and ``g_bk`` the quality tokens. The actor and the
+    CQ/QX predictions each have their own, so the prediction loss cannot feed back into the actor's
+    choices through shared embeddings.
+
+    Args:
+        dim: Token width.
+        gain: Orthogonal-init gain of the key projections (small for the actor: a near-uniform start).
+    """
+
+    def __init__(self, dim: int, gain: float) -> None:
+        super().__init__()
+        self.subjects = EntityEmbedding(N_SUBJECTS, 2, dim)
+        self.exercises = nn.Parameter(th.randn(N_EXERCISES, dim) * 0.02)
+        self.keys = nn.Linear(dim, 2 * dim, bias=False)
+        self.gain = gain
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(
+        self, subject_features: th.Tensor, qualities: th.Tensor, context: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """CQ scores (B, 93, 5) and QX scores (B, 5, 44)."""
+        cq_keys, qx_keys = self.keys(qualities).chunk(2, dim=-1)
+        cq = self.subjects.scores(subject_features, cq_keys) + (cq_keys @ context[:, :, None]).transpose(1, 2)
+        return cq * self.scale, (qx_keys @ self.exercises.T) * self.scale
+
+
 class CQQXNetwork(nn.Module):
     """Shared trunk and heads for the actor, the critic and the CQ/QX predictions.
 
@@ -164,13 +196,11 @@ class CQQXNetwork(nn.Module):
             raise ValueError(f"embed_dim ({embed_dim}) must be a multiple of n_heads ({n_heads})")
         d = embed_dim
         self.n_heads = n_heads
-        self.scale = 1.0 / math.sqrt(d)
         # entities: 93 subjects, 5 qualities, the profile and the metrics
         feature_index, feature_mask = _entity_features()
         self.register_buffer("feature_index", feature_index, persistent=False)
         self.register_buffer("feature_mask", feature_mask, persistent=False)
         self.entities = EntityEmbedding(*feature_index.shape, d)
-        self.exercises = nn.Parameter(th.randn(N_EXERCISES, d) * 0.02)
         # 1. latents read the entities
         self.latents = nn.Parameter(th.randn(n_latents, d) * 0.02)
         self.read_query = nn.Linear(d, d)
@@ -184,9 +214,9 @@ class CQQXNetwork(nn.Module):
         # 3. subjects and qualities receive the pooled latent context
         self.subject_context = nn.Linear(d, d)
         self.quality_context = nn.Linear(d, d)
-        # heads: each projects the quality tokens to keys, the actor's and the predictions'
-        self.actor_keys = nn.Linear(d, 2 * d, bias=False)  # CQ keys, QX keys
-        self.aux_keys = nn.Linear(d, 2 * d, bias=False)
+        # heads
+        self.actor = CellScores(d, gain=0.01)  # a near-uniform initial policy, as SB3's 0.01 gain
+        self.aux = CellScores(d, gain=1.0)
         self.critic = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.Tanh(), nn.Linear(mlp_ratio * d, 1))
         self.error = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.Tanh(), nn.Linear(mlp_ratio * d, 1))
         self._init_weights()
@@ -197,13 +227,14 @@ class CQQXNetwork(nn.Module):
                 nn.init.orthogonal_(module.weight, gain=math.sqrt(2))
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        nn.init.orthogonal_(self.actor_keys.weight, gain=0.01)  # a near-uniform initial policy, as SB3's 0.01 gain
+        for head in (self.actor, self.aux):
+            nn.init.orthogonal_(head.keys.weight, gain=head.gain)
         nn.init.orthogonal_(self.critic[-1].weight, gain=1.0)
 
     @property
     def aux_parameters(self) -> list[nn.Parameter]:
         """Parameters used only by the CQ/QX predictions and the error head."""
-        return [*self.aux_keys.parameters(), *self.error.parameters()]
+        return [*self.aux.parameters(), *self.error.parameters()]
 
     def forward(self, observation: th.Tensor, aux: bool = True) -> NetworkOutput:
         """Run the trunk and the heads on a batch of observations (B, 198).
@@ -227,20 +258,13 @@ class CQQXNetwork(nn.Module):
         # 3. subjects and qualities receive the pooled context
         qualities = self.entities(features[:, QUALITY_TOKENS], QUALITY_TOKENS) + self.quality_context(pooled)[:, None]
         context = self.subject_context(pooled)  # (B, d), added to every subject token
-        subject_features = features[:, SUBJECT_TOKENS]
+        subject_features = features[:, SUBJECT_TOKENS, :2]  # score, target flag
 
-        def cq_qx_scores(keys: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
-            """Subject-quality and quality-exercise scores for keys (B, 5, 2d): CQ keys, QX keys."""
-            cq_keys, qx_keys = keys.chunk(2, dim=-1)
-            cq = self.entities.scores(subject_features, cq_keys, SUBJECT_TOKENS)
-            cq = cq + (cq_keys @ context[:, :, None]).transpose(1, 2)
-            return cq * self.scale, (qx_keys @ self.exercises.T) * self.scale
-
-        cq_logits, qx_logits = cq_qx_scores(self.actor_keys(qualities))
+        cq_logits, qx_logits = self.actor(subject_features, qualities, context)
         logits = th.cat((cq_logits.flatten(1), qx_logits.flatten(1)), dim=1)
         if not aux:
             return NetworkOutput(logits, self.critic(pooled), None, None, None)
-        cq_scores, qx_scores = cq_qx_scores(self.aux_keys(qualities))
+        cq_scores, qx_scores = self.aux(subject_features, qualities, context)
         return NetworkOutput(
             logits=logits,
             value=self.critic(pooled),
