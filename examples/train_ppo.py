@@ -14,16 +14,16 @@ from pathlib import Path
 from stable_baselines3.common.env_util import make_vec_env
 
 import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
-from sb3_ext import PPO
+from sb3_ext import PPO, CosineSchedule
 from sb3_ext.evaluate import evaluate_model
 
-# PPO settings of the README's main run (see README, "Training").
-HYPERPARAMETERS = {"n_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": 1e-3}
+# PPO settings of the README's main run (see README, "Training and evaluation").
+HYPERPARAMETERS = {"n_steps": 256, "batch_size": 256, "n_epochs": 10, "learning_rate": CosineSchedule(2e-3, 2e-4)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=300_000, help="environment steps to train for")
+    parser.add_argument("--timesteps", type=int, default=420_000, help="environment steps to train for")
     parser.add_argument("--n-envs", type=int, default=8, help="parallel environments")
     parser.add_argument("--policy", default="AttnCQQXPolicy", help="AttnCQQXPolicy or an SB3 policy (MlpPolicy)")
     parser.add_argument("--device", default="auto", help="torch device: auto, cpu or cuda")
@@ -46,7 +46,8 @@ def main() -> None:
     print(f"trained {args.timesteps} steps in {seconds:.0f} s ({rate:.0f} steps/s); saved {args.out / 'model.zip'}")
 
     report = evaluate_model(model, n_trainees=args.eval_trainees, seed=args.seed)
-    report.extra.update(policy=args.policy, timesteps=args.timesteps, train_seconds=seconds, **HYPERPARAMETERS)
+    settings = {name: repr(value) for name, value in HYPERPARAMETERS.items()}
+    report.extra.update(policy=args.policy, timesteps=args.timesteps, train_seconds=seconds, **settings)
     markdown = report.to_markdown()
     print(markdown)
     (args.out / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2))

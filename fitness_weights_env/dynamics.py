@@ -21,7 +21,7 @@ where ``q`` are the trainee's qualities and CQ0, QX0 the episode's initial matri
 **Metrics** (the observation's last 4 entries), each in [0, 1]:
 
 * ``recent_improvement = clip(0.5 + (T_t - T_{t-1}) / (2 step_size), 0, 1)`` where ``T`` is the
-  mean target score: 0.5 means no change; one step moves ``T`` by at most ``step_size``.
+  mean target score: 0.5 means no change; one step moves ``T`` by about ``step_size`` at most.
 * ``injury_risk``: concentration of the training plan, the normalized Herfindahl index of the QX
   rows, ``(mean_q sum_e QX[q, e]^2 - 1/44) / (1 - 1/44)``: 0 for a uniform plan, 1 when each
   quality is trained by a single exercise.
@@ -83,6 +83,14 @@ del _actions, _is_cq
 _ONES_COLS = np.ones(N_COLS)
 _ONES_CQ = np.ones(N_SUBJECTS)
 _ONES_QX = np.ones(N_QUALITIES)
+_ONES_MATRICES = np.ones(2)
+
+_RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
+    METRIC_NAMES.index(name) for name in ("recent_improvement", "injury_risk", "training_efficiency", "consistency")
+)
+# injury_risk = (mean QX row sum of squares - 1/44) / (1 - 1/44) = qx_energy * scale - offset
+_INJURY_SCALE = 1.0 / (N_QUALITIES * (1.0 - 1.0 / N_EXERCISES))
+_INJURY_OFFSET = (1.0 / N_EXERCISES) / (1.0 - 1.0 / N_EXERCISES)
 
 
 class InvalidActionError(ValueError):
@@ -139,7 +147,7 @@ def initial_matrices(target_mask: Any, init: Init, target_rows: Any | None = Non
         target_mask: Boolean target subjects of each trainee.
         init: ``"uniform"`` (the original design): CQ rows 1/5 except each target row, which is
             ``u / sum(u)`` for its ``u`` in ``target_rows``; QX rows 1/44. ``"prior"``: the catalog loadings.
-        target_rows: (number of targets in the batch, 5) draws in (0, 1), one row per target in
+        target_rows: (number of targets in the batch, 5) draws in [0, 1), one row per target in
             row-major order of ``target_mask`` (trainee, then subject); required for ``"uniform"``.
     """
     xp = _namespace(target_mask)
@@ -248,17 +256,6 @@ class Outcome:
     drift: Any
     reward: Any
 
-
-_RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
-    METRIC_NAMES.index(name) for name in ("recent_improvement", "injury_risk", "training_efficiency", "consistency")
-)
-
-
-_ONES_MATRICES = np.ones(2)
-
-# injury_risk = (mean QX row sum of squares - 1/44) / (1 - 1/44) = qx_energy * scale - offset
-_INJURY_SCALE = 1.0 / (N_QUALITIES * (1.0 - 1.0 / N_EXERCISES))
-_INJURY_OFFSET = (1.0 / N_EXERCISES) / (1.0 - 1.0 / N_EXERCISES)
 
 
 def _drift(drift_sq: Any) -> Any:

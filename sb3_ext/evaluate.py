@@ -43,8 +43,8 @@ class EvaluationReport:
     mean_return: dict[str, float]
     normalized_score: float
     normalized_score_ci: tuple[float, float]
-    cq: MatrixMetrics
-    qx: MatrixMetrics
+    cq: MatrixMetrics | None
+    qx: MatrixMetrics | None
     latency_ms: dict[str, float]
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,6 +75,11 @@ class EvaluationReport:
             f"Normalized score (0 = random, 1 = greedy): **{self.normalized_score:.3f}** "
             f"(95% CI {low:.3f} to {high:.3f})",
             "",
+        ]
+        if self.cq is None or self.qx is None:
+            lines.append("The policy has no `predict_weights`: no prediction table.")
+            return "\n".join(lines) + "\n"
+        lines += [
             "`predict_weights` on the initial state against the optimize outcome:",
             "",
             "| metric | CQ | QX |",
@@ -114,7 +119,8 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
     """Run the policy, the greedy oracle and random on the same held-out trainees and measure the predictions.
 
     Args:
-        model: A trained model; its policy must have ``predict_weights`` for the prediction table.
+        model: A trained model. Without ``predict_weights`` on its policy (``MlpPolicy``), the report has
+            no prediction table.
         n_trainees: Number of held-out trainees K.
         seed: Seed of the held-out set and of the episodes.
         **env_kwargs: Passed to the environment (``step_size``, ``init``...); use the training settings.
@@ -131,9 +137,18 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
     random = run_episodes(RandomPolicy(seed=seed), profiles, seed=seed, **env_kwargs)
     score = normalized_score(outcome.returns, random.returns, greedy.returns)
 
+    mean_return = {
+        "policy (deterministic)": float(outcome.returns.mean()),
+        "greedy": float(greedy.returns.mean()),
+        "random": float(random.returns.mean()),
+    }
+    ci = _bootstrap_ci(outcome.returns, random.returns, greedy.returns, seed)
+    predict = getattr(model.policy, "predict_weights", None)
+    if predict is None:
+        return EvaluationReport(n_trainees, seed, mean_return, score, ci, None, None, {})
+
     env = FitnessWeightsVectorEnv(n_trainees, **env_kwargs)
     initial, _ = env.reset(seed=seed, options={"profiles": profiles})
-    predict = model.policy.predict_weights
     cq, qx, confidence = predict(initial)
     single = []
     for observation in initial[: min(n_trainees, 100)]:
@@ -146,13 +161,9 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
     return EvaluationReport(
         n_trainees=n_trainees,
         seed=seed,
-        mean_return={
-            "policy (deterministic)": float(outcome.returns.mean()),
-            "greedy": float(greedy.returns.mean()),
-            "random": float(random.returns.mean()),
-        },
+        mean_return=mean_return,
         normalized_score=score,
-        normalized_score_ci=_bootstrap_ci(outcome.returns, random.returns, greedy.returns, seed),
+        normalized_score_ci=ci,
         cq=matrix_metrics(cq, outcome.cq, confidence),
         qx=matrix_metrics(qx, outcome.qx, confidence),
         latency_ms={

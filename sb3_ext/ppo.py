@@ -12,7 +12,7 @@ import torch.nn.functional as F  # noqa: N812
 from gymnasium import spaces
 from stable_baselines3 import PPO as SB3PPO
 from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
@@ -171,12 +171,10 @@ class PPO(SB3PPO):
         return [*super()._excluded_save_params(), "_grad_scaler"]
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        callback = super()._init_callback(callback, progress_bar)
-        if not self.has_aux_heads:
-            return callback
-        combined = CallbackList([AuxTargetCallback(), callback])
-        combined.init_callback(self)
-        return combined
+        if self.has_aux_heads:  # the target filler runs first, before the user's callbacks
+            given = callback if isinstance(callback, list) else [] if callback is None else [callback]
+            callback = [AuxTargetCallback(), *(c if isinstance(c, BaseCallback) else ConvertCallback(c) for c in given)]
+        return super()._init_callback(callback, progress_bar)
 
     def _amp_dtype(self) -> th.dtype | None:
         if self.device.type != "cuda" or self.use_amp == "off":

@@ -57,3 +57,11 @@ def test_command_line_rejects_a_missing_model(tmp_path):
         main([str(tmp_path / "nope.zip")])
     with pytest.raises(ValueError, match="at least 2"):
         evaluate_model(None, n_trainees=1)
+
+
+def test_a_policy_without_predictions_gets_returns_only():
+    model = PPO("MlpPolicy", gym.make("FitnessWeights-v0"), n_steps=64, batch_size=64, seed=0, device="cpu")
+    report = evaluate_model(model, n_trainees=4)
+    assert report.cq is None and report.qx is None
+    assert "no prediction table" in report.to_markdown()
+    assert report.to_dict()["cq"] is None

@@ -212,3 +212,17 @@ def test_learns_on_cuda_with_mixed_precision(use_amp):
     cq, _, confidence = model.policy.predict_weights(gym.make("FitnessWeights-v0").reset(seed=0)[0])
     assert 0.0 <= confidence <= 1.0
     np.testing.assert_allclose(cq.sum(-1), 1.0, atol=1e-3)
+
+
+def test_user_callbacks_run_once_each_alongside_the_target_filler():
+    calls = []
+
+    def count(locals_, globals_):
+        calls.append(locals_["self"].num_timesteps)
+        return True
+
+    model = _model(n_epochs=1)
+    model.learn(128, callback=count)
+    assert len(calls) == 128  # called every step, once
+    model.learn(64, callback=[count], reset_num_timesteps=False)
+    assert len(calls) == 192
