@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo baselines test lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,9 @@ setup: $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 
 demo: setup
+	$(BIN)/python examples/train_ppo.py --device cpu --out runs/demo
+
+baselines: setup
 	$(BIN)/python examples/run_baselines.py
 
 test: setup
@@ -23,3 +26,4 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_env.py
+	$(BIN)/python benchmarks/bench_policy.py

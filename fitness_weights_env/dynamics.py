@@ -257,7 +257,6 @@ class Outcome:
     reward: Any
 
 
-
 def _drift(drift_sq: Any) -> Any:
     """``||CQ - CQ0||_F + ||QX - QX0||_F`` from the squared norms (..., 2), clamped at 0 against rounding."""
     xp = _namespace(drift_sq)
