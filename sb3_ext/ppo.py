@@ -291,14 +291,12 @@ class PPO(SB3PPO):
 
         continue_training = True
         for epoch in range(self.n_epochs):
-            approx_kl_divs = []
             pending = 0  # minibatches whose gradients wait for an optimizer step
             for index, rollout_data in enumerate(self.rollout_buffer.get(self.batch_size)):
                 with autocast:
                     loss, stats = self.compute_loss(rollout_data, clip_range, clip_range_vf)
                 for name, value in stats.items():
                     history.setdefault(name, []).append(value)
-                approx_kl_divs.append(stats["approx_kl"])
                 if self.target_kl is not None and stats["approx_kl"] > 1.5 * self.target_kl:
                     continue_training = False
                     if self.verbose >= 1:
