@@ -7,8 +7,10 @@ actor-critic that also predicts the optimized matrices::
     import fitness_weights_env
     from sb3_ext import PPO
 
-    model = PPO("AttnCQQXPolicy", gym.make("FitnessWeights-v0"), device="auto")
+    env = gym.make("FitnessWeights-v0")
+    model = PPO("AttnCQQXPolicy", env, device="auto")
     model.learn(100_000, progress_bar=True)
+    obs, _ = env.reset(seed=0)
     cq, qx, confidence = model.policy.predict_weights(obs)
 """
 
