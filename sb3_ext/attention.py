@@ -12,17 +12,19 @@ Attention runs where it is cheap (Perceiver-style):
 2. optionally, the latents attend to each other (``n_layers`` pre-norm blocks);
 3. every subject and quality token receives the pooled latent context.
 
-Heads, all over the entity structure of the matrices (``h_s`` and ``g_k`` are subject ``s``'s and
-quality ``k``'s tokens plus the pooled context, ``x_e`` an exercise embedding):
+Heads, all over the entity structure of the matrices. Each head (:class:`CellScores`) has its own
+subject embeddings ``u_s`` and exercise embeddings ``w_e``; ``h_s = u_s + x_s G + c`` is subject
+``s`` with its score and target flag ``x_s`` and the pooled context ``c``, and ``g_k`` is quality
+``k``'s token plus the context:
 
 * actor: CQ logits ``h_s . (A g_k)`` for every (subject, quality) cell and QX logits
-  ``(B g_k) . x_e`` for every (quality, exercise) cell: 465 + 220 = 685 logits, in action order.
-  ``h_s`` is never formed: ``h_s . a = e_s . a + x_s (F a) + c . a`` takes one matrix product with
-  the subject embedding table for the whole batch. The actor and the predictions have separate cell
-  embeddings (:class:`CellScores`), so the prediction loss cannot steer the actor through them;
+  ``(B g_k) . w_e`` for every (quality, exercise) cell: 465 + 220 = 685 logits, in action order.
+  ``h_s`` is never formed: ``h_s . a = u_s . a + x_s (G a) + c . a`` takes one matrix product with
+  the subject table for the whole batch. The actor and the predictions do not share cell
+  embeddings, so the prediction loss cannot steer the actor through them;
 * critic: an MLP of the pooled latents;
 * CQ prediction: subject-quality cross-attention weights, ``softmax_k(h_s . (C g_k) / sqrt(d))``;
-* QX prediction: quality-exercise cross-attention weights, ``softmax_e((D g_k) . x_e / sqrt(d))``;
+* QX prediction: quality-exercise cross-attention weights, ``softmax_e((D g_k) . w_e / sqrt(d))``;
 * error head: the log of the predictions' expected squared error, which ranks their confidence.
 """
 
@@ -37,7 +39,7 @@ from torch import nn
 
 from fitness_weights_env import CATALOG, LAYOUT
 
-__all__ = ["CQQXNetwork", "EntityEmbedding", "NetworkOutput"]
+__all__ = ["CQQXNetwork", "CellScores", "EntityEmbedding", "NetworkOutput"]
 
 N_SUBJECTS, N_QUALITIES, N_EXERCISES = CATALOG.n_subjects, CATALOG.n_qualities, CATALOG.n_exercises
 PROFILE = slice(LAYOUT.age.start, LAYOUT.fitness_level.stop)  # age, gender, fitness level
