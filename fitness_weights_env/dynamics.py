@@ -177,7 +177,6 @@ class WeightState:
         qualities: (N, 5) quality levels.
         inverse_best_quality: (N,) ``1 / max(q)``, or 0 when every quality is 0.
         target_weight: (N, 98) ``1 / n_targets`` on target subject rows, else 0.
-        target_mask: (N, 93) float32, 1 on target subjects, else 0.
         row_score: (N, 98) ``weights[:, r, :5] . q`` (meaningful on CQ rows).
         row_drift: (N, 98) squared distance of each row from its initial value.
         row_energy: (N, 98) sum of squares of each row (meaningful on QX rows).
@@ -193,7 +192,6 @@ class WeightState:
     qualities: np.ndarray
     inverse_best_quality: np.ndarray
     target_weight: np.ndarray
-    target_mask: np.ndarray
     row_score: np.ndarray
     row_drift: np.ndarray
     row_energy: np.ndarray
@@ -212,7 +210,6 @@ class WeightState:
             qualities=np.zeros((n, N_QUALITIES)),
             inverse_best_quality=np.zeros(n),
             target_weight=np.zeros((n, N_ROWS)),
-            target_mask=np.zeros((n, N_SUBJECTS), dtype=np.float32),
             row_score=np.zeros((n, N_ROWS)),
             row_drift=np.zeros((n, N_ROWS)),
             row_energy=np.zeros((n, N_ROWS)),
@@ -236,6 +233,11 @@ class WeightState:
     def qx(self) -> np.ndarray:
         """(N, 5, 44) view of the current QX matrices."""
         return self.weights[:, N_SUBJECTS:, :N_EXERCISES]
+
+    @property
+    def target_mask(self) -> np.ndarray:
+        """(N, 93) float32 view of the observation's target slice: 1 on target subjects, else 0."""
+        return self.observation[:, LAYOUT.targets]
 
 
 @dataclass
@@ -369,7 +371,6 @@ def reset(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> Non
     mask = xp.astype(vectors[:, LAYOUT.targets], dtype)
     target_weight = mask / xp.maximum(xp.vecdot(mask, _ONES_CQ), 1.0)[:, None]
     state.target_weight[index, :N_SUBJECTS] = target_weight
-    state.target_mask[index] = vectors[:, LAYOUT.targets]
     row_score = xp.vecdot(cq, qualities[:, None, :])
     state.row_score[index, :N_SUBJECTS] = row_score
     state.row_drift[index] = 0.0
@@ -407,7 +408,8 @@ def step_info(state: WeightState, index: Any = slice(None), matrices: bool = Tru
     if matrices:
         info["cq_matrix"] = xp.astype(state.weights[index, :N_SUBJECTS, :N_QUALITIES], f32)
         info["qx_matrix"] = xp.astype(state.weights[index, N_SUBJECTS:, :N_EXERCISES], f32)
-    info["target_scores"] = xp.astype(state.row_score[index, :N_SUBJECTS], f32) * state.target_mask[index]
+    targets = state.observation[index, LAYOUT.targets]  # 1 on target subjects, else 0
+    info["target_scores"] = xp.astype(state.row_score[index, :N_SUBJECTS], f32) * targets
     for key, values in (("mean_target_score", state.target_score), ("drift", state.drift)):
         value = values[index]  # a float for an int index (numpy's float64 subclasses float)
         info[key] = xp.asarray(value, copy=True) if value.ndim else value
