@@ -17,7 +17,7 @@ from fitness_weights_env.episode import (
 )
 from fitness_weights_env.layout import LAYOUT
 from fitness_weights_env.profile import TraineeProfile
-from fitness_weights_env.render import heatmap, summary
+from fitness_weights_env.render import RENDER_MODES, check_render_mode, render_trainee
 
 __all__ = ["FitnessWeightsEnv", "check_options"]
 
@@ -118,7 +118,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
     | ``drift_coef``      | ``0.01``       | drift penalty coefficient                         |
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
 
     def __init__(
         self,
@@ -130,10 +130,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         init: dynamics.Init = "uniform",
         drift_coef: float = 0.01,
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            modes = self.metadata["render_modes"]
-            raise ValueError(f"render_mode must be None or one of {modes}, got {render_mode!r}")
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)
         self.config = EpisodeConfig(step_size=step_size, adjustment=adjustment, init=init, drift_coef=drift_coef)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(LAYOUT.size,), dtype=np.float32)
@@ -181,14 +178,4 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
             return None
         if self._elapsed_steps is None:
             raise gym.error.ResetNeeded("call reset() before render()")
-        profile = self.profile
-        if self.render_mode == "rgb_array":
-            return heatmap(self.state.cq[0], self.state.qx[0], profile.targets)
-        return summary(
-            profile,
-            self.state.cq[0],
-            self.state.qx[0],
-            step=self._elapsed_steps,
-            mean_target_score=float(self.state.target_score[0]),
-            drift=float(self.state.drift[0]),
-        )
+        return render_trainee(self.render_mode, self.state, 0, self._elapsed_steps)

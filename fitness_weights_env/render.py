@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from fitness_weights_env.catalog import CATALOG
+from fitness_weights_env.dynamics import WeightState
 from fitness_weights_env.profile import TraineeProfile
 
-__all__ = ["heatmap", "summary"]
+__all__ = ["RENDER_MODES", "check_render_mode", "heatmap", "render_trainee", "summary"]
+
+RENDER_MODES = ("ansi", "rgb_array")
+"""The render modes of both envs."""
 
 
 def summary(
@@ -85,3 +89,25 @@ def heatmap(cq: np.ndarray, qx: np.ndarray, targets: tuple[int, ...], cell: int 
     image[: cq_image.shape[0], mark : mark + cq_image.shape[1]] = cq_image
     image[: qx_image.shape[0], mark + cq_image.shape[1] + gap :] = qx_image
     return image
+
+
+def check_render_mode(render_mode: str | None) -> str | None:
+    """Validate a render mode (``None`` or one of :data:`RENDER_MODES`)."""
+    if render_mode is not None and render_mode not in RENDER_MODES:
+        raise ValueError(f"render_mode must be None or one of {list(RENDER_MODES)}, got {render_mode!r}")
+    return render_mode
+
+
+def render_trainee(render_mode: str, state: WeightState, index: int, step: int) -> str | np.ndarray:
+    """Trainee ``index`` of ``state`` as the text summary (``"ansi"``) or the heatmap (``"rgb_array"``)."""
+    profile = TraineeProfile.from_vector(state.observation[index])
+    if render_mode == "rgb_array":
+        return heatmap(state.cq[index], state.qx[index], profile.targets)
+    return summary(
+        profile,
+        state.cq[index],
+        state.qx[index],
+        step=step,
+        mean_target_score=float(state.target_score[index]),
+        drift=float(state.drift[index]),
+    )

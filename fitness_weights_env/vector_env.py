@@ -22,8 +22,7 @@ from fitness_weights_env.episode import (
     check_max_episode_steps,
 )
 from fitness_weights_env.layout import LAYOUT
-from fitness_weights_env.profile import TraineeProfile
-from fitness_weights_env.render import heatmap, summary
+from fitness_weights_env.render import RENDER_MODES, check_render_mode, render_trainee
 
 __all__ = ["FitnessWeightsVectorEnv"]
 
@@ -62,7 +61,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
         info_matrices: ``"final"`` or ``"every_step"`` (see above).
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {"render_modes": list(RENDER_MODES), "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(
         self,
@@ -81,11 +80,8 @@ class FitnessWeightsVectorEnv(VectorEnv):
         self.info_matrices = info_matrices
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            modes = self.metadata["render_modes"]
-            raise ValueError(f"render_mode must be None or one of {modes}, got {render_mode!r}")
         self.num_envs = int(num_envs)
-        self.render_mode = render_mode
+        self.render_mode = check_render_mode(render_mode)
         self.max_episode_steps = check_max_episode_steps(max_episode_steps)
         self.config = EpisodeConfig(step_size=step_size, adjustment=adjustment, init=init, drift_coef=drift_coef)
         self.single_observation_space = spaces.Box(0.0, 1.0, shape=(LAYOUT.size,), dtype=np.float32)
@@ -177,17 +173,5 @@ class FitnessWeightsVectorEnv(VectorEnv):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
-        profiles = [TraineeProfile.from_vector(self.state.observation[i]) for i in range(self.num_envs)]
-        if self.render_mode == "rgb_array":
-            return tuple(heatmap(self.state.cq[i], self.state.qx[i], p.targets) for i, p in enumerate(profiles))
-        return tuple(
-            summary(
-                profile,
-                self.state.cq[i],
-                self.state.qx[i],
-                step=int(self._elapsed_steps[i]),
-                mean_target_score=float(self.state.target_score[i]),
-                drift=float(self.state.drift[i]),
-            )
-            for i, profile in enumerate(profiles)
-        )
+        steps = self._elapsed_steps
+        return tuple(render_trainee(self.render_mode, self.state, i, int(steps[i])) for i in range(self.num_envs))
