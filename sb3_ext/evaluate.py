@@ -3,7 +3,10 @@
 For K seeded held-out trainees (default 200), the policy (deterministic, the "optimize" outcome), the
 greedy oracle and the random policy each run one 64-step episode from the same start. The report
 gives each one's mean return and the normalized score ``(R - R_random) / (R_greedy - R_random)``
-with a 95% bootstrap confidence interval. It also gives the original design's table for
+with a 95% bootstrap confidence interval. The policy also runs once more with sampled actions
+(seeded, so reproducible), reported beside it: a memoryless policy that must share its steps
+between several target subjects can do that by sampling, while its deterministic action keeps
+pushing one of them. It also gives the original design's table for
 ``predict_weights`` on each trainee's initial state against the matrices the policy ended with, and
 the prediction latency::
 
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch as th
 
 from fitness_weights_env import FitnessWeightsVectorEnv, sample_profiles
 from fitness_weights_env.baselines import GreedyPolicy, RandomPolicy, normalized_score, run_episodes
@@ -43,6 +47,8 @@ class EvaluationReport:
     mean_return: dict[str, float]
     normalized_score: float
     normalized_score_ci: tuple[float, float]
+    sampled_score: float
+    sampled_score_ci: tuple[float, float]
     cq: MatrixMetrics | None
     qx: MatrixMetrics | None
     latency_ms: dict[str, float]
@@ -65,6 +71,7 @@ class EvaluationReport:
     def to_markdown(self) -> str:
         """The report as Markdown tables."""
         low, high = self.normalized_score_ci
+        sampled_low, sampled_high = self.sampled_score_ci
         lines = [
             f"## Evaluation on {self.n_trainees} held-out trainees (seed {self.seed})",
             "",
@@ -73,7 +80,8 @@ class EvaluationReport:
             *(f"| {name} | {value:.3f} |" for name, value in self.mean_return.items()),
             "",
             f"Normalized score (0 = random, 1 = greedy): **{self.normalized_score:.3f}** "
-            f"(95% CI {low:.3f} to {high:.3f})",
+            f"(95% CI {low:.3f} to {high:.3f}); "
+            f"with sampled actions {self.sampled_score:.3f} ({sampled_low:.3f} to {sampled_high:.3f})",
             "",
         ]
         if self.cq is None or self.qx is None:
@@ -132,20 +140,32 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
     def optimize(observation: np.ndarray, env: FitnessWeightsVectorEnv) -> np.ndarray:
         return model.predict(observation, deterministic=True)[0]
 
+    def sample(observation: np.ndarray, env: FitnessWeightsVectorEnv) -> np.ndarray:
+        return model.predict(observation, deterministic=False)[0]
+
     outcome = run_episodes(optimize, profiles, seed=seed, **env_kwargs)
+    with th.random.fork_rng(devices=[]):  # seeded sampling that leaves the global generator as it was
+        th.manual_seed(seed)
+        sampled = run_episodes(sample, profiles, seed=seed, **env_kwargs)
     greedy = run_episodes(GreedyPolicy(), profiles, seed=seed, **env_kwargs)
     random = run_episodes(RandomPolicy(seed=seed), profiles, seed=seed, **env_kwargs)
     score = normalized_score(outcome.returns, random.returns, greedy.returns)
 
     mean_return = {
         "policy (deterministic)": float(outcome.returns.mean()),
+        "policy (sampled)": float(sampled.returns.mean()),
         "greedy": float(greedy.returns.mean()),
         "random": float(random.returns.mean()),
     }
     ci = _bootstrap_ci(outcome.returns, random.returns, greedy.returns, seed)
+    sampled_score = normalized_score(sampled.returns, random.returns, greedy.returns)
+    sampled_ci = _bootstrap_ci(sampled.returns, random.returns, greedy.returns, seed)
+    scores = {"normalized_score": score, "normalized_score_ci": ci, "sampled_score": sampled_score}
     predict = getattr(model.policy, "predict_weights", None)
     if predict is None:
-        return EvaluationReport(n_trainees, seed, mean_return, score, ci, None, None, {})
+        return EvaluationReport(
+            n_trainees, seed, mean_return, **scores, sampled_score_ci=sampled_ci, cq=None, qx=None, latency_ms={}
+        )
 
     env = FitnessWeightsVectorEnv(n_trainees, **env_kwargs)
     initial, _ = env.reset(seed=seed, options={"profiles": profiles})
@@ -162,8 +182,8 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
         n_trainees=n_trainees,
         seed=seed,
         mean_return=mean_return,
-        normalized_score=score,
-        normalized_score_ci=ci,
+        **scores,
+        sampled_score_ci=sampled_ci,
         cq=matrix_metrics(cq, outcome.cq, confidence),
         qx=matrix_metrics(qx, outcome.qx, confidence),
         latency_ms={

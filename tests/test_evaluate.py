@@ -3,6 +3,7 @@ import math
 
 import gymnasium as gym
 import pytest
+import torch as th
 
 import fitness_weights_env  # noqa: F401
 from sb3_ext import PPO
@@ -29,12 +30,18 @@ def saved_model(tmp_path_factory):
 
 def test_report_compares_policy_greedy_and_random_on_the_same_trainees(saved_model):
     model, _ = saved_model
+    rng_state = th.random.get_rng_state()
     report = evaluate_model(model, n_trainees=6, seed=1)
+    assert th.equal(th.random.get_rng_state(), rng_state), "seeded sampling must leave torch's generator alone"
     returns = report.mean_return
-    assert set(returns) == {"policy (deterministic)", "greedy", "random"}
+    assert set(returns) == {"policy (deterministic)", "policy (sampled)", "greedy", "random"}
     assert returns["greedy"] > returns["random"]
-    low, high = report.normalized_score_ci
-    assert low <= report.normalized_score <= high
+    assert returns["policy (sampled)"] != returns["policy (deterministic)"]
+    for score, (low, high) in [
+        (report.normalized_score, report.normalized_score_ci),
+        (report.sampled_score, report.sampled_score_ci),
+    ]:
+        assert low <= score <= high
     assert math.isfinite(report.cq.mse) and 0.0 <= report.cq.mean_cosine <= 1.0
     assert 0.0 <= report.cq.mean_confidence <= 1.0
     assert all(value > 0 for value in report.latency_ms.values())
