@@ -18,16 +18,24 @@ from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
 from sb3_ext.callbacks import AuxTargetCallback, MultiMetricEarlyStopping, StopTrainingOnNoMetricImprovement
 from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
 from sb3_ext.ppo import PPO
+from sb3_ext.presets import PRESETS, Preset, get_preset
 from sb3_ext.schedules import CosineSchedule
+from sb3_ext.vec_env import FitnessWeightsVecEnv, GymnasiumVecEnv, make_vec_env
 
 __all__ = [
     "PPO",
+    "PRESETS",
     "AttnCQQXPolicy",
     "AuxPrediction",
     "AuxRolloutBuffer",
     "AuxRolloutBufferSamples",
     "AuxTargetCallback",
     "CosineSchedule",
+    "FitnessWeightsVecEnv",
+    "GymnasiumVecEnv",
     "MultiMetricEarlyStopping",
+    "Preset",
     "StopTrainingOnNoMetricImprovement",
+    "get_preset",
+    "make_vec_env",
 ]

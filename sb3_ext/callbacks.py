@@ -27,7 +27,8 @@ class AuxTargetCallback(BaseCallback):
     callback sees each step's ``infos`` and ``rollout_buffer.pos`` (SB3 calls it after ``env.step``
     and before ``rollout_buffer.add``), so when an episode ends at position ``pos`` it fills the
     episode's steps from its first position in this rollout up to ``pos``. Episodes still running
-    at the end of the rollout get the matrices of the rollout's last step.
+    at the end of the rollout get the matrices of the rollout's last step: from the last infos, or, when
+    those lack them (a batched VecEnv), from the VecEnv's ``current_matrices()``.
     """
 
     def __init__(self) -> None:
@@ -47,10 +48,27 @@ class AuxTargetCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         buffer = self.model.rollout_buffer
+        infos = self.locals["infos"]
+        current: tuple[np.ndarray, np.ndarray] | None = None
         for env, start in enumerate(self._episode_start):
             if start < buffer.buffer_size:
-                cq, qx = _episode_matrices(self.locals["infos"][env], env)
+                if "cq_matrix" in infos[env] and "qx_matrix" in infos[env]:  # single envs: matrices every step
+                    cq, qx = infos[env]["cq_matrix"], infos[env]["qx_matrix"]
+                else:  # a batched VecEnv (through any VecEnvWrapper): all current matrices in one call
+                    if current is None:
+                        current = self._current_matrices(env)
+                    cq, qx = current[0][env], current[1][env]
                 buffer.fill_targets(env, int(start), buffer.buffer_size, cq, qx)
+
+    def _current_matrices(self, env_index: int) -> tuple[np.ndarray, np.ndarray]:
+        current_matrices = getattr(self.training_env, "current_matrices", None)
+        if current_matrices is None:
+            raise KeyError(
+                f"env {env_index}'s info has no 'cq_matrix'/'qx_matrix': the auxiliary targets are read from the "
+                "environment's info (FitnessWeights-v0 provides them) or, at the end of a rollout, from the VecEnv's "
+                "current_matrices() (sb3_ext.FitnessWeightsVecEnv provides it)"
+            )
+        return current_matrices()
 
 
 class StopTrainingOnNoMetricImprovement(BaseCallback):
