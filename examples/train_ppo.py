@@ -24,7 +24,7 @@ LEARNING_RATE = CosineSchedule(2e-3, 2e-4)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=420_000, help="environment steps to train for")
+    parser.add_argument("--timesteps", type=int, default=800_000, help="environment steps to train for")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="throughput preset (default cpu)")
     parser.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: the preset's)")
     parser.add_argument("--vec", default="batched", choices=["batched", "dummy", "subproc"], help="vectorization")

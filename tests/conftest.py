@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
+import torch as th
 
 from fitness_weights_env import TraineeProfile, sample_profile
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tests' models are tiny: one thread avoids OpenMP contention (10-100x slower on a busy 2-core machine)."""
+    threads = th.get_num_threads()
+    th.set_num_threads(1)
+    yield
+    th.set_num_threads(threads)
 
 
 @pytest.fixture

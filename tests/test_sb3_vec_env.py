@@ -1,7 +1,6 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch as th
 from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
@@ -13,15 +12,6 @@ from sb3_ext import PPO, FitnessWeightsVecEnv, GymnasiumVecEnv, make_vec_env
 from sb3_ext.vec_env import _importable_id
 
 SMALL = {"embed_dim": 16, "n_heads": 2, "n_latents": 2}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: with one thread, no OpenMP contention (10-100x slower on a busy 2-core machine)."""
-    threads = th.get_num_threads()
-    th.set_num_threads(1)
-    yield
-    th.set_num_threads(threads)
 
 
 def _assert_same(a, b, path):
