@@ -27,3 +27,4 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_env.py
 	$(BIN)/python benchmarks/bench_policy.py
+	$(BIN)/python benchmarks/bench_rollout.py

@@ -17,23 +17,21 @@ import statistics
 import time
 
 import torch as th
-from stable_baselines3.common.env_util import make_vec_env
 
 import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
-from sb3_ext import PPO
+from sb3_ext import PPO, Preset, get_preset, make_vec_env
 
-SETTINGS = {
-    "SB3 defaults, 1 env": {"n_envs": 1, "n_steps": 2048, "batch_size": 64, "n_epochs": 10},
-    "training run, 8 envs": {"n_envs": 8, "n_steps": 256, "batch_size": 256, "n_epochs": 10},
+SETTINGS = {  # name: (preset, vectorization)
+    "SB3 defaults, DummyVecEnv x1": (get_preset("sb3"), "dummy"),
+    "cpu preset, batched x64 (README run)": (get_preset("cpu"), "batched"),
 }
 
 
-def fps(policy: str, setting: dict, rollouts: int, device: str, use_amp: str) -> float:
-    setting = dict(setting)
-    n_envs = setting.pop("n_envs")
-    env = make_vec_env("FitnessWeights-v0", n_envs=n_envs, seed=0)
-    model = PPO(policy, env, seed=0, device=device, use_amp=use_amp, **setting)
-    steps = rollouts * n_envs * setting["n_steps"]
+def fps(policy: str, setting: tuple[Preset, str], rollouts: int, device: str, use_amp: str) -> float:
+    preset, vectorization = setting
+    env = make_vec_env("FitnessWeights-v0", n_envs=preset.n_envs, vectorization=vectorization, seed=0)
+    model = PPO(policy, env, seed=0, device=device, use_amp=use_amp, **preset.ppo_kwargs())
+    steps = rollouts * preset.rollout_size
     start = time.perf_counter()
     model.learn(steps)
     return steps / (time.perf_counter() - start)

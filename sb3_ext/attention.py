@@ -17,8 +17,10 @@ subject embeddings ``u_s`` and exercise embeddings ``w_e``; ``h_s = u_s + x_s G 
 ``s`` with its score and target flag ``x_s`` and the pooled context ``c``, and ``g_k`` is quality
 ``k``'s token plus the context:
 
-* actor: CQ logits ``h_s . (A g_k)`` for every (subject, quality) cell and QX logits
-  ``(B g_k) . w_e`` for every (quality, exercise) cell: 465 + 220 = 685 logits, in action order.
+* actor: CQ logits ``h_s . (A g_k) + (v_s + x_s H) . (K c)`` for every (subject, quality) cell and QX
+  logits ``(B g_k) . w_e`` for every (quality, exercise) cell: 465 + 220 = 685 logits, in action order.
+  The second CQ term scores each subject in the current state before the choice of quality; without it,
+  training often stayed near the uniform start for most of the README run (``benchmarks/RESULTS.md``).
   ``h_s`` is never formed: ``h_s . a = u_s . a + x_s (G a) + c . a`` takes one matrix product with
   the subject table for the whole batch. The actor and the predictions do not share cell
   embeddings, so the prediction loss cannot steer the actor through them;
@@ -157,16 +159,23 @@ class CellScores(nn.Module):
     CQ/QX predictions each have their own, so the prediction loss cannot feed back into the actor's
     choices through shared embeddings.
 
+    With ``subject_term``, every CQ cell of subject ``s`` also gets ``(v_s + x_s H) . (K c_b)``: how much
+    the subject is worth adjusting now, in this state, before the choice of quality. It is the same
+    for all qualities of a subject, so it only helps a head whose scores compare subjects (the actor).
+
     Args:
         dim: Token width.
         gain: Orthogonal-init gain of the key projections (small for the actor: a near-uniform start).
+        subject_term: Add the per-subject, state-dependent term above.
     """
 
-    def __init__(self, dim: int, gain: float) -> None:
+    def __init__(self, dim: int, gain: float, subject_term: bool = False) -> None:
         super().__init__()
         self.subjects = EntityEmbedding(N_SUBJECTS, 2, dim)
         self.exercises = nn.Parameter(th.randn(N_EXERCISES, dim) * 0.02)
         self.keys = nn.Linear(dim, 2 * dim, bias=False)
+        self.subject_values = EntityEmbedding(N_SUBJECTS, 2, dim) if subject_term else None
+        self.context_key = nn.Linear(dim, dim, bias=False) if subject_term else None
         self.gain = gain
         self.scale = 1.0 / math.sqrt(dim)
 
@@ -176,6 +185,8 @@ class CellScores(nn.Module):
         """CQ scores (B, 93, 5) and QX scores (B, 5, 44)."""
         cq_keys, qx_keys = self.keys(qualities).chunk(2, dim=-1)
         cq = self.subjects.scores(subject_features, cq_keys) + (cq_keys @ context[:, :, None]).transpose(1, 2)
+        if self.subject_values is not None and self.context_key is not None:
+            cq = cq + self.subject_values.scores(subject_features, self.context_key(context)[:, None])
         return cq * self.scale, (qx_keys @ self.exercises.T) * self.scale
 
 
@@ -217,7 +228,7 @@ class CQQXNetwork(nn.Module):
         self.subject_context = nn.Linear(d, d)
         self.quality_context = nn.Linear(d, d)
         # heads
-        self.actor = CellScores(d, gain=0.01)  # a near-uniform initial policy, as SB3's 0.01 gain
+        self.actor = CellScores(d, gain=0.01, subject_term=True)  # near-uniform initial policy, as SB3's 0.01 gain
         self.aux = CellScores(d, gain=1.0)
         self.critic = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.Tanh(), nn.Linear(mlp_ratio * d, 1))
         self.error = nn.Sequential(nn.Linear(d, mlp_ratio * d), nn.Tanh(), nn.Linear(mlp_ratio * d, 1))
@@ -231,6 +242,8 @@ class CQQXNetwork(nn.Module):
                     nn.init.zeros_(module.bias)
         for head in (self.actor, self.aux):
             nn.init.orthogonal_(head.keys.weight, gain=head.gain)
+            if head.context_key is not None:
+                nn.init.orthogonal_(head.context_key.weight, gain=head.gain)
         nn.init.orthogonal_(self.critic[-1].weight, gain=1.0)
 
     @property
