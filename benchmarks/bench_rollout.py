@@ -12,8 +12,8 @@ few whole rollouts, collection and update, as ``learn`` does::
 
 Env-only windows alternate across rows (median and best of ``--rounds`` windows), so the shared
 machine's speed swings hit every row alike. ``--learning STEPS`` trains the attention policy for the
-same number of env steps with SB3's defaults and with the preset, and evaluates both on 200 held-out
-trainees.
+same number of env steps with SB3's defaults and with the preset, both at the README run's learning rate
+(``examples/train_ppo.py``), and evaluates both on 200 held-out trainees.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ import numpy as np
 import torch as th
 
 import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
-from sb3_ext import PPO, get_preset, make_vec_env
+from sb3_ext import PPO, CosineSchedule, get_preset, make_vec_env
 from sb3_ext.evaluate import evaluate_model
 
 SB3_DEFAULTS = {"n_steps": 2048, "batch_size": 64, "n_epochs": 10}
+LEARNING_RATE = CosineSchedule(2e-3, 2e-4)  # as examples/train_ppo.py
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ def learning(args: argparse.Namespace) -> None:
     print(f"\n### Normalized score after {args.learning:,} env steps (AttnCQQXPolicy, 200 held-out trainees)\n")
     print("| settings | train seconds | normalized score | 95% CI | sampled actions |\n|---|---:|---:|---|---:|")
     for name, row in runs.items():
-        model = PPO("AttnCQQXPolicy", row.make_env(), seed=0, device=args.device, **row.ppo_kwargs)
+        settings = {**row.ppo_kwargs, "learning_rate": LEARNING_RATE}
+        model = PPO("AttnCQQXPolicy", row.make_env(), seed=0, device=args.device, **settings)
         start = time.perf_counter()
         model.learn(args.learning)
         seconds = time.perf_counter() - start
