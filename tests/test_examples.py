@@ -1,0 +1,30 @@
+"""The training example end to end, as a user runs it (a subprocess, tiny budget)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one torch thread, as the in-process tests
+
+
+@pytest.mark.parametrize("vectorization", ["batched", "dummy", "subproc"])
+def test_train_ppo_runs_with_every_vectorization(vectorization, tmp_path):
+    command = [sys.executable, str(ROOT / "examples" / "train_ppo.py"), "--timesteps", "256", "--n-envs", "2"]
+    command += ["--vec", vectorization, "--device", "cpu", "--out", str(tmp_path), "--eval-trainees", "3"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=ENV)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Normalized score" in result.stdout
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert report["extra"]["vectorization"] == vectorization and report["extra"]["n_envs"] == 2
+    assert (tmp_path / "model.zip").stat().st_size > 0
+
+
+def test_train_ppo_rejects_an_unknown_vectorization(tmp_path):
+    command = [sys.executable, str(ROOT / "examples" / "train_ppo.py"), "--vec", "threads", "--out", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=ENV)
+    assert result.returncode == 2 and "--vec" in result.stderr
