@@ -1,0 +1,4 @@
+"""The FitnessWeights application layer: the weight service, its model registry, training jobs, API and CLI.
+
+It imports ``fitness_weights_env`` and ``sb3_ext``; neither library imports it.
+"""
