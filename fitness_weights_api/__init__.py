@@ -2,3 +2,7 @@
 
 It imports ``fitness_weights_env`` and ``sb3_ext``; neither library imports it.
 """
+
+from fitness_weights_api.registry import ModelRegistry, ModelVersion, RegistryError, UnknownVersionError
+
+__all__ = ["ModelRegistry", "ModelVersion", "RegistryError", "UnknownVersionError"]

@@ -1,0 +1,624 @@
+"""Model registry: versioned model files in a directory, their records and the active version in SQLite.
+
+Several API worker processes share one registry: training jobs register models
+(:meth:`~ModelRegistry.register`), an operator makes one active (:meth:`~ModelRegistry.activate`), and every
+worker polls :meth:`~ModelRegistry.active_token` on each request and reloads its model when the token changes
+(the hot switch). Models load only from the registry directory, by version id (:meth:`~ModelRegistry.path`), never
+from a path given in a request::
+
+    registry = ModelRegistry("runs/registry")
+    version = registry.register("runs/job-7/model.zip", training_config={"preset": "cpu"}, evaluation_score=0.81)
+    registry.activate(version.version)
+    model = PPO.load(registry.path(registry.active().version))
+
+Layout and schema (``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`):
+
+==============================  =====================================================================
+``root/models/v<n>.zip``        the model file of version ``v<n>``, written once, never changed
+``root/models/.partial-*.zip``  a registration in progress (or abandoned by a killed process)
+``root/registry.sqlite``        the database (the default ``database_url``), in WAL mode
+table ``versions``              one row per version: ``number`` (``INTEGER PRIMARY KEY
+                                AUTOINCREMENT``, so a number is never reused), ``created``,
+                                ``training_config`` and ``metadata`` (JSON text),
+                                ``evaluation_score``, ``sha256``, ``size_bytes``
+table ``active``                exactly one row (``id = 1``): ``number`` of the active version (NULL
+                                before the first activation, a foreign key into ``versions``) and
+                                ``generation``, the change counter bumped by every activation
+==============================  =====================================================================
+
+How nothing is lost or half-written:
+
+* **Registration.** The model is copied to a temporary file in ``root/models`` (hashed while copying,
+  fsynced, then checked to be an SB3 zip archive). Then, in one ``BEGIN IMMEDIATE`` transaction, the
+  version number is allocated and the row inserted, the temporary file is renamed to ``v<n>.zip``
+  (``os.replace``, atomic) and the directory fsynced, and the transaction commits. Any error before the
+  commit removes the file while the write lock is still held and rolls back: no row, no file.
+* **Concurrency.** The write lock of ``BEGIN IMMEDIATE`` serializes registrations and activations of all
+  processes (waiting up to :data:`BUSY_TIMEOUT_S`); readers never wait (WAL). Every operation opens its own
+  connection, so one instance may be used from several threads and processes.
+* **Activation** is one ``UPDATE`` of the single ``active`` row, so there is never more than one active
+  version, and the foreign key makes an unknown one impossible.
+* **Crashes.** A process killed mid-registration leaves its rolled-back transaction (invisible) and at
+  most one file that no row names: its temporary file, or, if it died between the rename and the commit,
+  ``v<n>.zip`` with ``n`` the next number to allocate (the next registration would replace it anyway).
+  Readers never list such files. :class:`ModelRegistry` construction and every
+  :meth:`~ModelRegistry.register` remove them under the write lock (a temporary file only when no live
+  process holds its ``flock``; on platforms without ``fcntl`` abandoned temporary files are left in place
+  and ignored).
+
+The SQLite file must be on a local file system (WAL needs shared memory between the processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import numbers
+import os
+import re
+import sqlite3
+import time
+import uuid
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: abandoned temporary files are ignored, not removed
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "SCHEMA_VERSION",
+    "ModelRegistry",
+    "ModelVersion",
+    "RegistryError",
+    "UnknownVersionError",
+]
+
+SCHEMA_VERSION = 1
+"""The database schema version, stored in ``PRAGMA user_version``."""
+
+BUSY_TIMEOUT_S = 30.0
+"""How long an operation waits for another process's write lock before it fails."""
+
+SB3_DATA_ENTRY = "data"
+SB3_PARAMETER_ENTRIES = frozenset({"pytorch_variables.pth", "policy.pth"})
+
+_URL_PREFIX = "sqlite:///"
+_VERSION_RE = re.compile(r"v([1-9][0-9]*)")
+_MODEL_FILE_RE = re.compile(r"v([1-9][0-9]*)\.zip")
+_TEMP_PREFIX = ".partial-"
+_TEMP_FILE_RE = re.compile(re.escape(_TEMP_PREFIX) + r"[0-9a-f]{32}\.zip")
+_MAX_NUMBER = 2**63 - 1  # SQLite's largest integer
+_LISTED_VERSIONS = 10  # known versions named by UnknownVersionError
+_COPY_CHUNK = 1 << 20
+
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS versions (
+        number INTEGER PRIMARY KEY AUTOINCREMENT,
+        created TEXT NOT NULL,
+        training_config TEXT NOT NULL,
+        evaluation_score REAL,
+        metadata TEXT NOT NULL,
+        sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+        size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS active (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        number INTEGER REFERENCES versions (number),
+        generation INTEGER NOT NULL CHECK (generation >= 0)
+    )
+    """,
+    "INSERT OR IGNORE INTO active (id, number, generation) VALUES (1, NULL, 0)",
+)
+_ACTIVATE = "UPDATE active SET number = ?, generation = generation + 1 WHERE id = 1"
+_TABLES = {"versions", "active", "sqlite_sequence"}
+_SELECT_VERSIONS = (
+    "SELECT v.number, v.created, v.training_config, v.evaluation_score, v.metadata, v.sha256, v.size_bytes, "
+    "v.number IS a.number FROM versions AS v LEFT JOIN active AS a ON a.id = 1"
+)
+
+
+class RegistryError(Exception):
+    """An invalid argument or a failed registry operation; the message names the argument at fault."""
+
+
+class UnknownVersionError(RegistryError, KeyError):
+    """A well-formed version id that the registry does not hold; the message lists known versions."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model.
+
+    Args:
+        version: The id, ``"v1"``, ``"v2"``, ...: allocated by the registry in increasing order, never reused.
+        created: When it was registered, ISO 8601 in UTC.
+        training_config: The training configuration (JSON object).
+        evaluation_score: The evaluation score, or ``None`` if the model was not evaluated.
+        metadata: Free-form JSON object (job id, policy name, ...).
+        sha256: Hex SHA-256 of the stored model file.
+        size_bytes: Size of the stored model file.
+        active: Whether it was the active version when this record was read.
+    """
+
+    version: str
+    created: str
+    training_config: dict[str, Any]
+    evaluation_score: float | None
+    metadata: dict[str, Any]
+    sha256: str
+    size_bytes: int
+    active: bool
+
+
+class ModelRegistry:
+    """Versioned models in ``root/models`` with their records and the active version in SQLite.
+
+    Safe to share between threads and processes: open one instance per process on the same ``root`` (and
+    ``database_url``). See the module docstring for the layout, the schema and the crash guarantees.
+
+    Args:
+        root: The registry directory; model files go to ``root/models``. Created if missing.
+        database_url: ``"sqlite:///<path>"``, a path relative to the working directory, or
+            ``"sqlite:////<absolute path>"`` (SQLAlchemy's form). Defaults to ``root/registry.sqlite``.
+
+    Attributes:
+        root: The registry directory (absolute).
+        models_dir: ``root/models``.
+        database_url: The database URL in use.
+        database_path: The SQLite file (absolute).
+
+    Raises:
+        RegistryError: An unsupported ``database_url``, a ``root`` that cannot be created, a database that
+            is not a model registry or has a newer schema, or a database that cannot use WAL mode.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], database_url: str | None = None) -> None:
+        if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
+            raise RegistryError(f"root must be a directory path, got {root!r}")
+        self.root = Path(root).absolute()
+        self.models_dir = self.root / "models"
+        self.database_url = f"{_URL_PREFIX}{self.root / 'registry.sqlite'}" if database_url is None else database_url
+        self.database_path = _database_path(self.database_url)
+        for name, directory in (("root", self.models_dir), ("database_url", self.database_path.parent)):
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise RegistryError(f"{name}: cannot create directory {str(directory)!r}: {err}") from err
+        self._initialize()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.root)!r}, database_url={self.database_url!r})"
+
+    def register(
+        self,
+        model_file: str | os.PathLike[str],
+        *,
+        training_config: dict[str, Any],
+        evaluation_score: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        activate: bool = False,
+    ) -> ModelVersion:
+        """Copy a saved SB3 model into the registry as a new version.
+
+        Either the version is registered completely (row and file) or, on any error, nothing remains.
+
+        Args:
+            model_file: A model saved by SB3's ``save``: a zip archive with a ``data`` entry and a
+                ``pytorch_variables.pth`` or ``policy.pth`` entry.
+            training_config: The training configuration, a JSON-serializable dict.
+            evaluation_score: The evaluation score, finite, or ``None``.
+            metadata: Free-form JSON-serializable dict (job id, policy name, ...).
+            activate: Also make the new version the active one, in the same transaction.
+
+        Returns:
+            The new version's record.
+
+        Raises:
+            RegistryError: An invalid argument (the message names it) or a failed database operation.
+        """
+        config_json, config = _to_json("training_config", training_config)
+        metadata_json, metadata_value = _to_json("metadata", {} if metadata is None else metadata)
+        score = _check_score(evaluation_score)
+        if not isinstance(activate, bool):
+            raise RegistryError(f"activate must be a bool, got {activate!r}")
+        source_path = _check_model_file(model_file)
+        with _open_source(source_path) as source, self._temp_file() as (temp_path, temp):
+            sha256, size_bytes = _copy(source, temp)
+            _check_archive(temp_path, source_path)
+            with self._database() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                final_path: Path | None = None
+                committing = False
+                try:
+                    self._sweep(conn)
+                    created = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+                    cursor = conn.execute(
+                        "INSERT INTO versions (created, training_config, evaluation_score, metadata, sha256, "
+                        "size_bytes) VALUES (?, ?, ?, ?, ?, ?)",
+                        (created, config_json, score, metadata_json, sha256, size_bytes),
+                    )
+                    number = cursor.lastrowid
+                    assert number is not None
+                    if activate:
+                        conn.execute(_ACTIVATE, (number,))
+                    final_path = self.models_dir / f"v{number}.zip"
+                    # Unlocking is safe now: sweeps run under the write lock. (Windows renames closed files only.)
+                    temp.close()
+                    os.replace(temp_path, final_path)
+                    _fsync_dir(self.models_dir)
+                    committing = True
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # Remove the renamed file only while the write lock is still held: once it is released,
+                    # another process may allocate the same number and put its own file there. If a failed
+                    # COMMIT already released it, the next register or construction removes the file.
+                    if final_path is not None and (not committing or conn.in_transaction):
+                        with contextlib.suppress(FileNotFoundError):
+                            final_path.unlink()
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.rollback()
+                    raise
+        return ModelVersion(f"v{number}", created, config, score, metadata_value, sha256, size_bytes, activate)
+
+    def versions(self) -> list[ModelVersion]:
+        """All registered versions, oldest first."""
+        with self._database() as conn:
+            rows = conn.execute(f"{_SELECT_VERSIONS} ORDER BY v.number").fetchall()
+        return [_to_version(row) for row in rows]
+
+    def get(self, version: str) -> ModelVersion:
+        """The record of ``version``.
+
+        Raises:
+            RegistryError: ``version`` is not a version id (``"v<n>"``, ``n >= 1``).
+            UnknownVersionError: ``version`` is not registered; the message lists known versions.
+        """
+        number = _parse_version(version)
+        with self._database() as conn:
+            return _to_version(self._lookup(conn, number, version))
+
+    def active(self) -> ModelVersion | None:
+        """The active version, or ``None`` before the first activation."""
+        with self._database() as conn:
+            row = conn.execute(f"{_SELECT_VERSIONS} WHERE v.number = a.number").fetchone()
+        return None if row is None else _to_version(row)
+
+    def activate(self, version: str) -> ModelVersion:
+        """Make ``version`` the active version, atomically, for every process using the registry.
+
+        Every activation, even of the version already active, increments the change counter of
+        :meth:`active_token`.
+
+        Returns:
+            The record of the now active version.
+
+        Raises:
+            RegistryError: ``version`` is not a version id, or its model file is missing (the registry is
+                damaged); the active version is unchanged.
+            UnknownVersionError: ``version`` is not registered; the active version is unchanged.
+        """
+        number = _parse_version(version)
+        with self._database() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                record = _to_version(self._lookup(conn, number, version))
+                self._check_file(record)
+                conn.execute(_ACTIVATE, (number,))
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+                raise
+        return replace(record, active=True)
+
+    def path(self, version: str) -> Path:
+        """The model file of ``version``, ``root/models/<version>.zip``, to load the model from.
+
+        Raises:
+            RegistryError: ``version`` is not a version id, or its file is missing or has the wrong size
+                (the registry is damaged).
+            UnknownVersionError: ``version`` is not registered.
+        """
+        return self._check_file(self.get(version))
+
+    def active_token(self) -> tuple[str | None, int]:
+        """``(active version or None, activation counter)``, one indexed read: cheap enough for every request.
+
+        A worker keeps the token of the model it loaded and reloads when the token differs. The cost is
+        mostly opening the connection, about 0.2-0.4 ms on a busy 2-core machine.
+        """
+        with self._database() as conn:
+            number, generation = conn.execute("SELECT number, generation FROM active WHERE id = 1").fetchone()
+        return (None if number is None else f"v{number}", generation)
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _database(self) -> Iterator[sqlite3.Connection]:
+        """A new connection (autocommit; transactions are explicit); SQLite errors become RegistryError."""
+        try:
+            conn = sqlite3.connect(self.database_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA synchronous = FULL")
+                yield conn
+            finally:
+                conn.close()
+        except sqlite3.Error as err:
+            raise RegistryError(f"registry database {str(self.database_path)!r}: {err}") from err
+
+    def _initialize(self) -> None:
+        """Switch to WAL, create the schema if missing and remove what crashed registrations left."""
+        with self._database() as conn:
+            self._check_schema(conn)  # before WAL: leave a database that is not a registry as it is
+            mode = _set_wal(conn)
+            if mode.lower() != "wal":
+                raise RegistryError(
+                    f"database_url {self.database_url!r}: SQLite cannot use WAL mode there (journal_mode {mode!r}); "
+                    "use a file on a local file system"
+                )
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._check_schema(conn) == 0:  # again under the write lock: another process may have created it
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._sweep(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+                raise
+
+    def _check_schema(self, conn: sqlite3.Connection) -> int:
+        """The schema version; refuse a newer one and a database holding other tables."""
+        (schema,) = conn.execute("PRAGMA user_version").fetchone()
+        if schema > SCHEMA_VERSION:
+            raise RegistryError(
+                f"database_url {self.database_url!r}: schema version {schema} is newer than this code's "
+                f"({SCHEMA_VERSION}); upgrade fitness_weights_api"
+            )
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if schema == 0 and tables - _TABLES:
+            raise RegistryError(
+                f"database_url {self.database_url!r} is not a model registry: it holds the tables "
+                f"{sorted(tables - _TABLES)}"
+            )
+        return schema
+
+    def _sweep(self, conn: sqlite3.Connection) -> None:
+        """Remove files of crashed registrations; the caller holds the write lock (``BEGIN IMMEDIATE``).
+
+        Only the lock holder renames a file to ``v<n>.zip``, ``n`` being the next number (one above the last
+        committed allocation), so such a file was left by a process that died before its commit; files of
+        other numbers are never touched. A temporary file is abandoned when no process holds its ``flock``
+        (the kernel releases it when its owner dies).
+        """
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'versions'").fetchone()
+        next_number = 1 if row is None else row[0] + 1
+        for entry in os.scandir(self.models_dir):
+            match = _MODEL_FILE_RE.fullmatch(entry.name)
+            if match is not None and int(match[1]) == next_number:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+            elif _TEMP_FILE_RE.fullmatch(entry.name):
+                _remove_if_abandoned(entry.path)
+
+    @contextlib.contextmanager
+    def _temp_file(self) -> Iterator[tuple[Path, IO[bytes]]]:
+        """A new temporary file in ``models_dir``, flocked while open, removed on exit unless renamed."""
+        while True:
+            temp_path = self.models_dir / f"{_TEMP_PREFIX}{uuid.uuid4().hex}.zip"
+            fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            if fcntl is None:
+                break
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink > 0:
+                break
+            os.close(fd)  # a sweep removed it between its creation and the lock: take a new name
+        temp = os.fdopen(fd, "wb")
+        try:
+            yield temp_path, temp
+        finally:
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    temp_path.unlink()  # gone already when it was renamed to v<n>.zip
+            finally:
+                temp.close()
+
+    def _lookup(self, conn: sqlite3.Connection, number: int, version: str) -> tuple[Any, ...]:
+        row = None
+        if number <= _MAX_NUMBER:
+            row = conn.execute(f"{_SELECT_VERSIONS} WHERE v.number = ?", (number,)).fetchone()
+        if row is None:
+            (count,) = conn.execute("SELECT count(*) FROM versions").fetchone()
+            latest = conn.execute("SELECT number FROM versions ORDER BY number DESC LIMIT ?", (_LISTED_VERSIONS,))
+            known = ", ".join(f"v{n}" for (n,) in reversed(latest.fetchall()))
+            if count == 0:
+                known = "the registry holds no versions"
+            elif count <= _LISTED_VERSIONS:
+                known = f"known versions: {known}"
+            else:
+                known = f"{count} known versions, the latest: {known}"
+            raise UnknownVersionError(f"unknown version {version!r}; {known}")
+        return row
+
+    def _check_file(self, record: ModelVersion) -> Path:
+        file = self.models_dir / f"{record.version}.zip"
+        try:
+            size = file.stat().st_size
+        except FileNotFoundError:
+            raise RegistryError(
+                f"the registry is damaged: the model file {str(file)!r} of version {record.version} is missing"
+            ) from None
+        if size != record.size_bytes:
+            raise RegistryError(
+                f"the registry is damaged: the model file {str(file)!r} of version {record.version} has "
+                f"{size} bytes, {record.size_bytes} were registered"
+            )
+        return file
+
+
+def _database_path(database_url: Any) -> Path:
+    if not isinstance(database_url, str) or not database_url.startswith(_URL_PREFIX):
+        raise RegistryError(
+            f"database_url {database_url!r} is not supported: use 'sqlite:///<path relative to the working "
+            "directory>' or 'sqlite:////<absolute path>'"
+        )
+    path = database_url[len(_URL_PREFIX) :]
+    if not path or path == ":memory:" or "?" in path or "\x00" in path:
+        raise RegistryError(
+            f"database_url {database_url!r} must name a database file (no in-memory database, no query string): "
+            "the registry is shared between processes"
+        )
+    return Path(path).absolute()
+
+
+def _set_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL; a database that another process is creating may refuse at once, so retry."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _parse_version(version: Any) -> int:
+    match = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
+    if match is None:
+        raise RegistryError(f"version must be a version id such as 'v1' ('v' and a number from 1), got {version!r}")
+    return int(match[1])
+
+
+def _to_json(name: str, value: Any) -> tuple[str, dict[str, Any]]:
+    """``value`` as JSON text and as read back from it (what the registry returns later)."""
+    if not isinstance(value, dict):
+        raise RegistryError(f"{name} must be a dict, got {type(value).__name__}")
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise RegistryError(f"{name} is not JSON-serializable: {err}") from None
+    return text, json.loads(text)
+
+
+def _check_score(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise RegistryError(f"evaluation_score must be a finite number or None, got {value!r}")
+    return float(value)
+
+
+def _check_model_file(model_file: Any) -> Path:
+    if not isinstance(model_file, (str, os.PathLike)) or not os.fspath(model_file):
+        raise RegistryError(f"model_file must be a file path, got {model_file!r}")
+    path = Path(model_file)
+    if not path.exists():
+        raise RegistryError(f"model_file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise RegistryError(f"model_file {str(path)!r} is not a regular file")
+    return path
+
+
+@contextlib.contextmanager
+def _open_source(path: Path) -> Iterator[IO[bytes]]:
+    try:
+        source = open(path, "rb")  # noqa: SIM115 - closed below; errors of open alone name model_file
+    except OSError as err:
+        raise RegistryError(f"model_file {str(path)!r} cannot be read: {err}") from err
+    with source:
+        yield source
+
+
+def _copy(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
+    """Copy, flush and fsync; return the SHA-256 and size of what was written."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := source.read(_COPY_CHUNK):
+        digest.update(chunk)
+        target.write(chunk)
+        size += len(chunk)
+    target.flush()
+    os.fsync(target.fileno())
+    return digest.hexdigest(), size
+
+
+def _check_archive(path: Path, model_file: Path) -> None:
+    """Check that the stored copy is a sound zip archive with the entries SB3's ``save`` writes."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as err:
+        raise RegistryError(f"model_file {str(model_file)!r} is not a readable zip archive: {err}") from None
+    if damaged is not None:
+        raise RegistryError(f"model_file {str(model_file)!r} is damaged: entry {damaged!r} fails its CRC check")
+    if SB3_DATA_ENTRY not in names or not names & SB3_PARAMETER_ENTRIES:
+        raise RegistryError(
+            f"model_file {str(model_file)!r} is not a Stable-Baselines3 model: it needs a {SB3_DATA_ENTRY!r} entry "
+            f"and one of {sorted(SB3_PARAMETER_ENTRIES)}, it has {sorted(names)}"
+        )
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op elsewhere)."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_if_abandoned(path: str) -> None:
+    """Remove a temporary file unless a live process holds its ``flock``."""
+    if fcntl is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    finally:
+        os.close(fd)
+
+
+def _to_version(row: tuple[Any, ...]) -> ModelVersion:
+    number, created, config, score, metadata, sha256, size_bytes, active = row
+    return ModelVersion(
+        version=f"v{number}",
+        created=created,
+        training_config=json.loads(config),
+        evaluation_score=score,
+        metadata=json.loads(metadata),
+        sha256=sha256,
+        size_bytes=size_bytes,
+        active=bool(active),
+    )
