@@ -34,7 +34,7 @@ How nothing is lost or half-written:
   (``os.replace``, atomic) and the directory fsynced, and the transaction commits. Any error before the
   commit removes the file while the write lock is still held and rolls back: no row, no file.
 * **Concurrency.** The write lock of ``BEGIN IMMEDIATE`` serializes registrations and activations of all
-  processes (waiting up to :data:`BUSY_TIMEOUT_S`); readers never wait (WAL). Every operation opens its own
+  processes (waiting up to :data:`.sqlite.BUSY_TIMEOUT_S`); readers never wait (WAL). Every operation opens its own
   connection, so one instance may be used from several threads and processes.
 * **Activation** is one ``UPDATE`` of the single ``active`` row, so there is never more than one active
   version, and the foreign key makes an unknown one impossible.
@@ -59,7 +59,6 @@ import numbers
 import os
 import re
 import sqlite3
-import time
 import uuid
 import zipfile
 import zlib
@@ -69,13 +68,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from fitness_weights_api.sqlite import BUSY_TIMEOUT_S, URL_PREFIX, database_path, set_wal
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: abandoned temporary files are ignored, not removed
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "BUSY_TIMEOUT_S",
     "SCHEMA_VERSION",
     "ModelRegistry",
     "ModelVersion",
@@ -86,13 +86,11 @@ __all__ = [
 SCHEMA_VERSION = 1
 """The database schema version, stored in ``PRAGMA user_version``."""
 
-BUSY_TIMEOUT_S = 30.0
 """How long an operation waits for another process's write lock before it fails."""
 
 SB3_DATA_ENTRY = "data"
 SB3_PARAMETER_ENTRIES = frozenset({"pytorch_variables.pth", "policy.pth"})
 
-_URL_PREFIX = "sqlite:///"
 _VERSION_RE = re.compile(r"v([1-9][0-9]*)")
 _MODEL_FILE_RE = re.compile(r"v([1-9][0-9]*)\.zip")
 _TEMP_PREFIX = ".partial-"
@@ -193,8 +191,11 @@ class ModelRegistry:
             raise RegistryError(f"root must be a directory path, got {root!r}")
         self.root = Path(root).absolute()
         self.models_dir = self.root / "models"
-        self.database_url = f"{_URL_PREFIX}{self.root / 'registry.sqlite'}" if database_url is None else database_url
-        self.database_path = _database_path(self.database_url)
+        self.database_url = f"{URL_PREFIX}{self.root / 'registry.sqlite'}" if database_url is None else database_url
+        try:
+            self.database_path = database_path(self.database_url)
+        except ValueError as err:
+            raise RegistryError(str(err)) from None
         for name, directory in (("root", self.models_dir), ("database_url", self.database_path.parent)):
             try:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -367,7 +368,7 @@ class ModelRegistry:
         """Switch to WAL, create the schema if missing and remove what crashed registrations left."""
         with self._database() as conn:
             self._check_schema(conn)  # before WAL: leave a database that is not a registry as it is
-            mode = _set_wal(conn)
+            mode = set_wal(conn)
             if mode.lower() != "wal":
                 raise RegistryError(
                     f"database_url {self.database_url!r}: SQLite cannot use WAL mode there (journal_mode {mode!r}); "
@@ -473,33 +474,6 @@ class ModelRegistry:
                 f"{size} bytes, {record.size_bytes} were registered"
             )
         return file
-
-
-def _database_path(database_url: Any) -> Path:
-    if not isinstance(database_url, str) or not database_url.startswith(_URL_PREFIX):
-        raise RegistryError(
-            f"database_url {database_url!r} is not supported: use 'sqlite:///<path relative to the working "
-            "directory>' or 'sqlite:////<absolute path>'"
-        )
-    path = database_url[len(_URL_PREFIX) :]
-    if not path or path == ":memory:" or "?" in path or "\x00" in path:
-        raise RegistryError(
-            f"database_url {database_url!r} must name a database file (no in-memory database, no query string): "
-            "the registry is shared between processes"
-        )
-    return Path(path).absolute()
-
-
-def _set_wal(conn: sqlite3.Connection) -> str:
-    """Switch to WAL; a database that another process is creating may refuse at once, so retry."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
 
 
 def _parse_version(version: Any) -> int:

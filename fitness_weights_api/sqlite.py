@@ -1,0 +1,53 @@
+"""SQLite conventions shared by the model registry and the job database.
+
+Both are files shared by several processes: WAL mode (readers never wait), a busy timeout for writers,
+one connection per operation, and ``sqlite:///`` URLs as in SQLAlchemy (``sqlite:///relative.db``,
+``sqlite:////absolute/path.db``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BUSY_TIMEOUT_S", "URL_PREFIX", "database_path", "set_wal"]
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a writer waits for another process's write lock."""
+
+URL_PREFIX = "sqlite:///"
+
+
+def database_path(database_url: Any) -> Path:
+    """The absolute file path of a ``sqlite:///`` URL.
+
+    Raises:
+        ValueError: Not a ``sqlite:///`` URL, or an in-memory database or a query string (named
+            ``database_url``).
+    """
+    if not isinstance(database_url, str) or not database_url.startswith(URL_PREFIX):
+        raise ValueError(
+            f"database_url {database_url!r} is not supported: use 'sqlite:///<path relative to the working "
+            "directory>' or 'sqlite:////<absolute path>'"
+        )
+    path = database_url[len(URL_PREFIX) :]
+    if not path or path == ":memory:" or "?" in path or "\x00" in path:
+        raise ValueError(
+            f"database_url {database_url!r} must name a database file (no in-memory database, no query string): "
+            "the database is shared between processes"
+        )
+    return Path(path).absolute()
+
+
+def set_wal(conn: sqlite3.Connection) -> str:
+    """Switch to WAL and return the journal mode; a database another process is creating may refuse at once."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

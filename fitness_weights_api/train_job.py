@@ -1,0 +1,260 @@
+"""The process of one training job, started by :class:`~fitness_weights_api.jobs.JobManager`.
+
+Its command line::
+
+    python -m fitness_weights_api.train_job --root ROOT --database-url URL --job-id ID --registry-root REGISTRY
+        --registry-url URL --lock-fd FD [--checkpoint-rollouts N] [--checkpoint-seconds S]
+
+It is not meant to be started by hand: the manager claims the job (state ``running`` with this process's pid)
+and passes the descriptor of the job's locked lock file (``--lock-fd``), which this process keeps open for its
+whole life (that is how the manager knows it lives; see :mod:`fitness_weights_api.jobs`).
+
+What it does:
+
+1. Checks that the job runs under its pid (after the manager's commit); if not, exits with code 3, writing
+   nothing.
+2. Trains ``sb3_ext.PPO`` with the job's :class:`~fitness_weights_api.jobs.TrainConfig`. After every rollout it
+   records the progress (timesteps, mean episode return) and reads the job's ``cancel_requested`` flag; every
+   ``--checkpoint-rollouts`` rollouts or ``--checkpoint-seconds`` seconds it saves ``checkpoint.zip`` in the
+   job folder atomically (a temporary file, then ``os.replace``) and records its path.
+3. Saves ``model.zip`` atomically, evaluates it on ``eval_trainees`` held-out trainees (``evaluation.json``),
+   registers it (metadata ``{"job_id", "policy", "timesteps"}``, the normalized score as
+   ``evaluation_score``, activated if the config says so) and marks the job ``succeeded`` with the version.
+   From registering on, ``SIGTERM`` is deferred (the job completes). A death between registering and marking
+   is settled by the manager, which finds the version by its metadata.
+
+Outcomes and exit codes: ``succeeded`` (0); an exception marks the job ``failed`` with
+``"<ExceptionType>: <message>"`` and prints the traceback to the log (1); ``SIGTERM`` or the cancel flag marks
+it ``cancelled`` (0); a job not (or no longer) running under this pid is left alone (3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
+from fitness_weights_api.jobs import (
+    CANCELLED,
+    CHECKPOINT_FILE,
+    FAILED,
+    MODEL_FILE,
+    PARTIAL_PREFIX,
+    SUCCEEDED,
+    JobCancelled,
+    JobDatabase,
+    JobLostError,
+    TrainConfig,
+)
+from fitness_weights_api.registry import ModelRegistry
+from fitness_weights_api.sqlite import database_path
+from sb3_ext import PPO, CosineSchedule, get_preset, make_vec_env
+from sb3_ext.evaluate import evaluate_model
+
+__all__ = ["main"]
+
+EXIT_LOST = 3
+"""Exit code of a process whose job is not running under its pid."""
+
+FINAL_LEARNING_RATE_FRACTION = 0.1
+"""The cosine schedule anneals the learning rate to this fraction of the initial one (as examples/train_ppo.py)."""
+
+
+class _JobProcess:
+    """One job's training run, its progress records, checkpoints and final state."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.job_id: str = args.job_id
+        self.pid = os.getpid()
+        self.job_dir = Path(args.root).absolute() / "jobs" / args.job_id
+        self.database = JobDatabase(database_path(args.database_url), args.database_url)
+        self.registry_root: str = args.registry_root
+        self.registry_url: str = args.registry_url
+        self.checkpoint_rollouts: int = args.checkpoint_rollouts
+        self.checkpoint_seconds: float = args.checkpoint_seconds
+        self.finalizing = False  # from registering on, SIGTERM is deferred
+        self.terminate_requested = False
+        self.registered: str | None = None
+        self.rollouts = 0
+        self.last_checkpoint = (0, time.monotonic())
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        """Stop training (raise :class:`JobCancelled`), unless the job is already finishing."""
+        if self.finalizing:
+            self.terminate_requested = True
+            return
+        raise JobCancelled(f"cancelled by signal {signal.Signals(signum).name}")
+
+    def run(self) -> int:
+        """Train, register and record the outcome; the process's exit code."""
+        try:
+            config = self.database.claimed_config(self.job_id, self.pid)
+        except JobLostError as err:
+            print(f"not starting: {err}", flush=True)
+            return EXIT_LOST
+        except JobCancelled:
+            return self._finish(CANCELLED)
+        print(f"job {self.job_id} (pid {self.pid}) trains {json.dumps(config.to_dict())}", flush=True)
+        try:
+            self._train_and_register(config)
+        except JobCancelled as err:
+            print(f"job {self.job_id}: {err}", flush=True)
+            return self._finish(CANCELLED)
+        except JobLostError as err:
+            print(f"job {self.job_id}: stopping: {err}", flush=True)
+            return EXIT_LOST
+        except Exception as err:
+            traceback.print_exc()
+            sys.stderr.flush()
+            return self._finish(FAILED, error=f"{type(err).__name__}: {err}")
+        return 0
+
+    def _finish(self, state: str, error: str | None = None) -> int:
+        self.finalizing = True
+        if self.registered is not None:  # registered, but not recorded: the manager settles it as succeeded
+            print(f"job {self.job_id}: registered {self.registered} but could not record it", flush=True)
+            return 1
+        self.database.finish(self.job_id, self.pid, state, error=error)
+        print(f"job {self.job_id}: {state}" + (f": {error}" if error else ""), flush=True)
+        return 1 if state == FAILED else 0
+
+    def _train_and_register(self, config: TrainConfig) -> None:
+        registry = ModelRegistry(self.registry_root, self.registry_url)  # fail before training if it is amiss
+        preset = get_preset(config.preset)
+        n_envs = preset.n_envs if config.n_envs is None else config.n_envs
+        settings: dict[str, Any] = preset.ppo_kwargs()
+        settings["batch_size"] = min(settings["batch_size"], n_envs * preset.n_steps)
+        env = make_vec_env("FitnessWeights-v0", n_envs=n_envs, vectorization="batched", seed=config.seed)
+        rate = config.learning_rate
+        model = PPO(
+            config.policy,
+            env,
+            learning_rate=CosineSchedule(rate, rate * FINAL_LEARNING_RATE_FRACTION),
+            policy_kwargs=config.policy_kwargs,
+            seed=config.seed,
+            device=config.device,
+            **settings,
+        )
+        start = time.perf_counter()
+        model.learn(config.timesteps, callback=_ProgressCallback(self))
+        seconds = time.perf_counter() - start
+        print(f"job {self.job_id}: trained {model.num_timesteps} steps in {seconds:.1f} s", flush=True)
+
+        model_path = self.job_dir / MODEL_FILE
+        _save_atomically(model, model_path)
+        report = evaluate_model(model, n_trainees=config.eval_trainees, seed=config.seed)
+        (self.job_dir / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2))
+        score = report.normalized_score if math.isfinite(report.normalized_score) else None
+        print(f"job {self.job_id}: normalized score {score}", flush=True)
+        if self.database.record_progress(self.job_id, self.pid, model.num_timesteps, _mean_reward(model), None):
+            raise JobCancelled("cancel requested")
+
+        self.finalizing = True
+        if self.terminate_requested:  # pragma: no cover - a SIGTERM between the two statements above
+            raise JobCancelled("cancelled by signal SIGTERM")
+        version = registry.register(
+            model_path,
+            training_config=config.to_dict(),
+            evaluation_score=score,
+            metadata={"job_id": self.job_id, "policy": config.policy, "timesteps": int(model.num_timesteps)},
+            activate=config.activate,
+        )
+        self.registered = version.version
+        self.database.finish(
+            self.job_id, self.pid, SUCCEEDED, model_version=version.version, timesteps=int(model.num_timesteps)
+        )
+        print(f"job {self.job_id}: succeeded, registered {version.version}", flush=True)
+
+    def on_rollout_end(self, model: PPO) -> None:
+        """Save a checkpoint when due, record the progress, and stop if the job was cancelled."""
+        self.rollouts += 1
+        checkpoint = None
+        rollouts, at = self.last_checkpoint
+        if self.rollouts - rollouts >= self.checkpoint_rollouts or time.monotonic() - at >= self.checkpoint_seconds:
+            path = self.job_dir / CHECKPOINT_FILE
+            _save_atomically(model, path)
+            checkpoint = str(path)
+            self.last_checkpoint = (self.rollouts, time.monotonic())
+        cancel = self.database.record_progress(
+            self.job_id, self.pid, int(model.num_timesteps), _mean_reward(model), checkpoint
+        )
+        if cancel:
+            raise JobCancelled("cancel requested")
+
+
+class _ProgressCallback(BaseCallback):
+    """Calls :meth:`_JobProcess.on_rollout_end` after every rollout."""
+
+    def __init__(self, job: _JobProcess) -> None:
+        super().__init__()
+        self.job = job
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.job.on_rollout_end(self.model)
+
+
+def _mean_reward(model: PPO) -> float | None:
+    buffer = model.ep_info_buffer
+    if not buffer:
+        return None
+    value = float(np.mean([info["r"] for info in buffer]))
+    return value if math.isfinite(value) else None
+
+
+def _save_atomically(model: PPO, path: Path) -> None:
+    """Save to a temporary file beside ``path``, fsync it, rename it to ``path``, fsync the folder."""
+    temp = path.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}.zip"
+    try:
+        model.save(temp)
+        with open(temp, "rb") as file:
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job named on the command line; the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fitness_weights_api.train_job", description="Run one training job."
+    )
+    parser.add_argument("--root", required=True, help="the job manager's root folder")
+    parser.add_argument("--database-url", required=True, help="the job database URL")
+    parser.add_argument("--job-id", required=True, help="the job to run")
+    parser.add_argument("--registry-root", required=True, help="the model registry's root folder")
+    parser.add_argument("--registry-url", required=True, help="the model registry's database URL")
+    parser.add_argument("--lock-fd", type=int, required=True, help="descriptor of the job's locked lock file")
+    parser.add_argument("--checkpoint-rollouts", type=int, default=10, help="checkpoint every N rollouts")
+    parser.add_argument("--checkpoint-seconds", type=float, default=300.0, help="or after S seconds")
+    args = parser.parse_args(argv)
+    os.set_inheritable(args.lock_fd, False)  # the lock stays with this process, not with processes it starts
+    job = _JobProcess(args)
+    signal.signal(signal.SIGTERM, job.on_sigterm)
+    return job.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,340 @@
+"""Training jobs: real job processes, real SQLite files under tmp_path, real signals; no mocks."""
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
+from fitness_weights_api import JobError, JobManager, ModelRegistry, TrainConfig, UnknownJobError
+from fitness_weights_api.jobs import FINAL_STATES
+from fitness_weights_api.service import WeightService
+from fitness_weights_env import sample_profile
+from sb3_ext import PPO
+
+TIMEOUT_S = 120  # generous: the machine is busy
+JOB_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SMALL_POLICY = {"embed_dim": 16, "n_heads": 2, "n_latents": 2}
+TINY = {"n_envs": 8, "eval_trainees": 4, "device": "cpu", "policy_kwargs": SMALL_POLICY}
+LONG = 200_000  # timesteps of a job that is still running when the test stops it
+
+
+def tiny(timesteps: int = 1024, **overrides) -> TrainConfig:
+    return TrainConfig(timesteps=timesteps, **{**TINY, **overrides})
+
+
+def make_manager(root: Path, registry: ModelRegistry, **kwargs) -> JobManager:
+    settings = {"env": JOB_ENV, "checkpoint_rollouts": 1, "cancel_grace_s": 5.0, **kwargs}
+    return JobManager(root, registry, **settings)
+
+
+@pytest.fixture
+def registry(tmp_path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "registry")
+
+
+@pytest.fixture
+def manager(tmp_path, registry):
+    manager = make_manager(tmp_path / "jobs", registry)
+    yield manager
+    for job in manager.list(limit=1000):  # leave no job process behind, even when a test fails
+        if job.state not in FINAL_STATES:
+            manager.cancel(job.job_id)
+
+
+def poll(manager: JobManager, job_id: str, until, timeout_s: float = TIMEOUT_S):
+    """Refresh and read the job every 0.1 s until ``until(job)``; returns the jobs seen, the last one last."""
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while True:
+        manager.refresh()
+        seen.append(manager.get(job_id))
+        if until(seen[-1]):
+            return seen
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting on job {job_id}: {seen[-1]}")
+        time.sleep(0.1)
+
+
+def train_in_process(path: Path) -> Path:
+    env = gym.make("FitnessWeights-v0")
+    model = PPO(
+        "AttnCQQXPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu", policy_kwargs=SMALL_POLICY
+    )
+    model.learn(64).save(path)
+    return path
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# A process that refreshes the jobs once a file appears (so that several start together); it imports no torch.
+REFRESH = """
+import pathlib, sys, time
+from fitness_weights_api import JobManager, ModelRegistry
+root, registry_root, go = sys.argv[1:]
+manager = JobManager(root, ModelRegistry(registry_root), max_concurrent=3, env={"OMP_NUM_THREADS": "1"})
+while not pathlib.Path(go).exists():
+    time.sleep(0.005)
+manager.refresh()
+"""
+
+
+# -- running jobs ------------------------------------------------------------------------------------------
+
+
+def test_jobs_run_one_at_a_time_record_progress_and_register_their_models(manager, registry):
+    first = manager.submit(tiny(activate=True, seed=0))
+    second = manager.submit(tiny(seed=1))
+    assert (first.state, second.state) == ("running", "queued")
+    assert first.pid is not None and first.started is not None and first.finished is None
+    assert (second.pid, second.started, second.timesteps_done, second.total_timesteps) == (None, None, 0, 1024)
+
+    def first_done_second_queued_meanwhile(job):
+        later = manager.get(second.job_id)
+        if job.state == "running":  # read before: while the first runs, refresh does not start the second
+            assert later.state == "queued"
+        return job.state in FINAL_STATES
+
+    seen = poll(manager, first.job_id, first_done_second_queued_meanwhile)
+    first = seen[-1]
+    assert first.state == "succeeded", first.error
+    progress = [job.timesteps_done for job in seen]
+    assert progress == sorted(progress) and progress[-1] >= 1024
+    assert first.last_mean_reward is not None and math.isfinite(first.last_mean_reward)
+    assert first.error is None and first.finished is not None and first.started <= first.finished
+    assert Path(first.checkpoint) == manager.job_dir(first.job_id) / "checkpoint.zip"
+    assert Path(first.checkpoint).is_file()
+
+    record = registry.get(first.model_version)
+    assert record.metadata["job_id"] == first.job_id and record.metadata["policy"] == "AttnCQQXPolicy"
+    assert record.training_config == first.config.to_dict()
+    assert math.isfinite(record.evaluation_score)
+    assert registry.active_token()[0] == first.model_version
+    trainee = sample_profile(np.random.default_rng(3))
+    assert WeightService(registry).predict(trainee).model_version == first.model_version
+
+    second = manager.wait(second.job_id, TIMEOUT_S, poll_s=0.1)  # refresh started it once the first finished
+    assert second.state == "succeeded", second.error
+    assert second.started >= first.finished
+    assert registry.get(second.model_version).metadata["job_id"] == second.job_id
+    assert registry.active_token()[0] == first.model_version  # activate=False: the first stays active
+    assert [job.job_id for job in manager.list()] == [second.job_id, first.job_id]
+    assert manager.list(state="queued") == []
+    log = (manager.job_dir(second.job_id) / "job.log").read_text()
+    assert f"succeeded, registered {second.model_version}" in log
+
+
+def test_a_killed_job_fails_keeps_its_checkpoint_and_the_active_model_still_serves(manager, registry, tmp_path):
+    active = registry.register(train_in_process(tmp_path / "previous.zip"), training_config={}, activate=True)
+    service = WeightService(registry)
+    trainee = sample_profile(np.random.default_rng(5))
+    before = service.predict(trainee)
+
+    job = manager.submit(tiny(LONG))
+    job = poll(manager, job.job_id, lambda job: job.checkpoint is not None and job.timesteps_done > 0)[-1]
+    assert job.state == "running"
+    os.killpg(job.pid, signal.SIGKILL)
+
+    job = manager.wait(job.job_id, TIMEOUT_S, poll_s=0.1)
+    assert job.state == "failed"
+    assert job.error == "the job process was killed by signal SIGKILL"
+    assert job.model_version is None and job.finished is not None
+    assert 0 < job.timesteps_done < LONG
+    assert Path(job.checkpoint).is_file()
+    PPO.load(job.checkpoint, device="cpu")  # a complete, loadable SB3 model
+    assert not [name for name in os.listdir(manager.job_dir(job.job_id)) if name.startswith(".partial-")]
+    assert process_gone(job.pid)
+
+    assert registry.versions() == [registry.get(active.version)]  # nothing registered
+    assert registry.active_token()[0] == active.version
+    after = service.predict(trainee)
+    assert after.model_version == active.version
+    np.testing.assert_array_equal(after.result.cq, before.result.cq)
+    assert manager.refresh() == [] and manager.get(job.job_id) == job  # final states stay
+
+
+def test_a_job_that_raises_fails_with_the_error_and_its_traceback_in_the_log(manager, registry):
+    job = manager.submit(tiny(policy_kwargs={"no_such_argument": 1}))
+    job = manager.wait(job.job_id, TIMEOUT_S, poll_s=0.1)
+    assert job.state == "failed"
+    assert job.error.startswith("TypeError: ") and "no_such_argument" in job.error
+    assert "Traceback" not in job.error and "\n" not in job.error
+    log = (manager.job_dir(job.job_id) / "job.log").read_text()
+    assert "Traceback (most recent call last)" in log and "no_such_argument" in log
+    assert registry.versions() == []
+
+
+def test_cancel_a_queued_and_a_running_job(manager, registry):
+    running = manager.submit(tiny(LONG))
+    queued = manager.submit(tiny())
+    assert (running.state, queued.state) == ("running", "queued")
+
+    cancelled = manager.cancel(queued.job_id)
+    assert (cancelled.state, cancelled.pid, cancelled.started, cancelled.error) == ("cancelled", None, None, None)
+    assert cancelled.finished is not None
+
+    poll(manager, running.job_id, lambda job: job.timesteps_done > 0)  # training, its SIGTERM handler installed
+    cancelled = manager.cancel(running.job_id)
+    assert (cancelled.state, cancelled.error, cancelled.model_version) == ("cancelled", None, None)
+    assert cancelled.cancel_requested and cancelled.finished is not None
+    assert process_gone(cancelled.pid)
+    assert "cancelled by signal SIGTERM" in (manager.job_dir(running.job_id) / "job.log").read_text()
+    assert manager.cancel(running.job_id) == cancelled  # idempotent
+    assert manager.refresh() == []  # the cancelled queued job is never started
+    assert registry.versions() == []
+
+
+def test_concurrent_refreshes_in_several_processes_respect_max_concurrent(manager, registry, tmp_path):
+    jobs = [manager.submit(tiny(LONG, seed=seed)) for seed in range(5)]
+    assert [job.state for job in jobs] == ["running"] + ["queued"] * 4
+
+    go = tmp_path / "go"
+    command = [sys.executable, "-c", REFRESH, str(manager.root), str(registry.root), str(go)]
+    refreshers = [subprocess.Popen(command) for _ in range(3)]
+    time.sleep(0.5)
+    go.touch()
+    for refresher in refreshers:
+        assert refresher.wait(TIMEOUT_S) == 0
+
+    jobs = [manager.get(job.job_id) for job in jobs]
+    assert [job.state for job in jobs] == ["running"] * 3 + ["queued"] * 2  # max_concurrent=3 overall, in order
+    assert manager.refresh() == []  # this manager's bound is 1: it starts nothing
+
+    # Two jobs that other processes started die. One had registered its model (it died before recording that):
+    # it succeeded with that version. The other failed; its exit status is known only to its (gone) starter.
+    registered = registry.register(
+        train_in_process(tmp_path / "model.zip"), training_config={}, metadata={"job_id": jobs[1].job_id}
+    )
+    for job in jobs[1:3]:
+        os.killpg(job.pid, signal.SIGKILL)
+    both_final = lambda job: job.state in FINAL_STATES and manager.get(jobs[1].job_id).state in FINAL_STATES  # noqa: E731
+    settled = poll(manager, jobs[2].job_id, both_final)[-1]
+    assert settled.state == "failed"
+    assert settled.error.startswith(f"the job process (pid {jobs[2].pid}) ended without recording a final state")
+    settled = manager.get(jobs[1].job_id)
+    assert (settled.state, settled.model_version, settled.error) == ("succeeded", registered.version, None)
+    assert manager.get(jobs[3].job_id).state == "queued"  # one still runs, and this manager's bound is 1
+
+    for job in jobs:
+        manager.cancel(job.job_id)
+    assert [manager.get(job.job_id).state for job in jobs] == ["cancelled", "succeeded", "failed"] + ["cancelled"] * 2
+    assert registry.versions() == [registry.get(registered.version)]
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"timesteps": 0}, "timesteps"),
+        ({"timesteps": 1.5}, "timesteps"),
+        ({"timesteps": True}, "timesteps"),
+        ({"policy": "CnnPolicy"}, "policy"),
+        ({"preset": "tpu"}, "preset"),
+        ({"n_envs": 0}, "n_envs"),
+        ({"seed": -1}, "seed"),
+        ({"learning_rate": math.nan}, "learning_rate"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"learning_rate": "fast"}, "learning_rate"),
+        ({"policy_kwargs": {"bad": {1, 2}}}, "policy_kwargs"),
+        ({"policy_kwargs": {1: 2}}, "policy_kwargs"),
+        ({"policy_kwargs": [1]}, "policy_kwargs"),
+        ({"eval_trainees": 1}, "eval_trainees"),
+        ({"activate": "yes"}, "activate"),
+        ({"device": "gpu0"}, "device"),
+    ],
+)
+def test_bad_configs_name_the_field(changes, field):
+    with pytest.raises(ValueError, match=rf"^{field} "):
+        TrainConfig(**{"timesteps": 1024, **changes})
+    with pytest.raises(ValueError, match=rf"^{field} "):
+        TrainConfig.from_dict({"timesteps": 1024, **changes})
+
+
+def test_config_round_trips_through_json_and_rejects_unknown_keys():
+    config = tiny(4096, seed=7, learning_rate=1e-3, activate=True, preset="sb3", policy="MlpPolicy")
+    data = json.loads(json.dumps(config.to_dict()))
+    assert TrainConfig.from_dict(data) == config
+    assert TrainConfig.from_dict({"timesteps": 5}) == TrainConfig(5)
+    with pytest.raises(ValueError, match="unknown key 'timestep'"):
+        TrainConfig.from_dict({"timesteps": 5, "timestep": 5})
+    with pytest.raises(ValueError, match=r"^timesteps is required"):
+        TrainConfig.from_dict({"seed": 1})
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        TrainConfig.from_dict([("timesteps", 5)])
+    kwargs = {"net_arch": [8]}
+    config = TrainConfig(5, policy_kwargs=kwargs)
+    kwargs["net_arch"].append(9)
+    assert config.policy_kwargs == {"net_arch": [8]}  # a copy
+
+
+def test_manager_refuses_bad_submissions_and_job_ids(manager):
+    with pytest.raises(ValueError, match=r"^timesteps must be at most 2000000"):
+        manager.submit(tiny(2_000_001))
+    with pytest.raises(ValueError, match="unknown key 'epochs'"):
+        manager.submit({"timesteps": 10, "epochs": 3})
+    with pytest.raises(ValueError, match=r"^timesteps "):
+        manager.submit({"timesteps": -5})
+    assert manager.list() == []  # nothing was queued
+    for bad in ("../../etc/passwd", "", "A" * 32, uuid.uuid4().hex + "0", 42, None):
+        for method in (manager.get, manager.cancel, manager.job_dir):
+            with pytest.raises(ValueError, match=r"^job_id must be a job id"):
+                method(bad)
+    unknown = uuid.uuid4().hex
+    for method in (manager.get, manager.cancel):
+        with pytest.raises(UnknownJobError, match=f"unknown job '{unknown}'") as raised:
+            method(unknown)
+        assert isinstance(raised.value, KeyError)
+    with pytest.raises(ValueError, match=r"^limit "):
+        manager.list(limit=0)
+    with pytest.raises(ValueError, match=r"^state "):
+        manager.list(state="done")
+
+
+def test_manager_arguments_and_databases_are_checked(tmp_path, registry):
+    for name, value in [("max_concurrent", 0), ("max_timesteps", 0), ("max_queued", 0), ("cancel_grace_s", math.nan)]:
+        with pytest.raises(ValueError, match=rf"^{name} "):
+            JobManager(tmp_path / "jobs", registry, **{name: value})
+    with pytest.raises(ValueError, match=r"^database_url .* is the registry's database"):
+        JobManager(tmp_path / "jobs", registry, database_url=registry.database_url)
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(JobError, match="is not a job database"):
+        JobManager(tmp_path / "jobs", registry, database_url=f"sqlite:///{other}")
+    with pytest.raises(ValueError, match=r"^database_url "):
+        JobManager(tmp_path / "jobs", registry, database_url="postgresql://db/jobs")
+
+
+def test_a_full_queue_is_refused_and_state_is_shared_through_the_database(tmp_path, registry):
+    first = make_manager(tmp_path / "jobs", registry, max_queued=1)
+    second = make_manager(tmp_path / "jobs", registry, max_queued=1)
+    try:
+        running = first.submit(tiny(LONG))
+        queued = second.submit(tiny())  # the second manager sees the running job: its slot is taken
+        assert (running.state, queued.state) == ("running", "queued")
+        with pytest.raises(JobError, match="queue is full"):
+            first.submit(tiny())
+        assert second.get(running.job_id).pid == running.pid
+        assert [job.job_id for job in second.list()] == [queued.job_id, running.job_id]
+    finally:
+        for job in first.list():
+            second.cancel(job.job_id)  # the second manager did not start the job, yet cancels it
+    assert {job.state for job in first.list()} == {"cancelled"}
