@@ -9,6 +9,7 @@ predicted matrices, then ``dynamics.step_info``), never with a second formula.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from fitness_weights_env import CATALOG, LAYOUT, METRIC_NAMES, FitnessWeightsVectorEnv, TraineeProfile, dynamics
 from fitness_weights_env.episode import ProfileLike
+from sb3_ext.evaluate import seeded_sampling
 
 __all__ = ["MAX_OPTIMIZATION_STEPS", "WeightsResult", "optimize_weights", "predict_weights"]
 
@@ -78,16 +80,9 @@ def optimize_weights(
     profile = TraineeProfile.coerce(profile)
     env = FitnessWeightsVectorEnv(1, max_episode_steps=None)
     observation, _ = env.reset(seed=seed, options={"profiles": [profile]})
-    if not deterministic:
-        import torch as th  # the service runs next to sb3_ext; seeded sampling without touching the global generator
-
-        with th.random.fork_rng(devices=[]):
-            th.manual_seed(seed)
-            for _ in range(steps):
-                observation, *_ = env.step(model.predict(observation, deterministic=False)[0])
-    else:
+    with contextlib.nullcontext() if deterministic else seeded_sampling(seed):
         for _ in range(steps):
-            observation, *_ = env.step(model.predict(observation, deterministic=True)[0])
+            observation, *_ = env.step(model.predict(observation, deterministic=deterministic)[0])
     state = env.state
     metrics = dict(zip(METRIC_NAMES, state.observation[0, LAYOUT.metrics].tolist(), strict=True))
     scores = _target_scores(state, profile)

@@ -16,10 +16,12 @@ the prediction latency::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from fitness_weights_env.baselines import GreedyPolicy, RandomPolicy, normalized
 from fitness_weights_env.metrics import MatrixMetrics, matrix_metrics
 from sb3_ext.ppo import PPO
 
-__all__ = ["EvaluationReport", "evaluate_model", "main"]
+__all__ = ["EvaluationReport", "evaluate_model", "main", "seeded_sampling"]
 
 HELD_OUT_SEED = 10_000
 """Offset of the held-out trainees' seeds, away from the seeds training envs use."""
@@ -104,6 +106,14 @@ class EvaluationReport:
         return "\n".join(lines) + "\n"
 
 
+@contextlib.contextmanager
+def seeded_sampling(seed: int) -> Iterator[None]:
+    """Sample actions from torch's generator seeded with ``seed``, leaving the global generator as it was."""
+    with th.random.fork_rng(devices=[]):
+        th.manual_seed(seed)
+        yield
+
+
 def _format(value: float) -> str:
     if not math.isfinite(value):
         return "undefined"
@@ -144,8 +154,7 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
         return model.predict(observation, deterministic=False)[0]
 
     outcome = run_episodes(optimize, profiles, seed=seed, **env_kwargs)
-    with th.random.fork_rng(devices=[]):  # seeded sampling that leaves the global generator as it was
-        th.manual_seed(seed)
+    with seeded_sampling(seed):
         sampled = run_episodes(sample, profiles, seed=seed, **env_kwargs)
     greedy = run_episodes(GreedyPolicy(), profiles, seed=seed, **env_kwargs)
     random = run_episodes(RandomPolicy(seed=seed), profiles, seed=seed, **env_kwargs)
@@ -160,12 +169,15 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
     ci = _bootstrap_ci(outcome.returns, random.returns, greedy.returns, seed)
     sampled_score = normalized_score(sampled.returns, random.returns, greedy.returns)
     sampled_ci = _bootstrap_ci(sampled.returns, random.returns, greedy.returns, seed)
-    scores = {"normalized_score": score, "normalized_score_ci": ci, "sampled_score": sampled_score}
+    scores = {
+        "normalized_score": score,
+        "normalized_score_ci": ci,
+        "sampled_score": sampled_score,
+        "sampled_score_ci": sampled_ci,
+    }
     predict = getattr(model.policy, "predict_weights", None)
     if predict is None:
-        return EvaluationReport(
-            n_trainees, seed, mean_return, **scores, sampled_score_ci=sampled_ci, cq=None, qx=None, latency_ms={}
-        )
+        return EvaluationReport(n_trainees, seed, mean_return, **scores, cq=None, qx=None, latency_ms={})
 
     env = FitnessWeightsVectorEnv(n_trainees, **env_kwargs)
     initial, _ = env.reset(seed=seed, options={"profiles": profiles})
@@ -183,7 +195,6 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
         seed=seed,
         mean_return=mean_return,
         **scores,
-        sampled_score_ci=sampled_ci,
         cq=matrix_metrics(cq, outcome.cq, confidence),
         qx=matrix_metrics(qx, outcome.qx, confidence),
         latency_ms={
