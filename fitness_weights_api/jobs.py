@@ -102,9 +102,11 @@ __all__ = [
     "RUNNING",
     "SCHEMA_VERSION",
     "SUCCEEDED",
+    "ConfigError",
     "Job",
     "JobError",
     "JobManager",
+    "QueueFullError",
     "TrainConfig",
     "UnknownJobError",
 ]
@@ -168,6 +170,18 @@ class JobError(Exception):
     """A failed job-database operation, a full queue, or a job manager that cannot work here."""
 
 
+class ConfigError(ValueError):
+    """An invalid training config or manager argument. ``field`` names it; the message starts with it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class QueueFullError(JobError):
+    """``max_queued`` jobs are waiting already: try again later."""
+
+
 class UnknownJobError(JobError, KeyError):
     """A well-formed job id that the job database does not hold."""
 
@@ -185,7 +199,7 @@ class JobCancelled(BaseException):  # like KeyboardInterrupt: not an error, and 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What a training job trains; validated on construction (a ``ValueError`` names the field at fault).
+    """What a training job trains; validated on construction (a :class:`ConfigError` names the field at fault).
 
     The job builds ``sb3_ext.make_vec_env("FitnessWeights-v0", n_envs, vectorization="batched", seed=seed)`` and
     ``sb3_ext.PPO(policy, env, learning_rate=CosineSchedule(learning_rate, learning_rate / 10), seed=seed,
@@ -223,25 +237,26 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_int("timesteps", self.timesteps, 1)
         if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {list(POLICIES)}, got {self.policy!r}")
+            raise ConfigError("policy", f"policy must be one of {list(POLICIES)}, got {self.policy!r}")
         from sb3_ext.presets import PRESETS  # the names live there (sb3_ext imports torch: only when needed)
 
         if not isinstance(self.preset, str) or self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+            raise ConfigError("preset", f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
         if self.n_envs is not None:
             _check_int("n_envs", self.n_envs, 1, MAX_N_ENVS)
         _check_int("seed", self.seed, 0, MAX_SEED)
         rate = self.learning_rate
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (math.isfinite(rate) and rate > 0):
-            raise ValueError(f"learning_rate must be a finite number above 0, got {rate!r}")
+            raise ConfigError("learning_rate", f"learning_rate must be a finite number above 0, got {rate!r}")
         object.__setattr__(self, "learning_rate", float(rate))
         if self.policy_kwargs is not None:
             object.__setattr__(self, "policy_kwargs", _json_object("policy_kwargs", self.policy_kwargs))
         _check_int("eval_trainees", self.eval_trainees, 2, MAX_EVAL_TRAINEES)
         if not isinstance(self.activate, bool):
-            raise ValueError(f"activate must be a bool, got {self.activate!r}")
+            raise ConfigError("activate", f"activate must be a bool, got {self.activate!r}")
         if not isinstance(self.device, str) or not _DEVICE_RE.fullmatch(self.device):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps', got {self.device!r}")
+            message = f"device must be 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps', got {self.device!r}"
+            raise ConfigError("device", message)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready (a new dict each time)."""
@@ -261,9 +276,10 @@ class TrainConfig:
         names = [field.name for field in fields(cls)]
         for key in data:
             if key not in names:
-                raise ValueError(f"unknown key {key!r} in the training config; known keys: {', '.join(names)}")
+                message = f"unknown key {key!r} in the training config; known keys: {', '.join(names)}"
+                raise ConfigError(str(key), message)
         if "timesteps" not in data:
-            raise ValueError("timesteps is required")
+            raise ConfigError("timesteps", "timesteps is required")
         return cls(**data)
 
 
@@ -462,6 +478,8 @@ class JobManager:
         cancel_grace_s: Seconds :meth:`cancel` waits after ``SIGTERM`` before ``SIGKILL``.
         checkpoint_rollouts: A job saves a checkpoint every this many rollouts...
         checkpoint_seconds: ... or after this many seconds since its last one, whichever comes first.
+        nice: Added to the job processes' niceness (0 to 19), so that training yields the CPU to the processes
+            that answer requests.
 
     Raises:
         ValueError: An invalid argument (the message names it), or a ``database_url`` naming the registry's file.
@@ -483,6 +501,7 @@ class JobManager:
         cancel_grace_s: float = 10.0,
         checkpoint_rollouts: int = 10,
         checkpoint_seconds: float = 300.0,
+        nice: int = 10,
     ) -> None:
         if fcntl is None:  # pragma: no cover
             raise JobError("training jobs need a POSIX system (fcntl.flock, process groups)")
@@ -494,6 +513,7 @@ class JobManager:
         _check_int("max_queued", max_queued, 1)
         _check_int("max_timesteps", max_timesteps, 1)
         _check_int("checkpoint_rollouts", checkpoint_rollouts, 1)
+        _check_int("nice", nice, 0, 19)
         for name, value in (("cancel_grace_s", cancel_grace_s), ("checkpoint_seconds", checkpoint_seconds)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < value < math.inf):
                 raise ValueError(f"{name} must be a finite number of seconds above 0, got {value!r}")
@@ -520,6 +540,7 @@ class JobManager:
         self.cancel_grace_s = float(cancel_grace_s)
         self.checkpoint_rollouts = checkpoint_rollouts
         self.checkpoint_seconds = float(checkpoint_seconds)
+        self.nice = nice
         for name, directory in (("root", self.jobs_dir), ("database_url", self.database_path.parent)):
             try:
                 directory.mkdir(parents=True, exist_ok=True)
@@ -545,18 +566,20 @@ class JobManager:
             The job as it is after the refresh (``queued`` or ``running``).
 
         Raises:
-            ValueError: An invalid config, or ``timesteps`` above ``max_timesteps`` (the message names the field).
-            JobError: ``max_queued`` jobs are waiting already, or a failed database operation.
+            ConfigError: An invalid config, or ``timesteps`` above ``max_timesteps`` (``field`` names the field).
+            QueueFullError: ``max_queued`` jobs are waiting already.
+            JobError: A failed database operation.
         """
         if not isinstance(config, TrainConfig):
             config = TrainConfig.from_dict(config)
         if config.timesteps > self.max_timesteps:
-            raise ValueError(f"timesteps must be at most {self.max_timesteps} (max_timesteps), got {config.timesteps}")
+            message = f"timesteps must be at most {self.max_timesteps} (max_timesteps), got {config.timesteps}"
+            raise ConfigError("timesteps", message)
         job_id = uuid.uuid4().hex
         with self.database.transaction() as conn:
             (queued,) = conn.execute("SELECT count(*) FROM jobs WHERE state = ?", (QUEUED,)).fetchone()
             if queued >= self.max_queued:
-                raise JobError(f"the job queue is full ({queued} jobs waiting, max_queued {self.max_queued})")
+                raise QueueFullError(f"the job queue is full ({queued} jobs waiting, max_queued {self.max_queued})")
             conn.execute(
                 "INSERT INTO jobs (job_id, state, config, created, total_timesteps) VALUES (?, ?, ?, ?, ?)",
                 (job_id, QUEUED, json.dumps(config.to_dict()), _now(), config.timesteps),
@@ -734,6 +757,7 @@ class JobManager:
                 f"--lock-fd={fd}",
                 f"--checkpoint-rollouts={self.checkpoint_rollouts}",
                 f"--checkpoint-seconds={self.checkpoint_seconds}",
+                f"--nice={self.nice}",
             ]
             with open(job_dir / LOG_FILE, "ab") as log:
                 return subprocess.Popen(
@@ -855,7 +879,7 @@ def _short_repr(value: Any) -> str:
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         bounds = f"at least {low}" if high is None else f"from {low} to {high}"
-        raise ValueError(f"{name} must be an integer {bounds}, got {_short_repr(value)}")
+        raise ConfigError(name, f"{name} must be an integer {bounds}, got {_short_repr(value)}")
 
 
 def _check_job_id(job_id: Any) -> None:
@@ -866,11 +890,12 @@ def _check_job_id(job_id: Any) -> None:
 def _json_object(name: str, value: Any) -> dict[str, Any]:
     """``value`` as read back from its JSON text (a deep copy); it must be an object with string keys."""
     if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
-        raise ValueError(f"{name} must be a JSON object (a dict with string keys) or None, got {_short_repr(value)}")
+        message = f"{name} must be a JSON object (a dict with string keys) or None, got {_short_repr(value)}"
+        raise ConfigError(name, message)
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError, RecursionError) as err:
-        raise ValueError(f"{name} is not JSON-serializable: {err}") from None
+        raise ConfigError(name, f"{name} is not JSON-serializable: {err}") from None
 
 
 def _to_job(row: tuple[Any, ...]) -> Job:

@@ -8,9 +8,11 @@ by every worker at its next request: the hot switch. Models load only from the r
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fitness_weights_api.jobs import Job, JobManager, TrainConfig
 from fitness_weights_api.registry import ModelRegistry, ModelVersion
 from fitness_weights_api.weights import WeightsResult, optimize_weights, predict_weights
 from fitness_weights_env.episode import ProfileLike
@@ -31,15 +33,19 @@ class ServedResult:
 
 
 class WeightService:
-    """Optimize and predict trainees' weights with the registry's active model.
+    """Optimize and predict trainees' weights with the registry's active model, and train new models.
 
     Args:
         registry: The model registry (shared by every worker).
+        jobs: The training jobs (whose models register in ``registry``); ``None`` for a service that only serves.
         device: Torch device the models run on.
     """
 
-    def __init__(self, registry: ModelRegistry, device: str = "cpu") -> None:
+    def __init__(self, registry: ModelRegistry, jobs: JobManager | None = None, device: str = "cpu") -> None:
+        if jobs is not None and jobs.registry.database_path != registry.database_path:
+            raise ValueError("jobs must register their models in the service's registry")
         self.registry = registry
+        self.jobs = jobs
         self.device = device
         self._lock = threading.Lock()
         self._token: tuple[str | None, int] | None = None
@@ -79,3 +85,14 @@ class WeightService:
         """One forward pass of the active policy's prediction heads (see :func:`.weights.predict_weights`)."""
         model, version = self.model()
         return ServedResult(predict_weights(model, profile), version)
+
+    def train(self, config: TrainConfig | Mapping[str, Any]) -> Job:
+        """Start a training job (in its own process; see :meth:`.JobManager.submit`); its model registers here.
+
+        Raises:
+            RuntimeError: The service was made without a job manager.
+            ConfigError: An invalid config (named field). QueueFullError: too many jobs are waiting.
+        """
+        if self.jobs is None:
+            raise RuntimeError("this service has no job manager: pass jobs=JobManager(...) to train")
+        return self.jobs.submit(config)

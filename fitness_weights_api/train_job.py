@@ -3,7 +3,7 @@
 Its command line::
 
     python -m fitness_weights_api.train_job --root ROOT --database-url URL --job-id ID --registry-root REGISTRY
-        --registry-url URL --lock-fd FD [--checkpoint-rollouts N] [--checkpoint-seconds S]
+        --registry-url URL --lock-fd FD [--checkpoint-rollouts N] [--checkpoint-seconds S] [--nice N]
 
 It is not meant to be started by hand: the manager claims the job (state ``running`` with this process's pid)
 and passes the descriptor of the job's locked lock file (``--lock-fd``), which this process keeps open for its
@@ -249,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lock-fd", type=int, required=True, help="descriptor of the job's locked lock file")
     parser.add_argument("--checkpoint-rollouts", type=int, default=10, help="checkpoint every N rollouts")
     parser.add_argument("--checkpoint-seconds", type=float, default=300.0, help="or after S seconds")
+    parser.add_argument("--nice", type=int, default=0, help="added to this process's niceness")
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)  # training yields the CPU to the processes that answer requests
     os.set_inheritable(args.lock_fd, False)  # the lock stays with this process, not with processes it starts
     job = _JobProcess(args)
     signal.signal(signal.SIGTERM, job.on_sigterm)

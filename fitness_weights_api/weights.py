@@ -10,6 +10,8 @@ predicted matrices, then ``dynamics.step_info``), never with a second formula.
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,10 +21,16 @@ from fitness_weights_env import CATALOG, LAYOUT, METRIC_NAMES, FitnessWeightsVec
 from fitness_weights_env.episode import ProfileLike
 from sb3_ext.evaluate import seeded_sampling
 
-__all__ = ["MAX_OPTIMIZATION_STEPS", "WeightsResult", "optimize_weights", "predict_weights"]
+__all__ = ["MAX_OPTIMIZATION_STEPS", "NoPredictionHeadsError", "WeightsResult", "optimize_weights", "predict_weights"]
 
 MAX_OPTIMIZATION_STEPS = 1024
 """Most steps one ``optimize`` request may run (16 episodes' worth)."""
+
+_SAMPLING = threading.Lock()  # seeded sampling seeds torch's global generator: one sampled run at a time
+
+
+class NoPredictionHeadsError(TypeError):
+    """The model's policy has no ``predict_weights`` (e.g. SB3's ``MlpPolicy``): it can optimize, not predict."""
 
 
 class Model(Protocol):
@@ -80,7 +88,8 @@ def optimize_weights(
     profile = TraineeProfile.coerce(profile)
     env = FitnessWeightsVectorEnv(1, max_episode_steps=None)
     observation, _ = env.reset(seed=seed, options={"profiles": [profile]})
-    with contextlib.nullcontext() if deterministic else seeded_sampling(seed):
+    sampling = contextlib.nullcontext() if deterministic else _seeded_sampling(seed)
+    with sampling:
         for _ in range(steps):
             observation, *_ = env.step(model.predict(observation, deterministic=deterministic)[0])
     state = env.state
@@ -89,16 +98,25 @@ def optimize_weights(
     return WeightsResult(state.cq[0].copy(), state.qx[0].copy(), scores, metrics, steps=int(steps))
 
 
+@contextlib.contextmanager
+def _seeded_sampling(seed: int) -> Iterator[None]:
+    """:func:`sb3_ext.evaluate.seeded_sampling`, one thread at a time (it seeds the process's generator)."""
+    with _SAMPLING, seeded_sampling(seed):
+        yield
+
+
 def predict_weights(model: Model, profile: ProfileLike) -> WeightsResult:
     """One forward pass of the policy's CQ/QX heads on the trainee's state, with its confidence.
 
     Raises:
-        TypeError: The model's policy has no ``predict_weights`` (e.g. SB3's ``MlpPolicy``).
+        NoPredictionHeadsError: The model's policy has no ``predict_weights`` (e.g. SB3's ``MlpPolicy``).
         ProfileError: A bad profile field (named).
     """
     predict = getattr(model.policy, "predict_weights", None)
     if predict is None:
-        raise TypeError(f"{type(model.policy).__name__} has no predict_weights; use an AttnCQQXPolicy model")
+        raise NoPredictionHeadsError(
+            f"{type(model.policy).__name__} has no predict_weights; use an AttnCQQXPolicy model"
+        )
     profile = TraineeProfile.coerce(profile)
     vector = profile.to_vector()
     cq, qx, confidence = predict(vector)

@@ -18,7 +18,7 @@ from fitness_weights_env.dynamics import N_ACTIONS, InvalidActionError, decode_a
 from fitness_weights_env.env import FitnessWeightsEnv
 from fitness_weights_env.episode import DEFAULT_MAX_EPISODE_STEPS, EpisodeConfig
 from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
-from fitness_weights_env.population import sample_profile, sample_profiles
+from fitness_weights_env.population import sample_profile, sample_profiles, typical_metrics, typical_subject_scores
 from fitness_weights_env.profile import ProfileError, TraineeProfile
 from fitness_weights_env.vector_env import FitnessWeightsVectorEnv
 
@@ -39,6 +39,8 @@ __all__ = [
     "decode_action",
     "sample_profile",
     "sample_profiles",
+    "typical_metrics",
+    "typical_subject_scores",
 ]
 
 ENV_ID = "FitnessWeights-v0"

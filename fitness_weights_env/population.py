@@ -38,7 +38,7 @@ from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.layout import AGE_MAX, AGE_MIN, LAYOUT
 from fitness_weights_env.profile import TraineeProfile
 
-__all__ = ["sample_profile", "sample_profiles", "sample_vectors"]
+__all__ = ["sample_profile", "sample_profiles", "sample_vectors", "typical_metrics", "typical_subject_scores"]
 
 AGE_BANDS = np.array([[18, 24], [25, 32], [33, 45]])
 AGE_BAND_PROBS = np.array([0.60, 0.25, 0.15])
@@ -92,7 +92,7 @@ def _vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray) -> np.ndarray
     qualities = np.clip((QUALITY_MEAN + QUALITY_SD * latent) * age_factor * sex_factor, 0.0, 1.0)
 
     fitness = np.clip(qualities.mean(axis=1) + FITNESS_NOISE * normals[:, _Z_FITNESS], 0.0, 1.0)
-    scores = np.clip(qualities @ CATALOG.cq_prior.T + SCORE_NOISE * normals[:, _Z_SCORES], 0.0, 1.0)
+    scores = np.clip(_subject_score_means(qualities) + SCORE_NOISE * normals[:, _Z_SCORES], 0.0, 1.0)
 
     n_targets = 1 + np.searchsorted(np.cumsum(TARGET_COUNT_PROBS), uniforms[:, _U_N_TARGETS], side="right")
     order = np.argsort(uniforms[:, _U_TARGET_KEYS], axis=1)[:, : len(TARGET_COUNT_PROBS)]
@@ -100,9 +100,7 @@ def _vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray) -> np.ndarray
     chosen = np.arange(order.shape[1]) < n_targets[:, None]  # the first n_targets of the random order
     targets[np.nonzero(chosen)[0], order[chosen]] = True
 
-    metric_mean = np.broadcast_to(METRIC_MEAN, (n, len(METRIC_MEAN))).copy()
-    metric_mean[:, 2] = fitness
-    metrics = np.clip(metric_mean + METRIC_SD * normals[:, _Z_METRICS], 0.0, 1.0)
+    metrics = np.clip(_metric_means(fitness) + METRIC_SD * normals[:, _Z_METRICS], 0.0, 1.0)
 
     vectors = np.empty((n, LAYOUT.size), dtype=np.float32)
     vectors[:, LAYOUT.age] = ((age - AGE_MIN) / (AGE_MAX - AGE_MIN))[:, None]
@@ -113,6 +111,34 @@ def _vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray) -> np.ndarray
     vectors[:, LAYOUT.targets] = targets
     vectors[:, LAYOUT.metrics] = metrics
     return vectors
+
+
+def _subject_score_means(qualities: np.ndarray) -> np.ndarray:
+    """Mean subject scores of trainees with these quality levels, ``(..., 5) -> (..., 93)``, before clipping."""
+    return qualities @ CATALOG.cq_prior.T
+
+
+def _metric_means(fitness_level: np.ndarray) -> np.ndarray:
+    """Mean recorded metrics, ``(...,) -> (..., 4)``: training_efficiency is centred on the fitness level."""
+    means = np.broadcast_to(METRIC_MEAN, (*np.shape(fitness_level), len(METRIC_MEAN))).copy()
+    means[..., 2] = fitness_level
+    return means
+
+
+def typical_subject_scores(qualities: np.ndarray) -> np.ndarray:
+    """The population's mean score of each subject for these quality levels: ``clip(CQ_prior @ qualities, 0, 1)``.
+
+    What the service assumes for a trainee whose subject scores were not measured.
+    """
+    return np.clip(_subject_score_means(np.asarray(qualities, dtype=np.float64)), 0.0, 1.0)
+
+
+def typical_metrics(fitness_level: float) -> np.ndarray:
+    """The population's mean performance metrics for this fitness level, in ``METRIC_NAMES`` order.
+
+    What the service assumes for a trainee whose metrics were not recorded.
+    """
+    return np.clip(_metric_means(np.float64(fitness_level)), 0.0, 1.0)
 
 
 def sample_profile(rng: np.random.Generator) -> TraineeProfile:

@@ -1,0 +1,272 @@
+"""The HTTP API: a FastAPI app over :class:`~fitness_weights_api.service.WeightService`.
+
+Run it with ``fitness-weights serve`` (uvicorn, ``--workers N``), or build it with :func:`create_app`. Every
+worker process reads the same :class:`~fitness_weights_api.settings.ServiceSettings` (the ``FITNESS_WEIGHTS_*``
+variables) and so shares the model registry and the job database; an activation made through any worker is
+served by every worker from its next request on. The OpenAPI document is at ``/openapi.json``, the docs at
+``/docs``.
+
+=======  ============================  ===================================================================
+method   path                          answer
+=======  ============================  ===================================================================
+POST     ``/optimize_weights``         run the active policy on a trainee; the matrices it ends with
+POST     ``/predict_weights``          one forward pass of the prediction heads, with a confidence
+POST     ``/train``                    start a training job (202); its model registers when it succeeds
+GET      ``/train``                    the latest jobs
+GET      ``/train/{job_id}``           a job's state and progress
+DELETE   ``/train/{job_id}``           cancel a job
+GET      ``/models``                   the registered versions and the active one
+POST     ``/models/{version}/activate``  make a version the active one (atomic, every worker)
+GET      ``/catalog``                  qualities, subjects, exercises and metrics, in matrix order
+GET      ``/health``                   liveness, the active version, the answering worker
+GET      ``/metrics``                  request counts and latencies, Prometheus text format
+=======  ============================  ===================================================================
+
+Errors: a request the schema refuses, or one naming an unknown subject or quality, gets a 422 whose ``detail``
+lists each invalid field (``loc``) with a message that names it; the input is not echoed. 404: unknown job or
+version. 409: the active model cannot predict (an ``MlpPolicy``). 429: the job queue is full. 503: no model
+is active yet. Anything else is a 500 that says only that: the traceback goes to the server's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from importlib import metadata
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from fitness_weights_api.jobs import ConfigError, JobManager, QueueFullError, TrainConfig, UnknownJobError
+from fitness_weights_api.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, RequestMetrics
+from fitness_weights_api.registry import ModelRegistry, UnknownVersionError
+from fitness_weights_api.schemas import (
+    CatalogResponse,
+    ErrorResponse,
+    HealthResponse,
+    JobResponse,
+    ModelListResponse,
+    ModelResponse,
+    OptimizeRequest,
+    OptimizeResponse,
+    PredictRequest,
+    PredictResponse,
+    RequestFieldError,
+    TrainRequest,
+    ValidationErrorResponse,
+    field_error_detail,
+    validation_details,
+)
+from fitness_weights_api.service import NoActiveModelError, WeightService
+from fitness_weights_api.settings import ServiceSettings
+from fitness_weights_api.weights import NoPredictionHeadsError
+
+__all__ = ["JOB_REFRESH_S", "create_app"]
+
+JOB_REFRESH_S = 1.0
+"""Seconds between two refreshes of the job manager (start queued jobs, settle dead ones) in each worker."""
+
+logger = logging.getLogger("fitness_weights_api")
+
+JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A job id (32 lowercase hex digits).")]
+Version = Annotated[str, Path(pattern=r"^v[1-9][0-9]{0,17}$", description="A model version: v1, v2, ...")]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown job or model version."},
+    409: {"model": ErrorResponse, "description": "The active model has no prediction heads."},
+    429: {"model": ErrorResponse, "description": "The job queue is full."},
+    503: {"model": ErrorResponse, "description": "No model version is active."},
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: _ERRORS[code] for code in codes}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("fitness-weights")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """The API over the registry and the jobs of ``settings`` (read from the environment when ``None``).
+
+    Used by uvicorn as a factory: ``uvicorn fitness_weights_api.app:create_app --factory``.
+    """
+    settings = ServiceSettings.from_env() if settings is None else settings
+    registry = ModelRegistry(settings.registry_root, settings.registry_url)
+    jobs = JobManager(
+        settings.jobs_root,
+        registry,
+        database_url=settings.jobs_url,
+        max_concurrent=settings.max_jobs,
+        max_queued=settings.max_queued,
+        max_timesteps=settings.max_timesteps,
+    )
+    service = WeightService(registry, jobs, device=settings.device)
+    metrics = RequestMetrics()
+    catalog = CatalogResponse.build()
+    package_version = _version()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            import torch as th
+
+            th.set_num_threads(settings.torch_threads)
+        with contextlib.suppress(NoActiveModelError):
+            await asyncio.to_thread(service.model)  # load the active model before the first request
+        refresher = asyncio.create_task(_refresh_jobs(jobs))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+
+    app = FastAPI(
+        title="FitnessWeights",
+        version=package_version,
+        summary="Optimize and predict personalized physical-training weights (CQ and QX), and train the models.",
+        lifespan=lifespan,
+        responses={422: {"model": ValidationErrorResponse, "description": "An invalid field (named)."}},
+    )
+    app.state.service = service
+    app.state.settings = settings
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _add_error_handlers(app)
+
+    @app.post("/optimize_weights", response_model=OptimizeResponse, responses=_errors(503), tags=["weights"])
+    def optimize_weights(request: OptimizeRequest) -> OptimizeResponse:
+        """Run the active policy on the trainee for ``optimization_steps`` steps: the matrices it ends with."""
+        profile = request.to_profile()
+        served = service.optimize(
+            profile, request.optimization_steps, seed=request.seed, deterministic=request.deterministic
+        )
+        return OptimizeResponse.build(request.user_id, served.model_version, served.result)
+
+    @app.post("/predict_weights", response_model=PredictResponse, responses=_errors(409, 503), tags=["weights"])
+    def predict_weights(request: PredictRequest) -> PredictResponse:
+        """Predict the optimized matrices in one forward pass, with a confidence in [0, 1]."""
+        served = service.predict(request.to_profile())
+        return PredictResponse.build(request.user_id, served.model_version, served.result)
+
+    @app.post("/train", status_code=202, response_model=JobResponse, responses=_errors(429), tags=["training"])
+    def train(request: TrainRequest) -> JobResponse:
+        """Start a training job in its own process; poll ``GET /train/{job_id}`` for its progress."""
+        config = TrainConfig(**request.model_dump(), device=settings.train_device)
+        return JobResponse.build(service.train(config))
+
+    @app.get("/train", response_model=list[JobResponse], tags=["training"])
+    def list_jobs(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobResponse]:
+        """The latest ``limit`` jobs, newest first."""
+        jobs.refresh()
+        return [JobResponse.build(job) for job in jobs.list(limit)]
+
+    @app.get("/train/{job_id}", response_model=JobResponse, responses=_errors(404), tags=["training"])
+    def get_job(job_id: JobId) -> JobResponse:
+        """A job's state and progress (timesteps done, last mean reward, its model once succeeded)."""
+        jobs.refresh()
+        return JobResponse.build(jobs.get(job_id))
+
+    @app.delete("/train/{job_id}", response_model=JobResponse, responses=_errors(404), tags=["training"])
+    def cancel_job(job_id: JobId) -> JobResponse:
+        """Cancel a job (a running one is stopped; a finished one is returned unchanged)."""
+        return JobResponse.build(jobs.cancel(job_id))
+
+    @app.get("/models", response_model=ModelListResponse, tags=["models"])
+    def list_models() -> ModelListResponse:
+        """Every registered model version, oldest first, and the active one."""
+        versions = registry.versions()
+        active = next((v.version for v in versions if v.active), None)
+        return ModelListResponse(active=active, models=[ModelResponse.build(v) for v in versions])
+
+    @app.post("/models/{version}/activate", response_model=ModelResponse, responses=_errors(404), tags=["models"])
+    def activate_model(version: Version) -> ModelResponse:
+        """Make ``version`` the active model, atomically; every worker serves it from its next request."""
+        return ModelResponse.build(registry.activate(version))
+
+    @app.get("/catalog", response_model=CatalogResponse, tags=["catalog"])
+    def get_catalog() -> CatalogResponse:
+        """Qualities, subjects (CQ rows), exercises (QX columns) and performance metrics, with both names."""
+        return catalog
+
+    @app.get("/health", response_model=HealthResponse, tags=["service"])
+    def health() -> HealthResponse:
+        """Liveness: the registry's active version and the worker that answered."""
+        active, _ = registry.active_token()
+        return HealthResponse(status="ok", active_model=active, worker_pid=os.getpid(), version=package_version)
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}},
+        tags=["service"],
+    )
+    def get_metrics() -> Response:
+        """Request counts and latencies by route and status (Prometheus text format)."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _refresh_jobs(jobs: JobManager) -> None:
+    """Start queued jobs and settle finished ones, every :data:`JOB_REFRESH_S` seconds, until cancelled."""
+    while True:
+        try:
+            await asyncio.to_thread(jobs.refresh)
+        except Exception:  # a locked or busy database: the next round retries
+            logger.exception("refreshing the training jobs failed")
+        await asyncio.sleep(JOB_REFRESH_S)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status)
+
+    def field_error(field: str, message: str) -> JSONResponse:
+        return JSONResponse({"detail": [field_error_detail(["body", field], message)]}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_details(exc.errors())}, status_code=422)
+
+    @app.exception_handler(RequestFieldError)
+    async def invalid_field(request: Request, exc: RequestFieldError) -> JSONResponse:
+        return field_error(exc.field, exc.message)
+
+    @app.exception_handler(ConfigError)
+    async def invalid_config(request: Request, exc: ConfigError) -> JSONResponse:
+        return field_error(exc.field, str(exc).removeprefix(f"{exc.field} "))
+
+    @app.exception_handler(UnknownJobError)
+    async def unknown_job(request: Request, exc: UnknownJobError) -> JSONResponse:
+        return error(404, str(exc))
+
+    @app.exception_handler(UnknownVersionError)
+    async def unknown_version(request: Request, exc: UnknownVersionError) -> JSONResponse:
+        return error(404, str(exc))
+
+    @app.exception_handler(NoPredictionHeadsError)
+    async def no_heads(request: Request, exc: NoPredictionHeadsError) -> JSONResponse:
+        return error(409, f"the active model cannot predict: {exc}")
+
+    @app.exception_handler(QueueFullError)
+    async def queue_full(request: Request, exc: QueueFullError) -> JSONResponse:
+        return error(429, str(exc))
+
+    @app.exception_handler(NoActiveModelError)
+    async def no_model(request: Request, exc: NoActiveModelError) -> JSONResponse:
+        return error(503, str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error(500, "internal server error")

@@ -1,0 +1,507 @@
+r"""The ``fitness-weights`` command: train, evaluate, optimize, predict, manage models, serve the API.
+
+Every subcommand works on one service folder (``--home``, or ``FITNESS_WEIGHTS_HOME``; see
+:mod:`fitness_weights_api.settings`), the same one ``serve`` answers from::
+
+    fitness-weights train --timesteps 200000 --activate      # a training job; its model is registered
+    fitness-weights models list
+    fitness-weights predict --profile trainee.json
+    fitness-weights optimize --age 23 --gender male --fitness-level 0.6 \\
+        --qualities 0.55,0.5,0.6,0.65,0.6 --target "3000 m run" --target 引体向上
+    fitness-weights evaluate active --trainees 200
+    fitness-weights serve --workers 2 --port 8000
+
+Exit codes: 0 done, 1 a failed or cancelled training job, 2 bad input (the message names the field),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from fitness_weights_api.jobs import FINAL_STATES, SUCCEEDED, ConfigError, JobError, JobManager, TrainConfig
+from fitness_weights_api.registry import ModelRegistry, RegistryError
+from fitness_weights_api.settings import ServiceSettings
+
+__all__ = ["main"]
+
+TOP_QUALITIES = 3
+TOP_EXERCISES = 3
+
+
+class CommandError(Exception):
+    """Bad input to a subcommand: printed as ``error: <message>``, exit code 2."""
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> ServiceSettings:
+    settings = ServiceSettings.from_env()
+    return settings if args.home is None else replace(settings, home=args.home)
+
+
+def _registry(settings: ServiceSettings) -> ModelRegistry:
+    return ModelRegistry(settings.registry_root, settings.registry_url)
+
+
+def _jobs(settings: ServiceSettings, registry: ModelRegistry) -> JobManager:
+    return JobManager(
+        settings.jobs_root,
+        registry,
+        database_url=settings.jobs_url,
+        max_concurrent=settings.max_jobs,
+        max_queued=settings.max_queued,
+        max_timesteps=settings.max_timesteps,
+    )
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+# -- train ---------------------------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    settings = _settings(args)
+    registry = _registry(settings)
+    jobs = _jobs(settings, registry)
+    config = TrainConfig(
+        timesteps=args.timesteps,
+        policy=args.policy,
+        preset=args.preset,
+        n_envs=args.n_envs,
+        seed=args.seed,
+        learning_rate=args.learning_rate,
+        eval_trainees=args.eval_trainees,
+        activate=args.activate,
+        device=args.device,
+    )
+    job = jobs.submit(config)
+    print(f"job {job.job_id} {job.state}; log: {jobs.job_dir(job.job_id) / 'job.log'}")
+    if args.detach:
+        return 0
+    try:
+        with tqdm(total=config.timesteps, unit="step", desc="training", disable=args.quiet) as bar:
+            while job.state not in FINAL_STATES:
+                job = _poll(jobs, job.job_id)
+                bar.n = min(job.timesteps_done, config.timesteps)
+                if job.last_mean_reward is not None:
+                    bar.set_postfix(mean_reward=f"{job.last_mean_reward:.2f}", state=job.state)
+                bar.refresh()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: cancelling job {job.job_id}", file=sys.stderr)
+        jobs.cancel(job.job_id)
+        return 130
+    if job.state != SUCCEEDED:
+        print(f"job {job.job_id} {job.state}: {job.error or 'no error recorded'}", file=sys.stderr)
+        return 1
+    record = registry.get(job.model_version)  # type: ignore[arg-type]
+    score = "n/a" if record.evaluation_score is None else f"{record.evaluation_score:.3f}"
+    active = " (active)" if record.active else ""
+    print(f"registered {record.version}{active}: normalized score {score} on {config.eval_trainees} trainees")
+    return 0
+
+
+def _poll(jobs: JobManager, job_id: str, interval_s: float = 0.5) -> Any:
+    time.sleep(interval_s)
+    jobs.refresh()
+    return jobs.get(job_id)
+
+
+# -- evaluate ------------------------------------------------------------------------------------------------
+
+
+def _model_file(settings: ServiceSettings, model: str) -> Path:
+    """A registry version (``v3``), ``active``, or a model file."""
+    if model == "active" or (model.startswith("v") and model[1:].isdigit()):
+        registry = _registry(settings)
+        if model == "active":
+            record = registry.active()
+            if record is None:
+                raise CommandError("model: no model version is active")
+            model = record.version
+        return registry.path(model)
+    path = Path(model)
+    if not path.is_file():
+        raise CommandError(f"model: {model!r} is neither a registered version (v1, v2, ...), 'active', nor a file")
+    return path
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from sb3_ext import PPO
+    from sb3_ext.evaluate import evaluate_model
+
+    path = _model_file(_settings(args), args.model)
+    model = PPO.load(path, device=args.device)
+    report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed)
+    markdown = report.to_markdown()
+    print(markdown)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2))
+        (args.out / "evaluation.md").write_text(markdown)
+    return 0
+
+
+# -- optimize and predict ------------------------------------------------------------------------------------
+
+
+def _profile_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields: the ``--profile`` file's, then the flags'."""
+    fields: dict[str, Any] = {"user_id": "cli"}
+    if args.profile is not None:
+        try:
+            loaded = json.loads(Path(args.profile).read_text(encoding="utf-8"))
+        except OSError as err:
+            raise CommandError(f"profile: cannot read {args.profile}: {err.strerror}") from None
+        except json.JSONDecodeError as err:
+            raise CommandError(f"profile: {args.profile} is not JSON: {err}") from None
+        if not isinstance(loaded, dict):
+            raise CommandError(f"profile: {args.profile} must hold a JSON object")
+        fields.update(loaded)
+    flags = {
+        "user_id": args.user_id,
+        "age": args.age,
+        "gender": args.gender,
+        "fitness_level": args.fitness_level,
+        "current_qualities": args.qualities,
+        "target_subjects": args.target,
+    }
+    fields.update({name: value for name, value in flags.items() if value is not None})
+    return fields
+
+
+def _qualities(text: str) -> Any:
+    """``0.5,0.6,...`` (catalog order) or ``endurance=0.5,power=0.6,...``."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        if all("=" in part for part in parts):
+            return {name.strip(): float(value) for name, value in (part.split("=", 1) for part in parts)}
+        return [float(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers, got {text!r}") from None
+
+
+def _request(args: argparse.Namespace, kind: type[Any]) -> Any:
+    fields = _profile_fields(args)
+    if kind.__name__ == "OptimizeRequest":
+        fields.update({"optimization_steps": args.steps, "seed": args.seed, "deterministic": not args.sampled})
+    from pydantic import ValidationError
+
+    from fitness_weights_api.schemas import RequestFieldError, validation_details
+
+    try:
+        request = kind.model_validate(fields)
+        return request, request.to_profile()
+    except ValidationError as err:
+        raise CommandError("; ".join(detail["msg"] for detail in validation_details(err.errors()))) from None
+    except RequestFieldError as err:
+        raise CommandError(str(err)) from None
+
+
+def _service(args: argparse.Namespace) -> Any:
+    from fitness_weights_api.service import WeightService
+
+    settings = _settings(args)
+    return WeightService(_registry(settings), device=settings.device)
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from fitness_weights_api.schemas import OptimizeRequest, OptimizeResponse
+
+    request, profile = _request(args, OptimizeRequest)
+    served = _service(args).optimize(
+        profile, request.optimization_steps, seed=request.seed, deterministic=request.deterministic
+    )
+    if args.json:
+        print(OptimizeResponse.build(request.user_id, served.model_version, served.result).model_dump_json(indent=2))
+        return 0
+    result = served.result
+    title = f"optimize: model {served.model_version}, {result.steps} steps"
+    _print_tables(title, profile, result)
+    metrics = ", ".join(f"{name} {value:.3f}" for name, value in (result.performance_metrics or {}).items())
+    print(f"performance metrics: {metrics}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from fitness_weights_api.schemas import PredictRequest, PredictResponse
+
+    request, profile = _request(args, PredictRequest)
+    served = _service(args).predict(profile)
+    if args.json:
+        print(PredictResponse.build(request.user_id, served.model_version, served.result).model_dump_json(indent=2))
+        return 0
+    result = served.result
+    _print_tables(f"predict: model {served.model_version}", profile, result)
+    print(f"prediction confidence: {result.confidence:.3f}")
+    return 0
+
+
+def _print_tables(title: str, profile: Any, result: Any) -> None:
+    """The top qualities of each target subject (CQ rows) and the top exercises of those qualities (QX rows)."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from fitness_weights_env import CATALOG
+
+    console = Console()
+    subjects = Table(title=title, title_justify="left")
+    subjects.add_column("target subject")
+    subjects.add_column("achievement", justify="right")
+    subjects.add_column(f"top {TOP_QUALITIES} qualities (CQ weight)")
+    used: list[int] = []
+    for index in profile.targets:
+        subject = CATALOG.subjects[index]
+        order = np.argsort(-result.cq[index], kind="stable")[:TOP_QUALITIES]
+        used += [int(q) for q in order if int(q) not in used]
+        top = ", ".join(f"{CATALOG.qualities[q].name_en} {result.cq[index, q]:.3f}" for q in order)
+        subjects.add_row(f"{subject.name_en} ({subject.name_zh})", f"{result.target_scores[subject.name_en]:.3f}", top)
+    console.print(subjects)
+    exercises = Table(title="exercises for those qualities", title_justify="left")
+    exercises.add_column("quality")
+    exercises.add_column(f"top {TOP_EXERCISES} exercises (QX weight)")
+    for q in used:
+        order = np.argsort(-result.qx[q], kind="stable")[:TOP_EXERCISES]
+        top = ", ".join(f"{CATALOG.exercises[x].name_en} {result.qx[q, x]:.3f}" for x in order)
+        exercises.add_row(f"{CATALOG.qualities[q].name_en} ({CATALOG.qualities[q].name_zh})", top)
+    console.print(exercises)
+
+
+# -- models --------------------------------------------------------------------------------------------------
+
+
+def _models(args: argparse.Namespace) -> int:
+    registry = _registry(_settings(args))
+    if args.action == "activate":
+        record = registry.activate(args.version)
+        print(f"active: {record.version}")
+        return 0
+    if args.action == "register":
+        record = registry.register(args.file, training_config={}, activate=args.activate)
+        print(f"registered {record.version}{' (active)' if record.active else ''}")
+        return 0
+    versions = registry.versions()
+    if args.json:
+        _print_json([vars(v) for v in versions])
+        return 0
+    if not versions:
+        print(f"no models registered in {registry.root}")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"models in {registry.root}", title_justify="left")
+    for column in ("version", "active", "created", "score", "policy", "timesteps", "job"):
+        table.add_column(column)
+    for v in versions:
+        score = "" if v.evaluation_score is None else f"{v.evaluation_score:.3f}"
+        meta = v.metadata
+        table.add_row(
+            v.version,
+            "*" if v.active else "",
+            v.created[:19],
+            score,
+            str(meta.get("policy", "")),
+            str(meta.get("timesteps", "")),
+            str(meta.get("job_id", ""))[:8],
+        )
+    Console().print(table)
+    return 0
+
+
+# -- serve ---------------------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:  # pragma: no cover - the api extra is not installed
+        raise CommandError("serve needs the API packages: pip install 'fitness-weights[api]'") from None
+    from fitness_weights_api.metrics import MULTIPROC_ENV
+
+    settings = _settings(args)
+    os.environ.update(settings.to_env())  # every worker reads the same settings
+    metrics_dir = None
+    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="fitness-weights-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir  # /metrics sums every worker's figures
+    _registry(settings)  # create the folder and databases once, before the workers race to
+    try:
+        uvicorn.run(
+            "fitness_weights_api.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("trainee (a JSON file with the API's fields, and/or flags that override it)")
+    group.add_argument("--profile", metavar="FILE", help="JSON object with the API's trainee fields")
+    group.add_argument("--user-id", help="the trainee's id (default: cli)")
+    group.add_argument("--age", type=int, help="age in whole years, 16 to 65")
+    group.add_argument("--gender", help="male or female")
+    group.add_argument("--fitness-level", type=float, help="overall fitness in [0, 1]")
+    group.add_argument(
+        "--qualities", type=_qualities, help="5 levels in [0, 1]: 0.5,0.6,... in catalog order, or name=value,..."
+    )
+    group.add_argument(
+        "--target", action="append", metavar="SUBJECT", help="a target subject, English or Chinese name (repeatable)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the API's JSON answer instead of tables")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line parser (every subcommand has ``--help``)."""
+    from fitness_weights_api.jobs import POLICIES
+
+    parser = argparse.ArgumentParser(
+        prog="fitness-weights",
+        description="Optimize and predict personalized physical-training weights (CQ and QX), train and serve "
+        "the models.",
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=None,
+        help="the service folder: model registry and training jobs (default: $FITNESS_WEIGHTS_HOME or "
+        "./fitness_weights_home)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    train = commands.add_parser(
+        "train",
+        help="train a model in a training job and register it",
+        description="Start a training job (PPO on FitnessWeights-v0, the schedule of examples/train_ppo.py), follow "
+        "it with a progress bar, and register its model when it succeeds. Ctrl-C cancels the job.",
+    )
+    train.add_argument("--timesteps", type=_positive, required=True, help="environment steps to train for")
+    train.add_argument("--policy", default="AttnCQQXPolicy", choices=POLICIES, help="the policy")
+    train.add_argument("--preset", default="cpu", choices=("cpu", "gpu", "sb3"), help="throughput preset")
+    train.add_argument("--n-envs", type=_positive, default=None, help="parallel environments (default: preset's)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the envs, the policy and the evaluation")
+    train.add_argument("--learning-rate", type=float, default=2e-3, help="initial learning rate (cosine to 1/10)")
+    train.add_argument("--eval-trainees", type=int, default=50, help="held-out trainees of the final evaluation")
+    train.add_argument("--activate", action="store_true", help="make the model the active one")
+    train.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda")
+    train.add_argument("--detach", action="store_true", help="print the job id and return (the job runs on)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a model on held-out trainees",
+        description="Run the policy (deterministic and sampled), the greedy oracle and random on K held-out "
+        "trainees; print the normalized score and the prediction table (python -m sb3_ext.evaluate).",
+    )
+    evaluate.add_argument("model", help="a registered version (v1, v2, ...), 'active', or a model file")
+    evaluate.add_argument("--trainees", type=_positive, default=200, help="held-out trainees (default 200)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the held-out set")
+    evaluate.add_argument("--out", type=Path, default=None, help="folder for evaluation.json and evaluation.md")
+    evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    evaluate.set_defaults(run=_evaluate)
+
+    optimize = commands.add_parser(
+        "optimize",
+        help="run the active policy on a trainee",
+        description="Run the active model's policy on the trainee and print the top qualities of each target "
+        "subject and the top exercises of those qualities.",
+    )
+    _add_profile_arguments(optimize)
+    optimize.add_argument("--steps", type=int, default=64, help="optimization steps, 1 to 1024 (default 64)")
+    optimize.add_argument("--seed", type=int, default=0, help="seed of the initial matrices")
+    optimize.add_argument("--sampled", action="store_true", help="seeded sampled actions instead of the most likely")
+    optimize.set_defaults(run=_optimize)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict a trainee's weights in one forward pass",
+        description="Predict the optimized matrices with the active model's prediction heads, with a confidence, "
+        "and print the top qualities of each target subject and the top exercises of those qualities.",
+    )
+    _add_profile_arguments(predict)
+    predict.set_defaults(run=_predict)
+
+    models = commands.add_parser(
+        "models", help="list, activate or register models", description="The model registry of the service folder."
+    )
+    actions = models.add_subparsers(dest="action", required=True, metavar="action")
+    listing = actions.add_parser("list", help="list the registered versions", description="List the versions.")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    activate = actions.add_parser(
+        "activate", help="make a version the active one", description="Activate a version for every worker."
+    )
+    activate.add_argument("version", help="v1, v2, ...")
+    register = actions.add_parser(
+        "register", help="register a model file", description="Copy a model saved by sb3_ext.PPO into the registry."
+    )
+    register.add_argument("file", type=Path, help="the model file (.zip)")
+    register.add_argument("--activate", action="store_true", help="make it the active version")
+    models.set_defaults(run=_models)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the HTTP API (uvicorn)",
+        description="Serve the HTTP API with uvicorn; the OpenAPI docs are at /docs.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (CommandError, ConfigError, ValueError, RegistryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (JobError, RuntimeError, TypeError) as err:  # no active model, a model that cannot predict
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
