@@ -41,6 +41,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fitness_weights_api.jobs import ConfigError, JobManager, QueueFullError, TrainConfig, UnknownJobError
 from fitness_weights_api.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, RequestMetrics
@@ -141,6 +142,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.service = service
     app.state.settings = settings
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(WorkerHeaderMiddleware)
     _add_error_handlers(app)
 
     @app.post("/optimize_weights", response_model=OptimizeResponse, responses=_errors(503), tags=["weights"])
@@ -217,6 +219,27 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     return app
 
 
+class WorkerHeaderMiddleware:
+    """Adds ``X-Worker-PID`` (the answering worker's process id) to every response, to tell workers apart."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.header = (b"x-worker-pid", str(os.getpid()).encode())
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Pass the request on; add the header to the response's start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
 async def _refresh_jobs(jobs: JobManager) -> None:
     """Start queued jobs and settle finished ones, every :data:`JOB_REFRESH_S` seconds, until cancelled."""
     while True:
@@ -237,6 +260,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_details(exc.errors())}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8, not JSON): a bad field like others
+            return JSONResponse(
+                {"detail": [field_error_detail(["body"], "could not be read as JSON")]}, status_code=422
+            )
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestFieldError)
     async def invalid_field(request: Request, exc: RequestFieldError) -> JSONResponse:

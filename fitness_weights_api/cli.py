@@ -7,7 +7,7 @@ Every subcommand works on one service folder (``--home``, or ``FITNESS_WEIGHTS_H
     fitness-weights models list
     fitness-weights predict --profile trainee.json
     fitness-weights optimize --age 23 --gender male --fitness-level 0.6 \\
-        --qualities 0.55,0.5,0.6,0.65,0.6 --target "3000 m run" --target 引体向上
+        --qualities 0.55,0.5,0.6,0.65,0.6 --target "3000 m run" --target 单杠引体向上
     fitness-weights evaluate active --trainees 200
     fitness-weights serve --workers 2 --port 8000
 
@@ -277,8 +277,11 @@ def _print_tables(title: str, profile: Any, result: Any) -> None:
     exercises.add_column("quality")
     exercises.add_column(f"top {TOP_EXERCISES} exercises (QX weight)")
     for q in used:
-        order = np.argsort(-result.qx[q], kind="stable")[:TOP_EXERCISES]
-        top = ", ".join(f"{CATALOG.exercises[x].name_en} {result.qx[q, x]:.3f}" for x in order)
+        row = result.qx[q]
+        order = np.argsort(-row, kind="stable")[:TOP_EXERCISES]
+        top = ", ".join(f"{CATALOG.exercises[x].name_en} {row[x]:.3f}" for x in order)
+        if np.ptp(row) < 1e-6:
+            top = f"all {CATALOG.n_exercises} exercises alike ({row[0]:.3f} each)"
         exercises.add_row(f"{CATALOG.qualities[q].name_en} ({CATALOG.qualities[q].name_zh})", top)
     console.print(exercises)
 

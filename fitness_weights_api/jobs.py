@@ -258,6 +258,19 @@ class TrainConfig:
             message = f"device must be 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps', got {self.device!r}"
             raise ConfigError("device", message)
 
+    def n_steps(self) -> int:
+        """Steps per env per rollout: the preset's ``n_steps``."""
+        from sb3_ext.presets import get_preset
+
+        return get_preset(self.preset).n_steps
+
+    def rollout_size(self) -> int:
+        """Env steps per rollout, ``n_envs * n_steps`` (the preset's ``n_envs`` unless overridden)."""
+        from sb3_ext.presets import get_preset
+
+        preset = get_preset(self.preset)
+        return (preset.n_envs if self.n_envs is None else self.n_envs) * preset.n_steps
+
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready (a new dict each time)."""
         data = {field.name: getattr(self, field.name) for field in fields(self)}
@@ -566,7 +579,8 @@ class JobManager:
             The job as it is after the refresh (``queued`` or ``running``).
 
         Raises:
-            ConfigError: An invalid config, or ``timesteps`` above ``max_timesteps`` (``field`` names the field).
+            ConfigError: An invalid config, ``timesteps`` above ``max_timesteps``, or a rollout (``n_envs`` times the
+                preset's ``n_steps``, the least PPO trains) above ``max_timesteps`` (``field`` names the field).
             QueueFullError: ``max_queued`` jobs are waiting already.
             JobError: A failed database operation.
         """
@@ -575,6 +589,14 @@ class JobManager:
         if config.timesteps > self.max_timesteps:
             message = f"timesteps must be at most {self.max_timesteps} (max_timesteps), got {config.timesteps}"
             raise ConfigError("timesteps", message)
+        rollout = config.rollout_size()
+        if rollout > self.max_timesteps:  # PPO trains whole rollouts: one is the least a job trains
+            name = "n_envs" if config.n_envs is not None else "preset"
+            message = (
+                f"{name} too large: one rollout ({rollout // config.n_steps()} envs x {config.n_steps()} steps of the "
+                f"{config.preset} preset) is {rollout} steps, above max_timesteps {self.max_timesteps}"
+            )
+            raise ConfigError(name, message)
         job_id = uuid.uuid4().hex
         with self.database.transaction() as conn:
             (queued,) = conn.execute("SELECT count(*) FROM jobs WHERE state = ?", (QUEUED,)).fetchone()

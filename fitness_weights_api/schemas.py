@@ -50,7 +50,18 @@ __all__ = [
 ]
 
 UnitFloat = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _names(items: Any) -> list[str]:
+    return [name for item in items for name in (item.name_en, item.name_zh)]
+
+
+# Names as the OpenAPI document lists them (English and Chinese). The server also takes any case and spacing,
+# and answers an unknown name with a 422 that suggests close matches (see to_profile), so the check is not
+# pydantic's: a Literal of 186 names would make an unreadable error.
+SubjectName = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"enum": _names(CATALOG.subjects)})]
+QualityName = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"enum": _names(CATALOG.qualities)})]
+MetricName = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"enum": list(METRIC_NAMES)})]
 PRESET_NAMES = ("cpu", "gpu", "sb3")  # sb3_ext.PRESETS (checked against it by the tests; importing it loads torch)
 
 # Profile fields as the API names them.
@@ -122,7 +133,7 @@ class TraineeRequest(BaseModel):
                         "power": 0.65,
                         "strength": 0.6,
                     },
-                    "target_subjects": ["3000 m run", "引体向上"],
+                    "target_subjects": ["3000 m run", "单杠引体向上"],
                 }
             ]
         },
@@ -132,17 +143,20 @@ class TraineeRequest(BaseModel):
     age: int = Field(ge=AGE_MIN, le=AGE_MAX, description="Age in whole years.")
     gender: Literal[GENDERS] = Field(description="'male' or 'female'.")  # type: ignore[valid-type]
     fitness_level: UnitFloat = Field(description="Overall fitness in [0, 1].")
-    current_qualities: dict[Name, UnitFloat] | Annotated[list[UnitFloat], Field(min_length=5, max_length=5)] = Field(
-        description="Level of each of the 5 qualities in [0, 1]: by name (English or Chinese), or a list in "
-        "catalog order (endurance, flexibility, agility, power, strength)."
+    current_qualities: dict[QualityName, UnitFloat] | Annotated[list[UnitFloat], Field(min_length=5, max_length=5)] = (
+        Field(
+            description="Level of each of the 5 qualities in [0, 1]: by name (English or Chinese), or a list in "
+            "catalog order (endurance, flexibility, agility, power, strength)."
+        )
     )
-    target_subjects: list[Name] = Field(
+    target_subjects: list[SubjectName] = Field(
         min_length=1,
         max_length=CATALOG.n_subjects,
+        json_schema_extra={"uniqueItems": True},
         description="One or more distinct target subjects, by English or Chinese name (see GET /catalog).",
     )
     subject_scores: (
-        dict[Name, UnitFloat]
+        dict[SubjectName, UnitFloat]
         | Annotated[list[UnitFloat], Field(min_length=CATALOG.n_subjects, max_length=CATALOG.n_subjects)]
         | None
     ) = Field(
@@ -151,7 +165,7 @@ class TraineeRequest(BaseModel):
         "given get the population's typical score for the trainee's qualities.",
     )
     performance_metrics: (
-        dict[Name, UnitFloat] | Annotated[list[UnitFloat], Field(min_length=4, max_length=4)] | None
+        dict[MetricName, UnitFloat] | Annotated[list[UnitFloat], Field(min_length=4, max_length=4)] | None
     ) = Field(
         default=None,
         description="Recorded metrics in [0, 1] (recent_improvement, injury_risk, training_efficiency, "

@@ -1,3 +1,12 @@
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch as th
@@ -47,3 +56,109 @@ class ReferenceEpisode:
 @pytest.fixture
 def reference_episode():
     return ReferenceEpisode
+
+
+# -- the HTTP API: tiny trained models and real servers on loopback ---------------------------------------------
+
+
+def train_tiny_model(path: Path, policy: str = "AttnCQQXPolicy", seed: int = 0) -> Path:
+    """A model trained for one 64-step rollout (enough to be a valid, distinct model)."""
+    import gymnasium as gym
+
+    import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
+    from sb3_ext import PPO
+
+    model = PPO(policy, gym.make("FitnessWeights-v0"), n_steps=64, batch_size=64, n_epochs=1, seed=seed, device="cpu")
+    model.learn(64).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Three saved models: two attention policies (seeds 0 and 1) and an MLP policy (no prediction heads)."""
+    folder = tmp_path_factory.mktemp("tiny_models")
+    return {
+        "attn0": train_tiny_model(folder / "attn0.zip", seed=0),
+        "attn1": train_tiny_model(folder / "attn1.zip", seed=1),
+        "mlp": train_tiny_model(folder / "mlp.zip", policy="MlpPolicy", seed=0),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ApiServer:
+    """``fitness-weights serve`` in a subprocess on a free loopback port; its output goes to ``home/server.log``."""
+
+    def __init__(self, home: Path, workers: int = 1, **settings: str) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "FITNESS_WEIGHTS_TORCH_THREADS": "1"}
+        env.update({f"FITNESS_WEIGHTS_{name.upper()}": str(value) for name, value in settings.items()})
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(self.home), "serve"]
+        command += ["--port", str(self.port), "--workers", str(workers), "--log-level", "warning"]
+        self.log = open(self.home / "server.log", "ab")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            command, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        self._wait_ready(workers)
+
+    def _wait_ready(self, workers: int, timeout_s: float = 120.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.process.returncode}: {self.read_log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the server did not answer within {timeout_s} s: {self.read_log()}")
+
+    def read_log(self) -> str:
+        return (self.home / "server.log").read_text(errors="replace")[-4000:]
+
+    def cancel_jobs(self) -> None:
+        """Cancel the jobs still queued or running (job processes outlive the server otherwise)."""
+        import httpx
+
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            for job in httpx.get(f"{self.url}/train", params={"limit": 1000}, timeout=30).json():
+                if job["state"] in ("queued", "running"):
+                    httpx.delete(f"{self.url}/train/{job['job_id']}", timeout=60)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.cancel_jobs()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def api_servers():
+    """Start servers with ``api_servers(home, workers=1, **settings)``; every one is stopped at the end."""
+    servers: list[ApiServer] = []
+
+    def start(home: Path, workers: int = 1, **settings: str) -> ApiServer:
+        servers.append(ApiServer(home, workers, **settings))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

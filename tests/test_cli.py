@@ -1,0 +1,130 @@
+"""The `fitness-weights` command line, on a real service folder."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fitness_weights_api import ModelRegistry
+from fitness_weights_api.cli import build_parser, main
+from fitness_weights_api.schemas import OptimizeResponse, PredictResponse
+from fitness_weights_api.settings import ServiceSettings
+from fitness_weights_api.weights import optimize_weights
+from fitness_weights_env import CATALOG, sample_profile
+from sb3_ext import PPO
+
+FLAGS = ["--age", "23", "--gender", "male", "--fitness-level", "0.6", "--qualities", "0.55,0.5,0.6,0.65,0.6"]
+
+
+@pytest.fixture
+def home(tmp_path, tiny_models) -> Path:
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "models", "register", str(tiny_models["attn0"]), "--activate"]) == 0
+    return home
+
+
+def run(home: Path, *args: str) -> int:
+    return main(["--home", str(home), *args])
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "optimize", "predict", "models", "serve"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert f"usage: fitness-weights {command}" in text and len(text.splitlines()) > 5
+
+
+def test_models_register_list_and_activate(home, tiny_models, capsys):
+    assert run(home, "models", "register", str(tiny_models["attn1"])) == 0
+    assert "registered v2" in capsys.readouterr().out
+    assert run(home, "models", "list", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(m["version"], m["active"]) for m in listed] == [("v1", True), ("v2", False)]
+    assert run(home, "models", "activate", "v2") == 0
+    assert ModelRegistry(ServiceSettings(home=home).registry_root).active().version == "v2"
+    assert run(home, "models", "list") == 0
+    assert "v2" in capsys.readouterr().out
+    assert run(home, "models", "activate", "v7") == 2
+    assert "unknown version 'v7'" in capsys.readouterr().err
+
+
+def test_predict_prints_tables_and_the_apis_json(home, tiny_models, capsys):
+    assert run(home, "predict", *FLAGS, "--target", "3000 m run", "--target", "单杠引体向上") == 0
+    text = capsys.readouterr().out
+    assert "3000 m run" in text and "Pull-ups" in text and "prediction confidence" in text
+    assert "endurance" in text  # the top qualities, then their top exercises
+    assert run(home, "predict", *FLAGS, "--target", "3000 m run", "--json") == 0
+    answer = PredictResponse.model_validate_json(capsys.readouterr().out)
+    assert answer.model_version == "v1" and answer.user_id == "cli"
+    assert len(answer.cq_matrix) == CATALOG.n_subjects and 0.0 <= answer.prediction_confidence <= 1.0
+
+
+def test_optimize_from_a_profile_file_matches_the_library(home, tiny_models, tmp_path, capsys):
+    trainee = sample_profile(np.random.default_rng(5))
+    data = trainee.to_dict()
+    body = {
+        "user_id": "file-user",
+        "age": data["age"],
+        "gender": data["gender"],
+        "fitness_level": data["fitness_level"],
+        "current_qualities": data["qualities"],
+        "target_subjects": data["targets"],
+        "subject_scores": data["subject_scores"],
+        "performance_metrics": data["performance_metrics"],
+    }
+    profile = tmp_path / "trainee.json"
+    profile.write_text(json.dumps(body))
+    assert run(home, "optimize", "--profile", str(profile), "--steps", "12", "--seed", "2", "--json") == 0
+    answer = OptimizeResponse.model_validate_json(capsys.readouterr().out)
+    expected = optimize_weights(PPO.load(tiny_models["attn0"], device="cpu"), trainee, 12, seed=2)
+    assert answer.user_id == "file-user" and answer.optimization_steps == 12
+    np.testing.assert_array_equal(np.asarray(answer.cq_matrix), expected.cq)
+    assert run(home, "optimize", "--profile", str(profile), "--steps", "12", "--age", "40") == 0  # flags override
+    assert "optimize: model v1, 12 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([*FLAGS, "--target", "3000m runn"], "target_subjects: unknown subject '3000m runn'; did you mean"),
+        ([*FLAGS], "target_subjects: Field required"),
+        (["--gender", "male", "--target", "3000 m run"], "age: Field required"),
+        ([*FLAGS, "--target", "3000 m run", "--steps", "5000"], "optimization_steps: Input should be less than"),
+        ([*FLAGS[:-1], "0.5,0.5", "--target", "3000 m run"], "current_qualities: List should have at least 5"),
+        (["--profile", "/no/such/file.json"], "profile: cannot read /no/such/file.json"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_field(home, args, message, capsys):
+    assert run(home, "optimize", *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_without_an_active_model_optimize_says_so(tmp_path, capsys):
+    assert run(tmp_path / "empty", "predict", *FLAGS, "--target", "3000 m run") == 1
+    assert "no model version is active" in capsys.readouterr().err
+
+
+def test_evaluate_a_registered_version(home, capsys):
+    assert run(home, "evaluate", "active", "--trainees", "4") == 0
+    assert "normalized score" in capsys.readouterr().out.lower()
+    assert run(home, "evaluate", "v9") == 2
+    assert run(home, "evaluate", "no-such-model.zip") == 2
+    assert "neither a registered version" in capsys.readouterr().err
+
+
+def test_train_runs_a_job_and_registers_its_model(tmp_path):
+    home = tmp_path / "home"
+    command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(home), "train", "--timesteps", "128"]
+    command += ["--n-envs", "2", "--eval-trainees", "2", "--activate", "--device", "cpu", "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "registered v1 (active): normalized score" in result.stdout
+    record = ModelRegistry(ServiceSettings(home=home).registry_root).active()
+    assert record.version == "v1" and record.metadata["timesteps"] >= 128
+    bad = subprocess.run([*command[:7], "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--timesteps" in bad.stderr
