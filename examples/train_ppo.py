@@ -10,7 +10,6 @@ The preset (``sb3_ext.presets``) sets the number of envs and PPO's rollout and u
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -59,10 +58,8 @@ def main() -> None:
         vectorization=args.vec,
         **{name: repr(value) for name, value in settings.items()},
     )
-    markdown = report.to_markdown()
-    print(markdown)
-    (args.out / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2))
-    (args.out / "evaluation.md").write_text(markdown)
+    print(report.to_markdown())
+    report.write(args.out)
 
 
 if __name__ == "__main__":

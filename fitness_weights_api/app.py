@@ -45,14 +45,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fitness_weights_api.jobs import ConfigError, JobManager, QueueFullError, TrainConfig, UnknownJobError
 from fitness_weights_api.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, RequestMetrics
-from fitness_weights_api.registry import ModelRegistry, UnknownVersionError
+from fitness_weights_api.registry import ModelVersion, UnknownVersionError
 from fitness_weights_api.schemas import (
     CatalogResponse,
     ErrorResponse,
     HealthResponse,
     JobResponse,
     ModelListResponse,
-    ModelResponse,
     OptimizeRequest,
     OptimizeResponse,
     PredictRequest,
@@ -85,6 +84,16 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+# Errors answered with their own message (none holds internals), by status code.
+_STATUS: dict[type[Exception], int] = {
+    UnknownJobError: 404,
+    UnknownVersionError: 404,
+    NoPredictionHeadsError: 409,
+    QueueFullError: 429,
+    NoActiveModelError: 503,
+}
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: _ERRORS[code] for code in codes}
 
@@ -102,15 +111,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     Used by uvicorn as a factory: ``uvicorn fitness_weights_api.app:create_app --factory``.
     """
     settings = ServiceSettings.from_env() if settings is None else settings
-    registry = ModelRegistry(settings.registry_root, settings.registry_url)
-    jobs = JobManager(
-        settings.jobs_root,
-        registry,
-        database_url=settings.jobs_url,
-        max_concurrent=settings.max_jobs,
-        max_queued=settings.max_queued,
-        max_timesteps=settings.max_timesteps,
-    )
+    registry = settings.open_registry()
+    jobs = settings.open_jobs(registry)
     service = WeightService(registry, jobs, device=settings.device)
     metrics = RequestMetrics()
     catalog = CatalogResponse.build()
@@ -188,12 +190,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         """Every registered model version, oldest first, and the active one."""
         versions = registry.versions()
         active = next((v.version for v in versions if v.active), None)
-        return ModelListResponse(active=active, models=[ModelResponse.build(v) for v in versions])
+        return ModelListResponse(active=active, models=versions)
 
-    @app.post("/models/{version}/activate", response_model=ModelResponse, responses=_errors(404), tags=["models"])
-    def activate_model(version: Version) -> ModelResponse:
+    @app.post("/models/{version}/activate", response_model=ModelVersion, responses=_errors(404), tags=["models"])
+    def activate_model(version: Version) -> ModelVersion:
         """Make ``version`` the active model, atomically; every worker serves it from its next request."""
-        return ModelResponse.build(registry.activate(version))
+        return registry.activate(version)
 
     @app.get("/catalog", response_model=CatalogResponse, tags=["catalog"])
     def get_catalog() -> CatalogResponse:
@@ -277,25 +279,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid_config(request: Request, exc: ConfigError) -> JSONResponse:
         return field_error(exc.field, str(exc).removeprefix(f"{exc.field} "))
 
-    @app.exception_handler(UnknownJobError)
-    async def unknown_job(request: Request, exc: UnknownJobError) -> JSONResponse:
-        return error(404, str(exc))
+    async def plain_error(request: Request, exc: Exception) -> JSONResponse:
+        prefix = "the active model cannot predict: " if isinstance(exc, NoPredictionHeadsError) else ""
+        return error(_STATUS[type(exc)], prefix + str(exc))
 
-    @app.exception_handler(UnknownVersionError)
-    async def unknown_version(request: Request, exc: UnknownVersionError) -> JSONResponse:
-        return error(404, str(exc))
-
-    @app.exception_handler(NoPredictionHeadsError)
-    async def no_heads(request: Request, exc: NoPredictionHeadsError) -> JSONResponse:
-        return error(409, f"the active model cannot predict: {exc}")
-
-    @app.exception_handler(QueueFullError)
-    async def queue_full(request: Request, exc: QueueFullError) -> JSONResponse:
-        return error(429, str(exc))
-
-    @app.exception_handler(NoActiveModelError)
-    async def no_model(request: Request, exc: NoActiveModelError) -> JSONResponse:
-        return error(503, str(exc))
+    for exc_type in _STATUS:
+        app.add_exception_handler(exc_type, plain_error)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

@@ -52,18 +52,7 @@ def _settings(args: argparse.Namespace) -> ServiceSettings:
 
 
 def _registry(settings: ServiceSettings) -> ModelRegistry:
-    return ModelRegistry(settings.registry_root, settings.registry_url)
-
-
-def _jobs(settings: ServiceSettings, registry: ModelRegistry) -> JobManager:
-    return JobManager(
-        settings.jobs_root,
-        registry,
-        database_url=settings.jobs_url,
-        max_concurrent=settings.max_jobs,
-        max_queued=settings.max_queued,
-        max_timesteps=settings.max_timesteps,
-    )
+    return settings.open_registry()
 
 
 def _print_json(data: Any) -> None:
@@ -78,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     registry = _registry(settings)
-    jobs = _jobs(settings, registry)
+    jobs = settings.open_jobs(registry)
     config = TrainConfig(
         timesteps=args.timesteps,
         policy=args.policy,
@@ -148,12 +137,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     path = _model_file(_settings(args), args.model)
     model = PPO.load(path, device=args.device)
     report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed)
-    markdown = report.to_markdown()
-    print(markdown)
+    print(report.to_markdown())
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2))
-        (args.out / "evaluation.md").write_text(markdown)
+        report.write(args.out)
     return 0
 
 

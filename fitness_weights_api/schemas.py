@@ -36,7 +36,6 @@ __all__ = [
     "HealthResponse",
     "JobResponse",
     "ModelListResponse",
-    "ModelResponse",
     "OptimizeRequest",
     "OptimizeResponse",
     "PredictRequest",
@@ -171,6 +170,12 @@ class TraineeRequest(BaseModel):
         description="Recorded metrics in [0, 1] (recent_improvement, injury_risk, training_efficiency, "
         "consistency): all 4 in that order, or some by name. Metrics not given get the population's typical value.",
     )
+
+    @classmethod
+    def from_profile(cls, profile: TraineeProfile, user_id: str, **fields: Any) -> TraineeRequest:
+        """The request for a profile, every field given; ``fields`` adds or replaces fields (``optimization_steps``)."""
+        data = profile.to_dict()
+        return cls(user_id=user_id, **{_API_FIELDS.get(name, name): value for name, value in data.items()} | fields)
 
     def to_profile(self) -> TraineeProfile:
         """The trainee as a :class:`~fitness_weights_env.TraineeProfile`.
@@ -323,29 +328,11 @@ class JobResponse(BaseModel):
         return cls(**data)
 
 
-class ModelResponse(BaseModel):
-    """A registered model version."""
-
-    version: str
-    created: datetime
-    training_config: dict[str, Any]
-    evaluation_score: float | None
-    metadata: dict[str, Any]
-    sha256: str
-    size_bytes: int
-    active: bool
-
-    @classmethod
-    def build(cls, record: ModelVersion) -> ModelResponse:
-        """The response for a :class:`~fitness_weights_api.registry.ModelVersion`."""
-        return cls(**vars(record))
-
-
 class ModelListResponse(BaseModel):
     """Every registered version, oldest first, and the active one."""
 
     active: str | None
-    models: list[ModelResponse]
+    models: list[ModelVersion]
 
 
 class CatalogQuality(BaseModel):

@@ -26,7 +26,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fitness_weights_api.jobs import JobManager
+    from fitness_weights_api.registry import ModelRegistry
 
 __all__ = ["ENV_PREFIX", "ServiceSettings"]
 
@@ -91,6 +95,25 @@ class ServiceSettings:
     def jobs_root(self) -> Path:
         """The job manager's folder, ``home`` (it keeps ``jobs.sqlite`` and ``jobs/``)."""
         return self.home
+
+    def open_registry(self) -> ModelRegistry:
+        """The model registry of these settings (created if missing)."""
+        from fitness_weights_api.registry import ModelRegistry
+
+        return ModelRegistry(self.registry_root, self.registry_url)
+
+    def open_jobs(self, registry: ModelRegistry) -> JobManager:
+        """The job manager of these settings, registering models in ``registry``."""
+        from fitness_weights_api.jobs import JobManager
+
+        return JobManager(
+            self.jobs_root,
+            registry,
+            database_url=self.jobs_url,
+            max_concurrent=self.max_jobs,
+            max_queued=self.max_queued,
+            max_timesteps=self.max_timesteps,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServiceSettings:

@@ -105,6 +105,13 @@ class EvaluationReport:
         lines += [f"| {name} | {value:.3f} |" for name, value in self.latency_ms.items()]
         return "\n".join(lines) + "\n"
 
+    def write(self, folder: str | Path) -> None:
+        """Write ``evaluation.json`` and ``evaluation.md`` in ``folder`` (created if missing)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "evaluation.json").write_text(json.dumps(self.to_dict(), indent=2))
+        (folder / "evaluation.md").write_text(self.to_markdown())
+
 
 @contextlib.contextmanager
 def seeded_sampling(seed: int) -> Iterator[None]:
@@ -217,12 +224,9 @@ def main(argv: list[str] | None = None) -> EvaluationReport:
         parser.error(f"model file {args.model} does not exist")
     model = PPO.load(args.model, device=args.device)
     report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed)
-    markdown = report.to_markdown()
-    print(markdown)
+    print(report.to_markdown())
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2))
-        (args.out / "evaluation.md").write_text(markdown)
+        report.write(args.out)
     return report
 
 

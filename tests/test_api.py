@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fitness_weights_api import JobManager, ModelRegistry
+from fitness_weights_api.schemas import OptimizeRequest
 from fitness_weights_api.settings import ServiceSettings
 from fitness_weights_api.weights import optimize_weights
 from fitness_weights_env import CATALOG, METRIC_NAMES, TraineeProfile, sample_profile, typical_metrics
@@ -20,18 +21,7 @@ from sb3_ext import PPO
 
 
 def request_body(profile: TraineeProfile, **extra) -> dict:
-    data = profile.to_dict()
-    body = {
-        "user_id": "trainee-1",
-        "age": data["age"],
-        "gender": data["gender"],
-        "fitness_level": data["fitness_level"],
-        "current_qualities": data["qualities"],
-        "target_subjects": data["targets"],
-        "subject_scores": data["subject_scores"],
-        "performance_metrics": data["performance_metrics"],
-    }
-    return {**body, **extra}
+    return OptimizeRequest.from_profile(profile, "trainee-1", **extra).model_dump(mode="json", exclude_unset=True)
 
 
 def registry_of(home) -> ModelRegistry:

@@ -10,7 +10,7 @@ import pytest
 
 from fitness_weights_api import ModelRegistry
 from fitness_weights_api.cli import build_parser, main
-from fitness_weights_api.schemas import OptimizeResponse, PredictResponse
+from fitness_weights_api.schemas import OptimizeRequest, OptimizeResponse, PredictResponse
 from fitness_weights_api.settings import ServiceSettings
 from fitness_weights_api.weights import optimize_weights
 from fitness_weights_env import CATALOG, sample_profile
@@ -66,17 +66,7 @@ def test_predict_prints_tables_and_the_apis_json(home, tiny_models, capsys):
 
 def test_optimize_from_a_profile_file_matches_the_library(home, tiny_models, tmp_path, capsys):
     trainee = sample_profile(np.random.default_rng(5))
-    data = trainee.to_dict()
-    body = {
-        "user_id": "file-user",
-        "age": data["age"],
-        "gender": data["gender"],
-        "fitness_level": data["fitness_level"],
-        "current_qualities": data["qualities"],
-        "target_subjects": data["targets"],
-        "subject_scores": data["subject_scores"],
-        "performance_metrics": data["performance_metrics"],
-    }
+    body = OptimizeRequest.from_profile(trainee, "file-user").model_dump(mode="json", exclude_unset=True)
     profile = tmp_path / "trainee.json"
     profile.write_text(json.dumps(body))
     assert run(home, "optimize", "--profile", str(profile), "--steps", "12", "--seed", "2", "--json") == 0
