@@ -28,3 +28,11 @@ def test_train_ppo_rejects_an_unknown_vectorization(tmp_path):
     command = [sys.executable, str(ROOT / "examples" / "train_ppo.py"), "--vec", "threads", "--out", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=ENV)
     assert result.returncode == 2 and "--vec" in result.stderr
+
+
+def test_weight_service_example_registers_and_answers(tiny_models, tmp_path):
+    command = [sys.executable, str(ROOT / "examples" / "weight_service.py"), str(tiny_models["attn0"])]
+    command += ["--home", str(tmp_path / "service")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=ENV)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "registered v1" in result.stdout and "| 3000 m run |" in result.stdout and "| Pull-ups |" in result.stdout
