@@ -118,3 +118,29 @@ def test_train_runs_a_job_and_registers_its_model(tmp_path):
     assert record.version == "v1" and record.metadata["timesteps"] >= 128
     bad = subprocess.run([*command[:7], "0"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--timesteps" in bad.stderr
+
+
+def test_the_workers_socket_gets_tcp_nodelay_on_accepted_connections():
+    """The shared socket of `serve --workers N` is a TCP one, so asyncio turns Nagle off on what it accepts."""
+    import asyncio
+    import socket
+
+    from fitness_weights_api.cli import _tcp_socket
+
+    async def accepted_nodelay() -> int:
+        listener = _tcp_socket("127.0.0.1", 0)
+        accepted: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader, writer) -> None:
+            sock = writer.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connect, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        value = await asyncio.wait_for(accepted, 10)
+        writer.close()
+        server.close()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) != 0
