@@ -2,19 +2,19 @@
 
 ``fitness-weights serve`` starts its workers with these variables set, so every worker reads the same settings:
 
-===================================  ==========================  =================================================
-variable                             default                     meaning
-===================================  ==========================  =================================================
-``FITNESS_WEIGHTS_HOME``             ``./fitness_weights_home``  the service's folder (below)
-``FITNESS_WEIGHTS_REGISTRY_URL``     ``HOME/registry/registry.sqlite``  the registry's database (``sqlite:///...``)
-``FITNESS_WEIGHTS_JOBS_URL``         ``HOME/jobs.sqlite``        the job database (``sqlite:///...``)
-``FITNESS_WEIGHTS_DEVICE``           ``cpu``                     torch device that answers requests
-``FITNESS_WEIGHTS_TRAIN_DEVICE``     ``auto``                    torch device of training jobs
-``FITNESS_WEIGHTS_MAX_JOBS``         ``1``                       training jobs running at once
-``FITNESS_WEIGHTS_MAX_QUEUED``       ``10``                      training jobs waiting at once
-``FITNESS_WEIGHTS_MAX_TIMESTEPS``    ``2000000``                 most timesteps one job may train for
-``FITNESS_WEIGHTS_TORCH_THREADS``    ``1``                       torch threads per worker (0: torch's default)
-===================================  ==========================  =================================================
+=================================  =================================  =============================================
+variable                           default                            meaning
+=================================  =================================  =============================================
+``FITNESS_WEIGHTS_HOME``           ``./fitness_weights_home``         the service's folder (below)
+``FITNESS_WEIGHTS_REGISTRY_URL``   ``HOME/registry/registry.sqlite``  the registry's database (``sqlite:///...``)
+``FITNESS_WEIGHTS_JOBS_URL``       ``HOME/jobs.sqlite``               the job database (``sqlite:///...``)
+``FITNESS_WEIGHTS_DEVICE``         ``cpu``                            torch device that answers requests
+``FITNESS_WEIGHTS_TRAIN_DEVICE``   ``auto``                           torch device of training jobs
+``FITNESS_WEIGHTS_MAX_JOBS``       ``1``                              training jobs running at once
+``FITNESS_WEIGHTS_MAX_QUEUED``     ``10``                             training jobs waiting at once
+``FITNESS_WEIGHTS_MAX_TIMESTEPS``  ``2000000``                        most timesteps one job may train for
+``FITNESS_WEIGHTS_TORCH_THREADS``  ``1``                              torch threads per worker (0: torch's default)
+=================================  =================================  =============================================
 
 The folder holds ``registry/`` (the model registry: ``registry.sqlite`` and ``models/v1.zip``, ...), ``jobs.sqlite``
 and ``jobs/<job_id>/`` (each training job's log, checkpoint and model).
