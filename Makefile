@@ -28,3 +28,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_env.py
 	$(BIN)/python benchmarks/bench_policy.py
 	$(BIN)/python benchmarks/bench_rollout.py
+	$(BIN)/python benchmarks/bench_api.py

@@ -59,6 +59,7 @@ import numbers
 import os
 import re
 import sqlite3
+import threading
 import uuid
 import zipfile
 import zlib
@@ -201,6 +202,7 @@ class ModelRegistry:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise RegistryError(f"{name}: cannot create directory {str(directory)!r}: {err}") from err
+        self._readers = threading.local()
         self._initialize()
 
     def __repr__(self) -> str:
@@ -341,12 +343,28 @@ class ModelRegistry:
     def active_token(self) -> tuple[str | None, int]:
         """``(active version or None, activation counter)``, one indexed read: cheap enough for every request.
 
-        A worker keeps the token of the model it loaded and reloads when the token differs. The cost is
-        mostly opening the connection, about 0.2-0.4 ms on a busy 2-core machine.
+        A worker keeps the token of the model it loaded and reloads when the token differs. Each thread keeps
+        its connection for it open: the read costs tens of microseconds, against 0.2-0.4 ms with a new
+        connection on a busy 2-core machine.
         """
-        with self._database() as conn:
-            number, generation = conn.execute("SELECT number, generation FROM active WHERE id = 1").fetchone()
+        try:
+            row = self._reader().execute("SELECT number, generation FROM active WHERE id = 1").fetchone()
+        except sqlite3.Error as err:
+            self._readers.connection = None  # a fresh connection next time
+            raise RegistryError(f"registry database {str(self.database_path)!r}: {err}") from err
+        number, generation = row
         return (None if number is None else f"v{number}", generation)
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection for :meth:`active_token`, kept open (opening one costs more than the read).
+
+        In autocommit mode every read is its own transaction, so it sees the latest committed activation.
+        """
+        conn = getattr(self._readers, "connection", None)
+        if conn is None:
+            conn = sqlite3.connect(self.database_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self._readers.connection = conn
+        return conn
 
     # -- internals ------------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ catalog (a subject name, a missing quality) is checked by :meth:`TraineeRequest.
 
 from __future__ import annotations
 
+import difflib
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -63,6 +64,10 @@ QualityName = Annotated[str, Field(min_length=1, max_length=200, json_schema_ext
 MetricName = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"enum": list(METRIC_NAMES)})]
 PRESET_NAMES = ("cpu", "gpu", "sb3")  # sb3_ext.PRESETS (checked against it by the tests; importing it loads torch)
 
+QUALITY_LABELS = [quality.name_en for quality in CATALOG.qualities]
+SUBJECT_LABELS = [subject.name_en for subject in CATALOG.subjects]
+METRIC_LABELS = list(METRIC_NAMES)
+
 # Profile fields as the API names them.
 _API_FIELDS = {"qualities": "current_qualities", "targets": "target_subjects"}
 
@@ -82,9 +87,10 @@ class RequestFieldError(ValueError):
 
 
 def _named_values(
-    field: str, values: dict[str, float], kind: str, index: Any, size: int, defaults: np.ndarray | None
+    field: str, values: dict[str, float], kind: str, index: Any, labels: list[str], defaults: np.ndarray | None
 ) -> np.ndarray:
     """Values given by name (``index`` resolves a name) as an array; unnamed ones from ``defaults`` (or missing)."""
+    size = len(labels)
     array = np.full(size, np.nan) if defaults is None else np.array(defaults, dtype=np.float64)
     seen: dict[int, str] = {}
     for name, value in values.items():
@@ -97,7 +103,8 @@ def _named_values(
         seen[i] = name
         array[i] = value
     if defaults is None and len(seen) < size:
-        raise RequestFieldError(field, f"missing {kind} values: expected all {size} of them")
+        missing = [labels[i] for i in range(size) if i not in seen]
+        raise RequestFieldError(field, f"missing {kind} values: {', '.join(missing)} (all {size} are needed)")
     return array
 
 
@@ -106,8 +113,6 @@ def _metric_index(name: str) -> int:
     for i, metric in enumerate(METRIC_NAMES):
         if metric == key:
             return i
-    import difflib
-
     close = difflib.get_close_matches(key, METRIC_NAMES, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     raise UnknownNameError(f"unknown metric {name!r}{hint}; the metrics are {list(METRIC_NAMES)}")
@@ -186,27 +191,21 @@ class TraineeRequest(BaseModel):
         qualities = self.current_qualities
         if isinstance(qualities, dict):
             qualities = _named_values(
-                "current_qualities", qualities, "quality", CATALOG.quality_index, CATALOG.n_qualities, None
+                "current_qualities", qualities, "quality", CATALOG.quality_index, QUALITY_LABELS, None
             )
         qualities = np.asarray(qualities, dtype=np.float64)
         scores: Any = self.subject_scores
-        if scores is None or isinstance(scores, dict):
+        if scores is None:
+            scores = typical_subject_scores(qualities)
+        elif isinstance(scores, dict):
             typical = typical_subject_scores(qualities)
-            scores = (
-                typical
-                if scores is None
-                else _named_values(
-                    "subject_scores", scores, "subject", CATALOG.subject_index, CATALOG.n_subjects, typical
-                )
-            )
+            scores = _named_values("subject_scores", scores, "subject", CATALOG.subject_index, SUBJECT_LABELS, typical)
         metrics: Any = self.performance_metrics
-        if metrics is None or isinstance(metrics, dict):
+        if metrics is None:
+            metrics = typical_metrics(self.fitness_level)
+        elif isinstance(metrics, dict):
             typical = typical_metrics(self.fitness_level)
-            metrics = (
-                typical
-                if metrics is None
-                else _named_values("performance_metrics", metrics, "metric", _metric_index, len(METRIC_NAMES), typical)
-            )
+            metrics = _named_values("performance_metrics", metrics, "metric", _metric_index, METRIC_LABELS, typical)
         try:
             return TraineeProfile(
                 age=self.age,

@@ -174,7 +174,8 @@ class AttnCQQXPolicy(ActorCriticPolicy):
             raise ValueError("observation contains NaN or infinity")
         if batch.min(initial=0.0) < 0.0 or batch.max(initial=0.0) > 1.0:
             raise ValueError("observation values must lie in [0, 1] (the FitnessWeights observation space)")
-        self.set_training_mode(False)
+        if self.training:  # SB3's predict does the same; skipped when already off (it walks every module)
+            self.set_training_mode(False)
         with th.no_grad():
             out = self._run(th.as_tensor(batch, dtype=th.float32, device=self.device), aux=True)
             confidence = self.confidence(out.log_error)

@@ -165,7 +165,7 @@ BAD_REQUESTS = {
     "duplicate target": (_set("target_subjects", ["3000 m run", "3000 M Run"]), "target_subjects", "twice"),
     "short qualities": (_set("current_qualities", [0.5] * 4), "current_qualities", "at least 5"),
     "long qualities": (_set("current_qualities", [0.5] * 6), "current_qualities", "at most 5"),
-    "missing quality": (_set("current_qualities", {"endurance": 0.5}), "current_qualities", "all 5"),
+    "missing quality": (_set("current_qualities", {"endurance": 0.5}), "current_qualities", "flexibility, agility"),
     "unknown quality": (
         _set("current_qualities", {"endurance": 0.5, "flexibility": 0.5, "agility": 0.5, "power": 0.5, "strenght": 1}),
         "current_qualities",

@@ -40,3 +40,9 @@ def test_bad_preset_fields_are_named(fields, message):
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown preset 'tpu'.*\['cpu', 'gpu', 'sb3'\]"):
         get_preset("tpu")
+
+
+def test_the_apis_preset_names_are_the_presets():
+    from fitness_weights_api.schemas import PRESET_NAMES
+
+    assert sorted(PRESET_NAMES) == sorted(PRESETS)
