@@ -38,6 +38,7 @@ from collections.abc import AsyncIterator
 from importlib import metadata
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -132,6 +133,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             th.set_num_threads(settings.torch_threads)
         with contextlib.suppress(NoActiveModelError):
             await asyncio.to_thread(service.model)  # load the active model before the first request
+        app.state.optimize_limiter = anyio.CapacityLimiter(1)
         refresher = asyncio.create_task(_refresh_jobs(jobs))
         try:
             yield
@@ -154,13 +156,19 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     _add_error_handlers(app)
 
     @app.post("/optimize_weights", response_model=OptimizeResponse, responses=_errors(503), tags=["weights"])
-    def optimize_weights(request: OptimizeRequest) -> Response:
+    async def optimize_weights(request: OptimizeRequest) -> Response:
         """Run the active policy on the trainee for ``optimization_steps`` steps: the matrices it ends with."""
         profile = request.to_profile()
-        served = service.optimize(
-            profile, request.optimization_steps, seed=request.seed, deterministic=request.deterministic
-        )
-        return _json(OptimizeResponse.build(request.user_id, served.model_version, served.result))
+
+        def run() -> Response:
+            served = service.optimize(
+                profile, request.optimization_steps, seed=request.seed, deterministic=request.deterministic
+            )
+            return _json(OptimizeResponse.build(request.user_id, served.model_version, served.result))
+
+        # One optimization at a time per worker, in a thread (the event loop keeps answering): they are
+        # CPU-bound Python loops, and several at once in one process only fight over the GIL (3x slower in all).
+        return await anyio.to_thread.run_sync(run, limiter=app.state.optimize_limiter)
 
     @app.post("/predict_weights", response_model=PredictResponse, responses=_errors(409, 503), tags=["weights"])
     async def predict_weights(request: PredictRequest) -> Response:
