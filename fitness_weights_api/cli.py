@@ -31,8 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fitness_weights_api.jobs import FINAL_STATES, SUCCEEDED, ConfigError, JobError, JobManager, TrainConfig
-from fitness_weights_api.registry import ModelRegistry, RegistryError
+from fitness_weights_api.jobs import FINAL_STATES, SUCCEEDED, ConfigError, Job, JobError, JobManager, TrainConfig
+from fitness_weights_api.registry import RegistryError
 from fitness_weights_api.settings import ServiceSettings
 
 __all__ = ["main"]
@@ -53,10 +53,6 @@ def _settings(args: argparse.Namespace) -> ServiceSettings:
     return settings if args.home is None else replace(settings, home=args.home)
 
 
-def _registry(settings: ServiceSettings) -> ModelRegistry:
-    return settings.open_registry()
-
-
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -68,7 +64,7 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     settings = _settings(args)
-    registry = _registry(settings)
+    registry = settings.open_registry()
     jobs = settings.open_jobs(registry)
     config = TrainConfig(
         timesteps=args.timesteps,
@@ -107,7 +103,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _poll(jobs: JobManager, job_id: str, interval_s: float = 0.5) -> Any:
+def _poll(jobs: JobManager, job_id: str, interval_s: float = 0.5) -> Job:
     time.sleep(interval_s)
     jobs.refresh()
     return jobs.get(job_id)
@@ -119,7 +115,7 @@ def _poll(jobs: JobManager, job_id: str, interval_s: float = 0.5) -> Any:
 def _model_file(settings: ServiceSettings, model: str) -> Path:
     """A registry version (``v3``), ``active``, or a model file."""
     if model == "active" or (model.startswith("v") and model[1:].isdigit()):
-        registry = _registry(settings)
+        registry = settings.open_registry()
         if model == "active":
             record = registry.active()
             if record is None:
@@ -205,7 +201,7 @@ def _service(args: argparse.Namespace) -> Any:
     from fitness_weights_api.service import WeightService
 
     settings = _settings(args)
-    return WeightService(_registry(settings), device=settings.device)
+    return WeightService(settings.open_registry(), device=settings.device)
 
 
 def _optimize(args: argparse.Namespace) -> int:
@@ -278,7 +274,7 @@ def _print_tables(title: str, profile: Any, result: Any) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    registry = _registry(_settings(args))
+    registry = _settings(args).open_registry()
     if args.action == "activate":
         record = registry.activate(args.version)
         print(f"active: {record.version}")
