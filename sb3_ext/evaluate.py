@@ -8,7 +8,8 @@ with a 95% bootstrap confidence interval. The policy also runs once more with sa
 between several target subjects can do that by sampling, while its deterministic action keeps
 pushing one of them. It also gives the original design's table for
 ``predict_weights`` on each trainee's initial state against the matrices the policy ended with, and
-the prediction latency::
+the prediction latency. The same predictions are also scored against the sampled run's outcome, which is what
+the prediction heads learn (the training episodes sample their actions)::
 
     python -m sb3_ext.evaluate runs/model.zip --trainees 200 --seed 0 --out runs/
 """
@@ -54,6 +55,8 @@ class EvaluationReport:
     cq: MatrixMetrics | None
     qx: MatrixMetrics | None
     latency_ms: dict[str, float]
+    cq_sampled: MatrixMetrics | None = None
+    qx_sampled: MatrixMetrics | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,12 +98,17 @@ class EvaluationReport:
             "| metric | CQ | QX |",
             "|---|---:|---:|",
         ]
-        for name in ("mse", "mae", "rmse", "mean_cosine", "mean_pearson", "pearson_defined", "mean_confidence"):
-            lines.append(f"| {name} | {_format(getattr(self.cq, name))} | {_format(getattr(self.qx, name))} |")
-        lines.append(
-            "| confidence-error Spearman | "
-            f"{_format(self.cq.confidence_error_spearman)} | {_format(self.qx.confidence_error_spearman)} |"
-        )
+        lines += _metrics_rows(self.cq, self.qx)
+        if self.cq_sampled is not None and self.qx_sampled is not None:
+            lines += [
+                "",
+                "The same predictions against the outcome of the sampled run (what the heads learn: the training "
+                "episodes sample their actions):",
+                "",
+                "| metric | CQ | QX |",
+                "|---|---:|---:|",
+                *_metrics_rows(self.cq_sampled, self.qx_sampled),
+            ]
         lines += ["", "| prediction latency | ms |", "|---|---:|"]
         lines += [f"| {name} | {value:.3f} |" for name, value in self.latency_ms.items()]
         return "\n".join(lines) + "\n"
@@ -119,6 +127,16 @@ def seeded_sampling(seed: int) -> Iterator[None]:
     with th.random.fork_rng(devices=[]):
         th.manual_seed(seed)
         yield
+
+
+def _metrics_rows(cq: MatrixMetrics, qx: MatrixMetrics) -> list[str]:
+    """The rows of the original design's prediction table, CQ beside QX."""
+    rows = []
+    for name in ("mse", "mae", "rmse", "mean_cosine", "mean_pearson", "pearson_defined", "mean_confidence"):
+        rows.append(f"| {name} | {_format(getattr(cq, name))} | {_format(getattr(qx, name))} |")
+    spearman = (cq.confidence_error_spearman, qx.confidence_error_spearman)
+    rows.append(f"| confidence-error Spearman | {_format(spearman[0])} | {_format(spearman[1])} |")
+    return rows
 
 
 def _format(value: float) -> str:
@@ -204,6 +222,8 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
         **scores,
         cq=matrix_metrics(cq, outcome.cq, confidence),
         qx=matrix_metrics(qx, outcome.qx, confidence),
+        cq_sampled=matrix_metrics(cq, sampled.cq, confidence),
+        qx_sampled=matrix_metrics(qx, sampled.qx, confidence),
         latency_ms={
             "one trainee (median)": 1e3 * statistics.median(single),
             f"batch of {n_trainees}, per trainee": 1e3 * batched / n_trainees,

@@ -47,6 +47,9 @@ def test_report_compares_policy_greedy_and_random_on_the_same_trainees(saved_mod
     assert all(value > 0 for value in report.latency_ms.values())
     again = evaluate_model(model, n_trainees=6, seed=1)
     assert again.mean_return == report.mean_return and again.cq == report.cq
+    # the predictions are also scored against the sampled run's outcome, which differs from the deterministic one
+    assert report.cq_sampled is not None and report.cq_sampled.mse != report.cq.mse
+    assert "against the outcome of the sampled run" in report.to_markdown()
 
 
 def test_command_line_writes_json_and_markdown(saved_model, tmp_path, capsys):
