@@ -349,6 +349,7 @@ def test_a_killed_job_fails_keeps_its_checkpoint_and_the_old_model_serves(client
     running = wait_for_job(client, job["job_id"], lambda j: j["state"] == "running" and j["has_checkpoint"])
     assert running["timesteps_done"] > 0
     pid = jobs_of(home).get(job["job_id"]).pid
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)  # niced
     os.killpg(pid, signal.SIGKILL)
     failed = wait_for_job(client, job["job_id"], lambda j: j["state"] != "running", timeout_s=30)
     assert failed["state"] == "failed" and "SIGKILL" in failed["error"]
