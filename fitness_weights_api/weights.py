@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import torch as th
 
 from fitness_weights_env import CATALOG, LAYOUT, METRIC_NAMES, FitnessWeightsVectorEnv, TraineeProfile, dynamics
 from fitness_weights_env.episode import ProfileLike
@@ -88,10 +89,14 @@ def optimize_weights(
     profile = TraineeProfile.coerce(profile)
     env = FitnessWeightsVectorEnv(1, max_episode_steps=None)
     observation, _ = env.reset(seed=seed, options={"profiles": [profile]})
+    # SB3's predict, less its per-call checks and mode switch (a third of the time at one trainee): the same actions
+    policy = model.policy
+    policy.set_training_mode(False)
     sampling = contextlib.nullcontext() if deterministic else _seeded_sampling(seed)
-    with sampling:
+    with sampling, th.no_grad():
         for _ in range(steps):
-            observation, *_ = env.step(model.predict(observation, deterministic=deterministic)[0])
+            actions = policy._predict(th.as_tensor(observation, device=policy.device), deterministic=deterministic)
+            observation, *_ = env.step(actions.cpu().numpy())
     state = env.state
     metrics = dict(zip(METRIC_NAMES, state.observation[0, LAYOUT.metrics].tolist(), strict=True))
     scores = _target_scores(state, profile)

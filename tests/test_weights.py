@@ -8,6 +8,7 @@ from fitness_weights_api.weights import MAX_OPTIMIZATION_STEPS, optimize_weights
 from fitness_weights_env import CATALOG, METRIC_NAMES, ProfileError, sample_profile
 from fitness_weights_env.baselines import run_episodes
 from sb3_ext import PPO
+from sb3_ext.evaluate import seeded_sampling
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,9 @@ def test_optimize_with_sampled_actions_is_seeded_and_leaves_torchs_generator_alo
     np.testing.assert_array_equal(first.cq, again.cq)
     other = optimize_weights(model, trainee, steps=16, seed=6, deterministic=False)
     assert not np.array_equal(first.cq, other.cq)
+    with seeded_sampling(5):  # the same actions as SB3's predict with sampling, seeded alike
+        reference = run_episodes(lambda obs, env: model.predict(obs)[0], [trainee], seed=5, steps=16)
+    np.testing.assert_array_equal(first.cq, reference.cq[0])
 
 
 def test_predict_is_one_forward_pass_with_scores_from_the_kernel(model, trainee):
