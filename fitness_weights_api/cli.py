@@ -398,7 +398,7 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line parser (every subcommand has ``--help``)."""
-    from fitness_weights_api.jobs import POLICIES
+    from fitness_weights_api.jobs import POLICIES, PRESET_NAMES
 
     parser = argparse.ArgumentParser(
         prog="fitness-weights",
@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--timesteps", type=_positive, required=True, help="environment steps to train for")
     train.add_argument("--policy", default="AttnCQQXPolicy", choices=POLICIES, help="the policy")
-    train.add_argument("--preset", default="cpu", choices=("cpu", "gpu", "sb3"), help="throughput preset")
+    train.add_argument("--preset", default="cpu", choices=PRESET_NAMES, help="throughput preset")
     train.add_argument("--n-envs", type=_positive, default=None, help="parallel environments (default: preset's)")
     train.add_argument("--seed", type=int, default=0, help="seed of the envs, the policy and the evaluation")
     train.add_argument("--learning-rate", type=float, default=2e-3, help="initial learning rate (cosine to 1/10)")

@@ -86,7 +86,7 @@ from pathlib import Path
 from typing import Any
 
 from fitness_weights_api.registry import ModelRegistry
-from fitness_weights_api.sqlite import BUSY_TIMEOUT_S, URL_PREFIX, database_path, set_wal
+from fitness_weights_api.sqlite import URL_PREFIX, connection, database_path, set_wal
 
 try:
     import fcntl
@@ -122,6 +122,8 @@ FINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 POLICIES = ("AttnCQQXPolicy", "MlpPolicy")
 """The policies a job may train."""
+PRESET_NAMES = ("cpu", "gpu", "sb3")
+"""The throughput presets a job may use: ``sb3_ext.PRESETS``' names (tested equal; sb3_ext imports torch)."""
 
 LOG_FILE = "job.log"
 LOCK_FILE = "lock"
@@ -354,15 +356,8 @@ class JobDatabase:
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """A new connection (autocommit; transactions are explicit); SQLite errors become :class:`JobError`."""
-        try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            try:
-                conn.execute("PRAGMA synchronous = FULL")
-                yield conn
-            finally:
-                conn.close()
-        except sqlite3.Error as err:
-            raise JobError(f"job database {str(self.path)!r}: {err}") from err
+        with connection(self.path, JobError, "job database", "PRAGMA synchronous = FULL") as conn:
+            yield conn
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

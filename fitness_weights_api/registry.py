@@ -69,7 +69,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from fitness_weights_api.sqlite import BUSY_TIMEOUT_S, URL_PREFIX, database_path, set_wal
+from fitness_weights_api.sqlite import URL_PREFIX, connect, connection, database_path, set_wal
 
 try:
     import fcntl
@@ -362,7 +362,7 @@ class ModelRegistry:
         """
         conn = getattr(self._readers, "connection", None)
         if conn is None:
-            conn = sqlite3.connect(self.database_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn = connect(self.database_path)
             self._readers.connection = conn
         return conn
 
@@ -371,16 +371,9 @@ class ModelRegistry:
     @contextlib.contextmanager
     def _database(self) -> Iterator[sqlite3.Connection]:
         """A new connection (autocommit; transactions are explicit); SQLite errors become RegistryError."""
-        try:
-            conn = sqlite3.connect(self.database_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            try:
-                conn.execute("PRAGMA foreign_keys = ON")
-                conn.execute("PRAGMA synchronous = FULL")
-                yield conn
-            finally:
-                conn.close()
-        except sqlite3.Error as err:
-            raise RegistryError(f"registry database {str(self.database_path)!r}: {err}") from err
+        pragmas = ("PRAGMA foreign_keys = ON", "PRAGMA synchronous = FULL")
+        with connection(self.database_path, RegistryError, "registry database", *pragmas) as conn:
+            yield conn
 
     def _initialize(self) -> None:
         """Switch to WAL, create the schema if missing and remove what crashed registrations left."""

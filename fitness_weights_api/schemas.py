@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from fitness_weights_api.jobs import MAX_EVAL_TRAINEES, MAX_N_ENVS, MAX_SEED, POLICIES, Job
+from fitness_weights_api.jobs import MAX_EVAL_TRAINEES, MAX_N_ENVS, MAX_SEED, POLICIES, PRESET_NAMES, Job
 from fitness_weights_api.registry import ModelVersion
 from fitness_weights_api.weights import MAX_OPTIMIZATION_STEPS, WeightsResult
 from fitness_weights_env import (
@@ -62,7 +62,6 @@ def _names(items: Any) -> list[str]:
 SubjectName = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"enum": _names(CATALOG.subjects)})]
 QualityName = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"enum": _names(CATALOG.qualities)})]
 MetricName = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"enum": list(METRIC_NAMES)})]
-PRESET_NAMES = ("cpu", "gpu", "sb3")  # sb3_ext.PRESETS (checked against it by the tests; importing it loads torch)
 
 QUALITY_LABELS = [quality.name_en for quality in CATALOG.qualities]
 SUBJECT_LABELS = [subject.name_en for subject in CATALOG.subjects]

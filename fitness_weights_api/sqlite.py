@@ -7,12 +7,14 @@ one connection per operation, and ``sqlite:///`` URLs as in SQLAlchemy (``sqlite
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUSY_TIMEOUT_S", "URL_PREFIX", "database_path", "set_wal"]
+__all__ = ["BUSY_TIMEOUT_S", "URL_PREFIX", "connect", "connection", "database_path", "set_wal"]
 
 BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for another process's write lock."""
@@ -51,3 +53,26 @@ def set_wal(conn: sqlite3.Connection) -> str:
             if "locked" not in str(err) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) that waits up to the busy timeout for locks."""
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+
+@contextlib.contextmanager
+def connection(path: Path, error: type[Exception], label: str, *pragmas: str) -> Iterator[sqlite3.Connection]:
+    """A new :func:`connect` connection with ``pragmas`` run on it, closed on exit.
+
+    SQLite errors become ``error("<label> '<path>': <message>")``.
+    """
+    try:
+        conn = connect(path)
+        try:
+            for pragma in pragmas:
+                conn.execute(pragma)
+            yield conn
+        finally:
+            conn.close()
+    except sqlite3.Error as err:
+        raise error(f"{label} {str(path)!r}: {err}") from err
