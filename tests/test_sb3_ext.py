@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import stable_baselines3 as sb3
 import torch as th
+import torch.nn.functional as F  # noqa: N812
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 
 import fitness_weights_env  # noqa: F401
 from sb3_ext import PPO, AttnCQQXPolicy, AuxRolloutBuffer, CosineSchedule, MultiMetricEarlyStopping
+from sb3_ext.attention import CQQXNetwork
 from sb3_ext.callbacks import StopTrainingOnNoMetricImprovement
 
 SMALL = {"embed_dim": 32, "n_heads": 2, "n_latents": 4}
@@ -154,6 +156,37 @@ def test_invalid_arguments(kwargs, message):
 def test_attention_policy_needs_the_fitness_weights_spaces():
     with pytest.raises(ValueError, match="Box\\(198"):
         PPO("AttnCQQXPolicy", gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize("n_heads", [1, 2, 4])
+def test_latent_read_is_scaled_dot_product_attention_over_the_entity_tokens(n_heads):
+    """The factorized read equals SDPA on the formed keys and values, in value and in gradient."""
+    th.manual_seed(0)
+    network = CQQXNetwork(embed_dim=32, n_heads=n_heads, n_latents=3)
+    features = th.rand(7, *network.feature_index.shape) * network.feature_mask
+
+    def formed_tokens_read() -> th.Tensor:
+        key, value = network.entities.project(features, network.read_key_value).chunk(2, dim=-1)
+        split = lambda t: t.unflatten(-1, (n_heads, -1)).transpose(1, 2)  # noqa: E731
+        query = split(network.read_query(network.latents).expand(len(features), -1, -1))
+        return F.scaled_dot_product_attention(query, split(key), split(value)).transpose(1, 2).flatten(2)
+
+    parameters = [
+        network.latents,
+        *network.entities.parameters(),
+        *network.read_query.parameters(),
+        *network.read_key_value.parameters(),
+    ]
+    results = []
+    for read in (network.read(features), formed_tokens_read()):
+        network.zero_grad()
+        read.pow(2).sum().backward()
+        results.append((read.detach(), [p.grad.clone() for p in parameters]))
+    (factorized, factorized_grads), (reference, reference_grads) = results
+    assert factorized.shape == (7, 3, 32)
+    th.testing.assert_close(factorized, reference, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(factorized_grads, reference_grads, strict=True):
+        th.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_cosine_schedule():
