@@ -183,7 +183,7 @@ def _qualities(text: str) -> Any:
 def _request(args: argparse.Namespace, kind: type[Any]) -> Any:
     fields = _profile_fields(args)
     if kind.__name__ == "OptimizeRequest":
-        fields.update({"optimization_steps": args.steps, "seed": args.seed, "deterministic": not args.sampled})
+        fields.update({"optimization_steps": args.steps, "seed": args.seed, "deterministic": args.deterministic})
     from pydantic import ValidationError
 
     from fitness_weights_api.schemas import RequestFieldError, validation_details
@@ -436,8 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="evaluate a model on held-out trainees",
-        description="Run the policy (deterministic and sampled), the greedy oracle and random on K held-out "
-        "trainees; print the normalized score and the prediction table (python -m sb3_ext.evaluate).",
+        description="Run the policy (sampled with seeds, and deterministic), the greedy oracle and random on K "
+        "held-out trainees; print the normalized score and the prediction table (python -m sb3_ext.evaluate).",
     )
     evaluate.add_argument("model", help="a registered version (v1, v2, ...), 'active', or a model file")
     evaluate.add_argument("--trainees", type=_positive, default=200, help="held-out trainees (default 200)")
@@ -454,8 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_profile_arguments(optimize)
     optimize.add_argument("--steps", type=int, default=64, help="optimization steps, 1 to 1024 (default 64)")
-    optimize.add_argument("--seed", type=int, default=0, help="seed of the initial matrices")
-    optimize.add_argument("--sampled", action="store_true", help="seeded sampled actions instead of the most likely")
+    optimize.add_argument("--seed", type=int, default=0, help="seed of the initial matrices and the sampled actions")
+    optimize.add_argument(
+        "--deterministic", action="store_true", help="the most likely actions instead of actions sampled with the seed"
+    )
     optimize.set_defaults(run=_optimize)
 
     predict = commands.add_parser(

@@ -230,9 +230,13 @@ class OptimizeRequest(TraineeRequest):
     optimization_steps: int = Field(
         default=64, ge=1, le=MAX_OPTIMIZATION_STEPS, description="Policy steps to run (one episode is 64)."
     )
-    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="Seed of the initial matrices (and of sampling).")
+    seed: int = Field(
+        default=0, ge=0, le=MAX_SEED, description="Seed of the initial matrices and of the sampled actions."
+    )
     deterministic: bool = Field(
-        default=True, description="The policy's most likely action at each step (true) or seeded sampled actions."
+        default=False,
+        description="The policy's most likely action at each step (true) instead of actions sampled with the seed "
+        "(false, the default: the optimize outcome the predictions learn).",
     )
 
 

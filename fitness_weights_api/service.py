@@ -75,7 +75,7 @@ class WeightService:
         return self.registry.active()
 
     def optimize(
-        self, profile: ProfileLike, steps: int = 64, *, seed: int = 0, deterministic: bool = True
+        self, profile: ProfileLike, steps: int = 64, *, seed: int = 0, deterministic: bool = False
     ) -> ServedResult:
         """Run the active policy on the trainee (see :func:`.weights.optimize_weights`)."""
         model, version = self.model()

@@ -1,7 +1,8 @@
 """Optimize and predict the weights of one trainee with a trained model: the service's two answers.
 
 ``optimize_weights`` runs the policy through the environment's kernel for a number of steps (the
-"optimize" outcome), and reports the kernel's 4 performance metrics; ``predict_weights`` makes one
+"optimize" outcome: actions sampled with the trainee's seed, as the evaluation runs them,
+:class:`sb3_ext.actions.PolicyActions`), and reports the kernel's 4 performance metrics; ``predict_weights`` makes one
 forward pass of the policy's CQ/QX heads and reports their confidence. Both report the per-target
 achievement scores ``CQ[s] . qualities`` as the kernel computes them (``dynamics.reset`` on the
 predicted matrices, then ``dynamics.step_info``), never with a second formula.
@@ -9,25 +10,19 @@ predicted matrices, then ``dynamics.step_info``), never with a second formula.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import torch as th
 
 from fitness_weights_env import CATALOG, LAYOUT, METRIC_NAMES, FitnessWeightsVectorEnv, TraineeProfile, dynamics
 from fitness_weights_env.episode import ProfileLike
-from sb3_ext.evaluate import seeded_sampling
+from sb3_ext.actions import PolicyActions
 
 __all__ = ["MAX_OPTIMIZATION_STEPS", "NoPredictionHeadsError", "WeightsResult", "optimize_weights", "predict_weights"]
 
 MAX_OPTIMIZATION_STEPS = 1024
 """Most steps one ``optimize`` request may run (16 episodes' worth)."""
-
-_SAMPLING = threading.Lock()  # seeded sampling seeds torch's global generator: one sampled run at a time
 
 
 class NoPredictionHeadsError(TypeError):
@@ -35,11 +30,9 @@ class NoPredictionHeadsError(TypeError):
 
 
 class Model(Protocol):
-    """What the service needs of a model: SB3's ``predict`` and the policy's ``predict_weights``."""
+    """What the service needs of a model: its SB3 policy, with ``predict_weights`` for predictions."""
 
     policy: Any
-
-    def predict(self, observation: np.ndarray, deterministic: bool = False) -> tuple[np.ndarray, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +63,7 @@ def _target_scores(state: dynamics.WeightState, profile: TraineeProfile) -> dict
 
 
 def optimize_weights(
-    model: Model, profile: ProfileLike, steps: int = 64, *, seed: int = 0, deterministic: bool = True
+    model: Model, profile: ProfileLike, steps: int = 64, *, seed: int = 0, deterministic: bool = False
 ) -> WeightsResult:
     """Run the policy on the trainee for ``steps`` steps and return the matrices it ends with.
 
@@ -78,8 +71,9 @@ def optimize_weights(
         model: A trained model (``sb3_ext.PPO`` or any SB3 model over FitnessWeights-v0).
         profile: The trainee (a ``TraineeProfile`` or a dict of its fields).
         steps: Optimization steps, 1 to :data:`MAX_OPTIMIZATION_STEPS`.
-        seed: Seed of the initial matrices (the target subjects' rows start random, as in the env).
-        deterministic: The policy's most likely action (default) or sampled actions, seeded by ``seed``.
+        seed: Seed of the initial matrices (the target subjects' rows start random, as in the env) and of
+            the sampled actions. The evaluation's trainee ``i`` is this trainee with seed ``seed + i``.
+        deterministic: The policy's most likely action at each step instead of sampled actions.
 
     Raises:
         ValueError: ``steps`` out of range. ``ProfileError`` (a ``ValueError``) names a bad profile field.
@@ -89,25 +83,13 @@ def optimize_weights(
     profile = TraineeProfile.coerce(profile)
     env = FitnessWeightsVectorEnv(1, max_episode_steps=None)
     observation, _ = env.reset(seed=seed, options={"profiles": [profile]})
-    # SB3's predict, less its per-call checks and mode switch (a third of the time at one trainee): the same actions
-    policy = model.policy
-    policy.set_training_mode(False)
-    sampling = contextlib.nullcontext() if deterministic else _seeded_sampling(seed)
-    with sampling, th.no_grad():
-        for _ in range(steps):
-            actions = policy._predict(th.as_tensor(observation, device=policy.device), deterministic=deterministic)
-            observation, *_ = env.step(actions.cpu().numpy())
+    actions = PolicyActions(model.policy, None if deterministic else [seed])
+    for _ in range(steps):
+        observation, *_ = env.step(actions(observation))
     state = env.state
     metrics = dict(zip(METRIC_NAMES, state.observation[0, LAYOUT.metrics].tolist(), strict=True))
     scores = _target_scores(state, profile)
     return WeightsResult(state.cq[0].copy(), state.qx[0].copy(), scores, metrics, steps=int(steps))
-
-
-@contextlib.contextmanager
-def _seeded_sampling(seed: int) -> Iterator[None]:
-    """:func:`sb3_ext.evaluate.seeded_sampling`, one thread at a time (it seeds the process's generator)."""
-    with _SAMPLING, seeded_sampling(seed):
-        yield
 
 
 def predict_weights(model: Model, profile: ProfileLike) -> WeightsResult:

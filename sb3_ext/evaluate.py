@@ -1,15 +1,15 @@
 """Evaluate a trained model on held-out trainees: the optimize outcome, the baselines and the predictions.
 
-For K seeded held-out trainees (default 200), the policy (deterministic, the "optimize" outcome), the
-greedy oracle and the random policy each run one 64-step episode from the same start. The report
-gives each one's mean return and the normalized score ``(R - R_random) / (R_greedy - R_random)``
-with a 95% bootstrap confidence interval. The policy also runs once more with sampled actions
-(seeded, so reproducible), reported beside it: a memoryless policy that must share its steps
-between several target subjects can do that by sampling, while its deterministic action keeps
-pushing one of them. It also gives the original design's table for
-``predict_weights`` on each trainee's initial state against the matrices the policy ended with, and
-the prediction latency. The same predictions are also scored against the sampled run's outcome, which is what
-the prediction heads learn (the training episodes sample their actions)::
+For K seeded held-out trainees (default 200), the policy (the "optimize" outcome), the greedy oracle
+and the random policy each run one 64-step episode from the same start. The policy samples its
+actions as in training, trainee ``i`` with its own generator seeded ``seed + i``
+(:class:`~sb3_ext.actions.PolicyActions`), so the outcome is reproducible and each trainee's matrices
+are those the service's optimize gives for the same trainee and seed. The report gives each one's
+mean return and the normalized score ``(R - R_random) / (R_greedy - R_random)`` with a 95% bootstrap
+confidence interval, and the same for the policy's most likely actions (deterministic), beside it.
+It also gives the original design's table for ``predict_weights`` on each trainee's initial state
+against the matrices the optimization ended with, the same table against the deterministic run's
+matrices, and the prediction latency::
 
     python -m sb3_ext.evaluate runs/model.zip --trainees 200 --seed 0 --out runs/
 """
@@ -17,25 +17,23 @@ the prediction heads learn (the training episodes sample their actions)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import statistics
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch as th
 
 from fitness_weights_env import FitnessWeightsVectorEnv, sample_profiles
 from fitness_weights_env.baselines import GreedyPolicy, RandomPolicy, normalized_score, run_episodes
 from fitness_weights_env.metrics import MatrixMetrics, matrix_metrics
+from sb3_ext.actions import PolicyActions
 from sb3_ext.ppo import PPO
 
-__all__ = ["EvaluationReport", "evaluate_model", "main", "seeded_sampling"]
+__all__ = ["EvaluationReport", "evaluate_model", "main"]
 
 HELD_OUT_SEED = 10_000
 """Offset of the held-out trainees' seeds, away from the seeds training envs use."""
@@ -50,13 +48,13 @@ class EvaluationReport:
     mean_return: dict[str, float]
     normalized_score: float
     normalized_score_ci: tuple[float, float]
-    sampled_score: float
-    sampled_score_ci: tuple[float, float]
+    deterministic_score: float
+    deterministic_score_ci: tuple[float, float]
     cq: MatrixMetrics | None
     qx: MatrixMetrics | None
     latency_ms: dict[str, float]
-    cq_sampled: MatrixMetrics | None = None
-    qx_sampled: MatrixMetrics | None = None
+    cq_deterministic: MatrixMetrics | None = None
+    qx_deterministic: MatrixMetrics | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,7 +74,7 @@ class EvaluationReport:
     def to_markdown(self) -> str:
         """The report as Markdown tables."""
         low, high = self.normalized_score_ci
-        sampled_low, sampled_high = self.sampled_score_ci
+        deterministic_low, deterministic_high = self.deterministic_score_ci
         lines = [
             f"## Evaluation on {self.n_trainees} held-out trainees (seed {self.seed})",
             "",
@@ -85,8 +83,8 @@ class EvaluationReport:
             *(f"| {name} | {value:.3f} |" for name, value in self.mean_return.items()),
             "",
             f"Normalized score (0 = random, 1 = greedy): **{self.normalized_score:.3f}** "
-            f"(95% CI {low:.3f} to {high:.3f}); "
-            f"with sampled actions {self.sampled_score:.3f} ({sampled_low:.3f} to {sampled_high:.3f})",
+            f"(95% CI {low:.3f} to {high:.3f}); with the most likely actions (deterministic) "
+            f"{self.deterministic_score:.3f} ({deterministic_low:.3f} to {deterministic_high:.3f})",
             "",
         ]
         if self.cq is None or self.qx is None:
@@ -99,15 +97,14 @@ class EvaluationReport:
             "|---|---:|---:|",
         ]
         lines += _metrics_rows(self.cq, self.qx)
-        if self.cq_sampled is not None and self.qx_sampled is not None:
+        if self.cq_deterministic is not None and self.qx_deterministic is not None:
             lines += [
                 "",
-                "The same predictions against the outcome of the sampled run (what the heads learn: the training "
-                "episodes sample their actions):",
+                "The same predictions against the outcome of the deterministic run (the most likely actions):",
                 "",
                 "| metric | CQ | QX |",
                 "|---|---:|---:|",
-                *_metrics_rows(self.cq_sampled, self.qx_sampled),
+                *_metrics_rows(self.cq_deterministic, self.qx_deterministic),
             ]
         lines += ["", "| prediction latency | ms |", "|---|---:|"]
         lines += [f"| {name} | {value:.3f} |" for name, value in self.latency_ms.items()]
@@ -119,14 +116,6 @@ class EvaluationReport:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "evaluation.json").write_text(json.dumps(self.to_dict(), indent=2))
         (folder / "evaluation.md").write_text(self.to_markdown())
-
-
-@contextlib.contextmanager
-def seeded_sampling(seed: int) -> Iterator[None]:
-    """Sample actions from torch's generator seeded with ``seed``, leaving the global generator as it was."""
-    with th.random.fork_rng(devices=[]):
-        th.manual_seed(seed)
-        yield
 
 
 def _metrics_rows(cq: MatrixMetrics, qx: MatrixMetrics) -> list[str]:
@@ -171,34 +160,23 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
     if n_trainees < 2:
         raise ValueError(f"n_trainees must be at least 2, got {n_trainees}")
     profiles = sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed)
-
-    def optimize(observation: np.ndarray, env: FitnessWeightsVectorEnv) -> np.ndarray:
-        return model.predict(observation, deterministic=True)[0]
-
-    def sample(observation: np.ndarray, env: FitnessWeightsVectorEnv) -> np.ndarray:
-        return model.predict(observation, deterministic=False)[0]
-
-    outcome = run_episodes(optimize, profiles, seed=seed, **env_kwargs)
-    with seeded_sampling(seed):
-        sampled = run_episodes(sample, profiles, seed=seed, **env_kwargs)
+    seeds = [seed + i for i in range(n_trainees)]  # trainee i's episode seed (run_episodes), and its actions'
+    outcome = run_episodes(PolicyActions(model.policy, seeds), profiles, seed=seed, **env_kwargs)
+    deterministic = run_episodes(PolicyActions(model.policy), profiles, seed=seed, **env_kwargs)
     greedy = run_episodes(GreedyPolicy(), profiles, seed=seed, **env_kwargs)
     random = run_episodes(RandomPolicy(seed=seed), profiles, seed=seed, **env_kwargs)
-    score = normalized_score(outcome.returns, random.returns, greedy.returns)
 
     mean_return = {
-        "policy (deterministic)": float(outcome.returns.mean()),
-        "policy (sampled)": float(sampled.returns.mean()),
+        "policy (optimize: sampled, seeded)": float(outcome.returns.mean()),
+        "policy (deterministic)": float(deterministic.returns.mean()),
         "greedy": float(greedy.returns.mean()),
         "random": float(random.returns.mean()),
     }
-    ci = _bootstrap_ci(outcome.returns, random.returns, greedy.returns, seed)
-    sampled_score = normalized_score(sampled.returns, random.returns, greedy.returns)
-    sampled_ci = _bootstrap_ci(sampled.returns, random.returns, greedy.returns, seed)
     scores = {
-        "normalized_score": score,
-        "normalized_score_ci": ci,
-        "sampled_score": sampled_score,
-        "sampled_score_ci": sampled_ci,
+        "normalized_score": normalized_score(outcome.returns, random.returns, greedy.returns),
+        "normalized_score_ci": _bootstrap_ci(outcome.returns, random.returns, greedy.returns, seed),
+        "deterministic_score": normalized_score(deterministic.returns, random.returns, greedy.returns),
+        "deterministic_score_ci": _bootstrap_ci(deterministic.returns, random.returns, greedy.returns, seed),
     }
     predict = getattr(model.policy, "predict_weights", None)
     if predict is None:
@@ -222,8 +200,8 @@ def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwarg
         **scores,
         cq=matrix_metrics(cq, outcome.cq, confidence),
         qx=matrix_metrics(qx, outcome.qx, confidence),
-        cq_sampled=matrix_metrics(cq, sampled.cq, confidence),
-        qx_sampled=matrix_metrics(qx, sampled.qx, confidence),
+        cq_deterministic=matrix_metrics(cq, deterministic.cq, confidence),
+        qx_deterministic=matrix_metrics(qx, deterministic.qx, confidence),
         latency_ms={
             "one trainee (median)": 1e3 * statistics.median(single),
             f"batch of {n_trainees}, per trainee": 1e3 * batched / n_trainees,

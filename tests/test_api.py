@@ -109,7 +109,7 @@ def test_optimize_runs_the_policy_through_the_kernel(client, trainee, tiny_model
 
 
 def test_sampled_optimize_is_reproducible_and_differs_from_the_mode(client, trainee):
-    body = request_body(trainee, optimization_steps=32, deterministic=False, seed=5)
+    body = request_body(trainee, optimization_steps=32, seed=5)  # sampled with the seed by default
     first, second = (client.post("/optimize_weights", json=body).json() for _ in range(2))
     assert first["cq_matrix"] == second["cq_matrix"] and first["qx_matrix"] == second["qx_matrix"]
     mode = client.post("/optimize_weights", json={**body, "deterministic": True}).json()

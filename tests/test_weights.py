@@ -8,7 +8,7 @@ from fitness_weights_api.weights import MAX_OPTIMIZATION_STEPS, optimize_weights
 from fitness_weights_env import CATALOG, METRIC_NAMES, ProfileError, sample_profile
 from fitness_weights_env.baselines import run_episodes
 from sb3_ext import PPO
-from sb3_ext.evaluate import seeded_sampling
+from sb3_ext.actions import PolicyActions
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,9 @@ def trainee():
 
 
 def test_optimize_is_the_policy_run_through_the_kernel(model, trainee):
+    """By default the actions are sampled with the seed, as the evaluation runs a trainee with that seed."""
     result = optimize_weights(model, trainee, steps=20, seed=3)
-    reference = run_episodes(lambda obs, env: model.predict(obs, deterministic=True)[0], [trainee], seed=3, steps=20)
+    reference = run_episodes(PolicyActions(model.policy, [3]), [trainee], seed=3, steps=20)
     np.testing.assert_array_equal(result.cq, reference.cq[0])
     np.testing.assert_array_equal(result.qx, reference.qx[0])
     assert result.steps == 20 and result.confidence is None
@@ -37,17 +38,22 @@ def test_optimize_is_the_policy_run_through_the_kernel(model, trainee):
         assert result.target_scores[name] == pytest.approx(result.cq[s] @ trainee.qualities, rel=1e-5)
 
 
-def test_optimize_with_sampled_actions_is_seeded_and_leaves_torchs_generator_alone(model, trainee):
+def test_optimize_is_seeded_and_leaves_torchs_generator_alone(model, trainee):
     state = th.random.get_rng_state()
-    first = optimize_weights(model, trainee, steps=16, seed=5, deterministic=False)
+    first = optimize_weights(model, trainee, steps=16, seed=5)
     assert th.equal(th.random.get_rng_state(), state)
-    again = optimize_weights(model, trainee, steps=16, seed=5, deterministic=False)
+    again = optimize_weights(model, trainee, steps=16, seed=5)
     np.testing.assert_array_equal(first.cq, again.cq)
-    other = optimize_weights(model, trainee, steps=16, seed=6, deterministic=False)
+    other = optimize_weights(model, trainee, steps=16, seed=6)
     assert not np.array_equal(first.cq, other.cq)
-    with seeded_sampling(5):  # the same actions as SB3's predict with sampling, seeded alike
-        reference = run_episodes(lambda obs, env: model.predict(obs)[0], [trainee], seed=5, steps=16)
-    np.testing.assert_array_equal(first.cq, reference.cq[0])
+
+
+def test_deterministic_optimize_takes_the_most_likely_actions(model, trainee):
+    result = optimize_weights(model, trainee, steps=20, seed=3, deterministic=True)
+    reference = run_episodes(lambda obs, env: model.predict(obs, deterministic=True)[0], [trainee], seed=3, steps=20)
+    np.testing.assert_array_equal(result.cq, reference.cq[0])
+    np.testing.assert_array_equal(result.qx, reference.qx[0])
+    assert not np.array_equal(result.cq, optimize_weights(model, trainee, steps=20, seed=3).cq)
 
 
 def test_predict_is_one_forward_pass_with_scores_from_the_kernel(model, trainee):

@@ -1,0 +1,68 @@
+"""The trained policy as the optimizer: its actions for a batch of trainees, sampled per trainee or the mode.
+
+The "optimize" outcome of a model is what running its policy produces, as in training, where the
+episodes sample their actions. :class:`PolicyActions` draws trainee ``i``'s actions with a generator
+of its own, seeded with ``seeds[i]``, so a trainee's outcome depends only on its profile and its seed:
+the evaluation of 200 trainees in one batch and the service's optimization of one trainee give the
+same matrices for the same trainee and seed. Without seeds it takes the most likely action (SB3's
+``deterministic=True``).
+
+Why sampling: the observation shows the mean target score but not each target subject's progress,
+so at the states a trainee visits the policy's most likely action stays on one target subject, and a
+trainee with several targets only gets the first pushed. Sampling shares the steps between the
+targets as training does (``benchmarks/RESULTS.md`` has both outcomes of the README run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.policies import BasePolicy
+
+__all__ = ["ACTION_STREAM", "PolicyActions", "action_generator"]
+
+ACTION_STREAM = 0xAC7
+"""Second word of an action generator's seed: keeps its draws apart from other generators seeded alike."""
+
+
+def action_generator(seed: int) -> np.random.Generator:
+    """The generator of one trainee's sampled actions, for episode seed ``seed``."""
+    return np.random.default_rng([int(seed), ACTION_STREAM])
+
+
+class PolicyActions:
+    """A trained policy as a batched policy ``(observation, env) -> actions`` for :func:`run_episodes`.
+
+    Args:
+        policy: The model's policy (``model.policy``), over the Discrete(685) action space.
+        seeds: One seed per trainee of the batch: sample trainee ``i``'s actions from the policy's
+            distribution with :func:`action_generator` of ``seeds[i]``. ``None``: the most likely action.
+    """
+
+    def __init__(self, policy: BasePolicy, seeds: Sequence[int] | None = None) -> None:
+        self.policy = policy
+        self.generators = None if seeds is None else [action_generator(seed) for seed in seeds]
+        policy.set_training_mode(False)
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether the actions are the policy's most likely ones."""
+        return self.generators is None
+
+    def __call__(self, observation: np.ndarray, env: Any = None) -> np.ndarray:
+        """The actions (N,) for a batch of observations (N, 198); ``env`` is unused."""
+        tensor = th.as_tensor(observation, device=self.policy.device)
+        with th.no_grad():
+            if self.generators is None:
+                return self.policy._predict(tensor, deterministic=True).cpu().numpy()
+            probs = self.policy.get_distribution(tensor).distribution.probs
+        if len(self.generators) != len(observation):
+            raise ValueError(f"{len(observation)} observations for {len(self.generators)} seeded trainees")
+        cdf = np.cumsum(probs.double().cpu().numpy(), axis=1)
+        uniforms = np.array([generator.random() for generator in self.generators])
+        # inverse transform: the first action whose cumulative probability exceeds the draw
+        actions = np.sum(cdf <= (uniforms * cdf[:, -1])[:, None], axis=1)
+        return np.minimum(actions, cdf.shape[1] - 1)
