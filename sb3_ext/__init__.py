@@ -14,6 +14,7 @@ actor-critic that also predicts the optimized matrices::
     cq, qx, confidence = model.policy.predict_weights(obs)
 """
 
+from sb3_ext.actions import PolicyActions
 from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
 from sb3_ext.callbacks import AuxTargetCallback, MultiMetricEarlyStopping, StopTrainingOnNoMetricImprovement
 from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
@@ -34,6 +35,7 @@ __all__ = [
     "FitnessWeightsVecEnv",
     "GymnasiumVecEnv",
     "MultiMetricEarlyStopping",
+    "PolicyActions",
     "Preset",
     "StopTrainingOnNoMetricImprovement",
     "get_preset",
