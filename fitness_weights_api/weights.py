@@ -1,11 +1,11 @@
 """Optimize and predict the weights of one trainee with a trained model: the service's two answers.
 
 ``optimize_weights`` runs the policy through the environment's kernel for a number of steps (the
-"optimize" outcome: actions sampled with the trainee's seed, as the evaluation runs them,
-:class:`sb3_ext.actions.PolicyActions`), and reports the kernel's 4 performance metrics; ``predict_weights`` makes one
-forward pass of the policy's CQ/QX heads and reports their confidence. Both report the per-target
-achievement scores ``CQ[s] . qualities`` as the kernel computes them (``dynamics.reset`` on the
-predicted matrices, then ``dynamics.step_info``), never with a second formula.
+"optimize" outcome: actions sampled with the trainee's seed, as the evaluation runs them, through
+:class:`sb3_ext.actions.PolicyActions`), and reports the kernel's 4 performance metrics;
+``predict_weights`` makes one forward pass of the policy's CQ/QX heads and reports their confidence.
+Both report the per-target achievement scores ``CQ[s] . qualities`` as the kernel computes them
+(``dynamics.reset`` on the predicted matrices, then ``dynamics.step_info``), never with a second formula.
 """
 
 from __future__ import annotations

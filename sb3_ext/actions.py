@@ -47,11 +47,6 @@ class PolicyActions:
         self.generators = None if seeds is None else [action_generator(seed) for seed in seeds]
         policy.set_training_mode(False)
 
-    @property
-    def deterministic(self) -> bool:
-        """Whether the actions are the policy's most likely ones."""
-        return self.generators is None
-
     def __call__(self, observation: np.ndarray, env: Any = None) -> np.ndarray:
         """The actions (N,) for a batch of observations (N, 198); ``env`` is unused."""
         tensor = th.as_tensor(observation, device=self.policy.device)

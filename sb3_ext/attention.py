@@ -278,9 +278,8 @@ class CQQXNetwork(nn.Module):
         # per head, with the batch folded into the rows: (heads, B * latents, head_dim)
         weights = weights.view(batch, heads, n_latents, n_entities).transpose(0, 1).reshape(heads, -1, n_entities)
         read_features = read_features.view(batch, heads, n_latents, n_features).transpose(0, 1)
-        out = weights @ table_value.transpose(0, 1) + read_features.reshape(
-            heads, -1, n_features
-        ) @ product_value.transpose(0, 1)
+        read_features = read_features.reshape(heads, -1, n_features)
+        out = weights @ table_value.transpose(0, 1) + read_features @ product_value.transpose(0, 1)
         return out.view(heads, batch, n_latents, head_dim).permute(1, 2, 0, 3).reshape(batch, n_latents, dim)
 
     @property
