@@ -86,7 +86,7 @@ from pathlib import Path
 from typing import Any
 
 from fitness_weights_api.registry import ModelRegistry
-from fitness_weights_api.sqlite import URL_PREFIX, connection, database_path, set_wal
+from fitness_weights_api.sqlite import URL_PREFIX, connection, database_path, schema_and_tables, set_wal
 
 try:
     import fcntl
@@ -389,13 +389,7 @@ class JobDatabase:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _check_schema(self, conn: sqlite3.Connection) -> int:
-        (schema,) = conn.execute("PRAGMA user_version").fetchone()
-        if schema > SCHEMA_VERSION:
-            raise JobError(
-                f"database_url {self.database_url!r}: schema version {schema} is newer than this code's "
-                f"({SCHEMA_VERSION}); upgrade fitness_weights_api"
-            )
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        schema, tables = schema_and_tables(conn, SCHEMA_VERSION, self.database_url, JobError)
         if tables - _TABLES or (schema > 0 and "jobs" not in tables):
             raise JobError(
                 f"database_url {self.database_url!r} is not a job database: it holds the tables "

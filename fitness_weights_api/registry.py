@@ -69,7 +69,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from fitness_weights_api.sqlite import URL_PREFIX, connect, connection, database_path, set_wal
+from fitness_weights_api.sqlite import URL_PREFIX, connect, connection, database_path, schema_and_tables, set_wal
 
 try:
     import fcntl
@@ -400,13 +400,7 @@ class ModelRegistry:
 
     def _check_schema(self, conn: sqlite3.Connection) -> int:
         """The schema version; refuse a newer one and a database holding other tables."""
-        (schema,) = conn.execute("PRAGMA user_version").fetchone()
-        if schema > SCHEMA_VERSION:
-            raise RegistryError(
-                f"database_url {self.database_url!r}: schema version {schema} is newer than this code's "
-                f"({SCHEMA_VERSION}); upgrade fitness_weights_api"
-            )
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        schema, tables = schema_and_tables(conn, SCHEMA_VERSION, self.database_url, RegistryError)
         if schema == 0 and tables - _TABLES:
             raise RegistryError(
                 f"database_url {self.database_url!r} is not a model registry: it holds the tables "

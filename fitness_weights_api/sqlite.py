@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUSY_TIMEOUT_S", "URL_PREFIX", "connect", "connection", "database_path", "set_wal"]
+__all__ = ["BUSY_TIMEOUT_S", "URL_PREFIX", "connect", "connection", "database_path", "schema_and_tables", "set_wal"]
 
 BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for another process's write lock."""
@@ -53,6 +53,20 @@ def set_wal(conn: sqlite3.Connection) -> str:
             if "locked" not in str(err) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def schema_and_tables(
+    conn: sqlite3.Connection, version: int, database_url: Any, error: type[Exception]
+) -> tuple[int, set[str]]:
+    """The database's schema version and table names; a version newer than ``version`` raises ``error``."""
+    (schema,) = conn.execute("PRAGMA user_version").fetchone()
+    if schema > version:
+        raise error(
+            f"database_url {database_url!r}: schema version {schema} is newer than this code's "
+            f"({version}); upgrade fitness_weights_api"
+        )
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return schema, tables
 
 
 def connect(path: Path) -> sqlite3.Connection:
