@@ -2,19 +2,30 @@
 
 ``fitness-weights serve`` starts its workers with these variables set, so every worker reads the same settings:
 
-=================================  =================================  =============================================
-variable                           default                            meaning
-=================================  =================================  =============================================
-``FITNESS_WEIGHTS_HOME``           ``./fitness_weights_home``         the service's folder (below)
-``FITNESS_WEIGHTS_REGISTRY_URL``   ``HOME/registry/registry.sqlite``  the registry's database (``sqlite:///...``)
-``FITNESS_WEIGHTS_JOBS_URL``       ``HOME/jobs.sqlite``               the job database (``sqlite:///...``)
-``FITNESS_WEIGHTS_DEVICE``         ``cpu``                            torch device that answers requests
-``FITNESS_WEIGHTS_TRAIN_DEVICE``   ``auto``                           torch device of training jobs
-``FITNESS_WEIGHTS_MAX_JOBS``       ``1``                              training jobs running at once
-``FITNESS_WEIGHTS_MAX_QUEUED``     ``10``                             training jobs waiting at once
-``FITNESS_WEIGHTS_MAX_TIMESTEPS``  ``2000000``                        most timesteps one job may train for
-``FITNESS_WEIGHTS_TORCH_THREADS``  ``1``                              torch threads per worker (0: torch's default)
-=================================  =================================  =============================================
+=======================================  =================================  ======================================
+variable                                 default                            meaning
+=======================================  =================================  ======================================
+``FITNESS_WEIGHTS_HOME``                 ``./fitness_weights_home``         the service's folder (below)
+``FITNESS_WEIGHTS_REGISTRY_URL``         ``HOME/registry/registry.sqlite``  the registry's database (``sqlite:///...``)
+``FITNESS_WEIGHTS_JOBS_URL``             ``HOME/jobs.sqlite``               the job database (``sqlite:///...``)
+``FITNESS_WEIGHTS_DEVICE``               ``cpu``                            torch device that answers requests
+``FITNESS_WEIGHTS_TRAIN_DEVICE``         ``auto``                           torch device of training jobs
+``FITNESS_WEIGHTS_MAX_JOBS``             ``1``                              training jobs running at once
+``FITNESS_WEIGHTS_MAX_QUEUED``           ``10``                             training jobs waiting at once
+``FITNESS_WEIGHTS_MAX_TIMESTEPS``        ``2000000``                        most timesteps one job may train for
+``FITNESS_WEIGHTS_TORCH_THREADS``        ``1``                              torch threads per worker (0: torch's)
+``FITNESS_WEIGHTS_ALLOWED_HOSTS``        ``127.0.0.1,localhost,::1``        ``Host`` names answered (``*``: any)
+``FITNESS_WEIGHTS_REQUIRE_TOKEN``        ``0``                              ``1``: optimize and predict need a token
+``FITNESS_WEIGHTS_MAX_BODY_BYTES``       ``65536``                          largest request body, checked before parsing
+``FITNESS_WEIGHTS_MAX_N_ENVS``           ``1024``                           most parallel envs one job may ask for
+``FITNESS_WEIGHTS_MAX_EVAL_TRAINEES``    ``1000``                           most held-out trainees of one job
+``FITNESS_WEIGHTS_JOB_MEMORY_MB``        ``8192``                           address-space limit of a job (MiB)
+``FITNESS_WEIGHTS_CHECKPOINT_SECONDS``   ``60``                             a job checkpoints at least this often...
+``FITNESS_WEIGHTS_CHECKPOINT_ROLLOUTS``  ``10``                             ... and every this many rollouts
+``FITNESS_WEIGHTS_MAX_MODEL_BYTES``      ``67108864``                       largest model to register, uncompressed
+``FITNESS_WEIGHTS_CHECK_TIMEOUT_S``      ``120``                            time limit of a model's dry run
+``FITNESS_WEIGHTS_CHECK_MEMORY_MB``      ``4096``                           address-space limit of that dry run (MiB)
+=======================================  =================================  ======================================
 
 The folder holds ``registry/`` (the model registry: ``registry.sqlite`` and ``models/v1.zip``, ...), ``jobs.sqlite``
 and ``jobs/<job_id>/`` (each training job's log, checkpoint and model).
@@ -23,6 +34,7 @@ and ``jobs/<job_id>/`` (each training job's log, checkpoint and model).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -46,7 +58,34 @@ _VARIABLES = {  # field -> environment variable
     "max_queued": "MAX_QUEUED",
     "max_timesteps": "MAX_TIMESTEPS",
     "torch_threads": "TORCH_THREADS",
+    "allowed_hosts": "ALLOWED_HOSTS",
+    "require_token": "REQUIRE_TOKEN",
+    "max_body_bytes": "MAX_BODY_BYTES",
+    "max_n_envs": "MAX_N_ENVS",
+    "max_eval_trainees": "MAX_EVAL_TRAINEES",
+    "job_memory_mb": "JOB_MEMORY_MB",
+    "checkpoint_seconds": "CHECKPOINT_SECONDS",
+    "checkpoint_rollouts": "CHECKPOINT_ROLLOUTS",
+    "max_model_bytes": "MAX_MODEL_BYTES",
+    "check_timeout_s": "CHECK_TIMEOUT_S",
+    "check_memory_mb": "CHECK_MEMORY_MB",
 }
+_BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+_POSITIVE_INTS = (
+    "max_jobs",
+    "max_queued",
+    "max_timesteps",
+    "max_body_bytes",
+    "max_n_envs",
+    "max_eval_trainees",
+    "job_memory_mb",
+    "checkpoint_seconds",
+    "checkpoint_rollouts",
+    "max_model_bytes",
+    "check_timeout_s",
+    "check_memory_mb",
+)
+_HOST_RE = re.compile(r"\*|[A-Za-z0-9.:_\-\[\]]{1,253}")
 
 
 @dataclass(frozen=True)
@@ -65,6 +104,19 @@ class ServiceSettings:
         max_timesteps: Most timesteps a training job may ask for.
         torch_threads: Torch threads per worker process; 0 keeps torch's default. Requests are small and
             several run at once in a worker's threads, so one thread each avoids oversubscribing the CPU.
+        allowed_hosts: The ``Host`` header names (without port) the service answers; others get a 400, which
+            stops DNS rebinding. ``("*",)`` answers any (behind a proxy that checks it).
+        require_token: Whether optimize and predict need a bearer token (``read`` role) too; mutations and the
+            admin reads always do.
+        max_body_bytes: Largest request body; a larger one is refused (413) before it is read or parsed.
+        max_n_envs: Most parallel environments one training job may ask for.
+        max_eval_trainees: Most held-out trainees one training job may evaluate.
+        job_memory_mb: Address-space limit (``RLIMIT_AS``) of each training job process, in MiB.
+        checkpoint_seconds: A job saves a checkpoint at its first rollout's end and then at least this often.
+        checkpoint_rollouts: ... and every this many rollouts.
+        max_model_bytes: Largest model to register: the archive's file and its entries uncompressed.
+        check_timeout_s: Time limit of the dry run that a model passes at registration.
+        check_memory_mb: Address-space limit of that dry run's process, in MiB.
     """
 
     home: Path = Path("fitness_weights_home")
@@ -76,10 +128,27 @@ class ServiceSettings:
     max_queued: int = 10
     max_timesteps: int = 2_000_000
     torch_threads: int = 1
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+    require_token: bool = False
+    max_body_bytes: int = 65_536
+    max_n_envs: int = 1024
+    max_eval_trainees: int = 1000
+    job_memory_mb: int = 8192
+    checkpoint_seconds: int = 60
+    checkpoint_rollouts: int = 10
+    max_model_bytes: int = 64 << 20
+    check_timeout_s: int = 120
+    check_memory_mb: int = 4096
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).absolute())
-        for name in ("max_jobs", "max_queued", "max_timesteps"):
+        hosts = self.allowed_hosts
+        if isinstance(hosts, str) or not hosts or not all(isinstance(h, str) and _HOST_RE.fullmatch(h) for h in hosts):
+            raise ValueError(f"allowed_hosts must be host names (or '*'), got {hosts!r}")
+        object.__setattr__(self, "allowed_hosts", tuple(h.lower() for h in hosts))
+        if not isinstance(self.require_token, bool):
+            raise ValueError(f"require_token must be a bool, got {self.require_token!r}")
+        for name in _POSITIVE_INTS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
@@ -134,6 +203,12 @@ class ServiceSettings:
                     values[name] = int(text)
                 except ValueError:
                     raise ValueError(f"{ENV_PREFIX + suffix} must be an integer, got {text!r}") from None
+            elif types[name] == "bool":
+                if text.lower() not in _BOOLEANS:
+                    raise ValueError(f"{ENV_PREFIX + suffix} must be 1 or 0 (true or false), got {text!r}")
+                values[name] = _BOOLEANS[text.lower()]
+            elif types[name] == "tuple[str, ...]":
+                values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
             else:
                 values[name] = text
         try:
@@ -147,6 +222,10 @@ class ServiceSettings:
         env = {}
         for name, suffix in _VARIABLES.items():
             value = getattr(self, name)
-            if value is not None:
+            if isinstance(value, bool):
+                env[ENV_PREFIX + suffix] = "1" if value else "0"
+            elif isinstance(value, tuple):
+                env[ENV_PREFIX + suffix] = ",".join(value)
+            elif value is not None:
                 env[ENV_PREFIX + suffix] = str(value)
         return env
