@@ -3,24 +3,33 @@
 Several API worker processes share one registry: training jobs register models
 (:meth:`~ModelRegistry.register`), an operator makes one active (:meth:`~ModelRegistry.activate`), and every
 worker polls :meth:`~ModelRegistry.active_token` on each request and reloads its model when the token changes
-(the hot switch). Models load only from the registry directory, by version id (:meth:`~ModelRegistry.path`), never
+(the hot switch). Models load only from the registry directory, by version id (:meth:`~ModelRegistry.load`), never
 from a path given in a request::
 
     registry = ModelRegistry("runs/registry")
     version = registry.register("runs/job-7/model.zip", training_config={"preset": "cpu"}, evaluation_score=0.81)
     registry.activate(version.version)
-    model = PPO.load(registry.path(registry.active().version))
+    served = registry.load(registry.active().version)  # served.policy answers optimize and predict
+
+**Nothing is unpickled.** Registration converts the SB3 archive into the safe format of
+:mod:`fitness_weights_api.model_format` (safetensors weights and a JSON manifest; the archive's pickles are never
+loaded), checks it (the manifest's policy is allow-listed, its spaces are the env id's, and a dry run in a child
+process bounded in time and memory builds the policy, optimizes and predicts; :mod:`.model_check`), and stores that
+form only. :meth:`~ModelRegistry.load` reads the file once, checks its SHA-256 and size against the record (a
+mismatch refuses the version), and builds the policy from those bytes. Versions registered by an older release as
+SB3 archives (``format`` ``sb3-zip``) are listed but never loaded or activated: register their files again.
 
 Layout and schema (``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`):
 
-==============================  =====================================================================
-``root/models/v<n>.zip``        the model file of version ``v<n>``, written once, never changed
-``root/models/.partial-*.zip``  a registration in progress (or abandoned by a killed process)
-``root/registry.sqlite``        the database (the default ``database_url``), in WAL mode
-table ``versions``              one row per version: ``number`` (``INTEGER PRIMARY KEY
-                                AUTOINCREMENT``, so a number is never reused), ``created``,
-                                ``training_config`` and ``metadata`` (JSON text),
-                                ``evaluation_score``, ``sha256``, ``size_bytes``
+================================  =====================================================================
+``root/models/v<n>.safetensors``  the model file of version ``v<n>``, written once, never changed
+``root/models/.partial-*``        a registration in progress (or abandoned by a killed process)
+``root/registry.sqlite``          the database (the default ``database_url``), in WAL mode
+table ``versions``                one row per version: ``number`` (``INTEGER PRIMARY KEY
+                                  AUTOINCREMENT``, so a number is never reused), ``created``,
+                                  ``training_config`` and ``metadata`` (JSON text),
+                                  ``evaluation_score``, ``sha256``, ``size_bytes``, ``format``
+                                  (``safetensors-1``; ``sb3-zip`` for versions of schema 1)
 table ``active``                exactly one row (``id = 1``): ``number`` of the active version (NULL
                                 before the first activation, a foreign key into ``versions``) and
                                 ``generation``, the change counter bumped by every activation
@@ -28,8 +37,8 @@ table ``active``                exactly one row (``id = 1``): ``number`` of the 
 
 How nothing is lost or half-written:
 
-* **Registration.** The model is copied to a temporary file in ``root/models`` (hashed while copying,
-  fsynced, then checked to be an SB3 zip archive). Then, in one ``BEGIN IMMEDIATE`` transaction, the
+* **Registration.** The converted and checked model is written to a temporary file in ``root/models``
+  (hashed, fsynced). Then, in one ``BEGIN IMMEDIATE`` transaction, the
   version number is allocated and the row inserted, the temporary file is renamed to ``v<n>.zip``
   (``os.replace``, atomic) and the directory fsynced, and the transaction commits. Any error before the
   commit removes the file while the write lock is still held and rolls back: no row, no file.
@@ -40,7 +49,7 @@ How nothing is lost or half-written:
   version, and the foreign key makes an unknown one impossible.
 * **Crashes.** A process killed mid-registration leaves its rolled-back transaction (invisible) and at
   most one file that no row names: its temporary file, or, if it died between the rename and the commit,
-  ``v<n>.zip`` with ``n`` the next number to allocate (the next registration would replace it anyway).
+  ``v<n>.safetensors`` with ``n`` the next number to allocate (the next registration would replace it anyway).
   Readers never list such files. :class:`ModelRegistry` construction and every
   :meth:`~ModelRegistry.register` remove them under the write lock (a temporary file only when no live
   process holds its ``flock``; on platforms without ``fcntl`` abandoned temporary files are left in place
@@ -61,8 +70,6 @@ import re
 import sqlite3
 import threading
 import uuid
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -84,18 +91,23 @@ __all__ = [
     "UnknownVersionError",
 ]
 
-SCHEMA_VERSION = 1
-"""The database schema version, stored in ``PRAGMA user_version``."""
+SCHEMA_VERSION = 2
+"""The database schema version, stored in ``PRAGMA user_version`` (1: before the ``format`` column)."""
 
-"""How long an operation waits for another process's write lock before it fails."""
+FORMAT = "safetensors-1"
+"""The ``format`` of the versions this registry writes: :mod:`.model_format`'s file."""
+LEGACY_FORMAT = "sb3-zip"
+"""The ``format`` of versions of schema 1: SB3 archives, never loaded (they can run code)."""
+_SUFFIXES = {FORMAT: ".safetensors", LEGACY_FORMAT: ".zip"}
 
-SB3_DATA_ENTRY = "data"
-SB3_PARAMETER_ENTRIES = frozenset({"pytorch_variables.pth", "policy.pth"})
+DEFAULT_MAX_MODEL_BYTES = 64 << 20
+DEFAULT_CHECK_TIMEOUT_S = 120.0
+DEFAULT_CHECK_MEMORY_MB = 4096
 
 _VERSION_RE = re.compile(r"v([1-9][0-9]*)")
-_MODEL_FILE_RE = re.compile(r"v([1-9][0-9]*)\.zip")
+_MODEL_FILE_RE = re.compile(r"v([1-9][0-9]*)\.safetensors")
 _TEMP_PREFIX = ".partial-"
-_TEMP_FILE_RE = re.compile(re.escape(_TEMP_PREFIX) + r"[0-9a-f]{32}\.zip")
+_TEMP_FILE_RE = re.compile(re.escape(_TEMP_PREFIX) + r"[0-9a-f]{32}\.safetensors")
 _MAX_NUMBER = 2**63 - 1  # SQLite's largest integer
 _LISTED_VERSIONS = 10  # known versions named by UnknownVersionError
 _COPY_CHUNK = 1 << 20
@@ -109,7 +121,8 @@ _SCHEMA = (
         evaluation_score REAL,
         metadata TEXT NOT NULL,
         sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
-        size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0)
+        size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
+        format TEXT NOT NULL DEFAULT 'sb3-zip'
     )
     """,
     """
@@ -121,11 +134,12 @@ _SCHEMA = (
     """,
     "INSERT OR IGNORE INTO active (id, number, generation) VALUES (1, NULL, 0)",
 )
-_ACTIVATE = "UPDATE active SET number = ?, generation = generation + 1 WHERE id = 1"
+_ACTIVATE = "UPDATE active SET number = ?, generation = generation + 1 WHERE id = 1 AND number IS NOT ?"
+_MIGRATE_1_TO_2 = "ALTER TABLE versions ADD COLUMN format TEXT NOT NULL DEFAULT 'sb3-zip'"
 _TABLES = {"versions", "active", "sqlite_sequence"}
 _SELECT_VERSIONS = (
     "SELECT v.number, v.created, v.training_config, v.evaluation_score, v.metadata, v.sha256, v.size_bytes, "
-    "v.number IS a.number FROM versions AS v LEFT JOIN active AS a ON a.id = 1"
+    "v.format, v.number IS a.number FROM versions AS v LEFT JOIN active AS a ON a.id = 1"
 )
 
 
@@ -134,10 +148,32 @@ class RegistryError(Exception):
 
 
 class UnknownVersionError(RegistryError, KeyError):
-    """A well-formed version id that the registry does not hold; the message lists known versions."""
+    """A well-formed version id that the registry does not hold; the message lists known versions.
+
+    Attributes:
+        known: The known versions, as the message lists them (without the unknown id: what the HTTP API says).
+    """
+
+    def __init__(self, message: str, known: str = "") -> None:
+        super().__init__(message)
+        self.known = known
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class ModelRefusedError(RegistryError):
+    """A model file that the registry will not take or load; ``field`` names what is wrong.
+
+    Attributes:
+        field: What is at fault (``policy_kwargs``, ``weights``, ``dry_run``, ``sha256``, ...).
+        reason: The message without the file's path (what the HTTP API says).
+    """
+
+    def __init__(self, message: str, field: str, reason: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -152,6 +188,7 @@ class ModelVersion:
         metadata: Free-form JSON object (job id, policy name, ...).
         sha256: Hex SHA-256 of the stored model file.
         size_bytes: Size of the stored model file.
+        format: How it is stored: :data:`FORMAT`, or :data:`LEGACY_FORMAT` (never loaded).
         active: Whether it was the active version when this record was read.
     """
 
@@ -162,6 +199,7 @@ class ModelVersion:
     metadata: dict[str, Any]
     sha256: str
     size_bytes: int
+    format: str
     active: bool
 
 
@@ -175,6 +213,9 @@ class ModelRegistry:
         root: The registry directory; model files go to ``root/models``. Created if missing.
         database_url: ``"sqlite:///<path>"``, a path relative to the working directory, or
             ``"sqlite:////<absolute path>"`` (SQLAlchemy's form). Defaults to ``root/registry.sqlite``.
+        max_model_bytes: Largest model to register or load: the file, and an archive's entries uncompressed.
+        check_timeout_s: Time limit of a registration's dry run, in seconds.
+        check_memory_mb: Address-space limit of the dry run's process, in MiB.
 
     Attributes:
         root: The registry directory (absolute).
@@ -187,9 +228,25 @@ class ModelRegistry:
             is not a model registry or has a newer schema, or a database that cannot use WAL mode.
     """
 
-    def __init__(self, root: str | os.PathLike[str], database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        database_url: str | None = None,
+        *,
+        max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
+        check_timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+        check_memory_mb: int = DEFAULT_CHECK_MEMORY_MB,
+    ) -> None:
         if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
             raise RegistryError(f"root must be a directory path, got {root!r}")
+        for name, value in (("max_model_bytes", max_model_bytes), ("check_memory_mb", check_memory_mb)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise RegistryError(f"{name} must be an integer of at least 1, got {value!r}")
+        if isinstance(check_timeout_s, bool) or not isinstance(check_timeout_s, numbers.Real) or check_timeout_s <= 0:
+            raise RegistryError(f"check_timeout_s must be a number of seconds above 0, got {check_timeout_s!r}")
+        self.max_model_bytes = max_model_bytes
+        self.check_timeout_s = float(check_timeout_s)
+        self.check_memory_mb = check_memory_mb
         self.root = Path(root).absolute()
         self.models_dir = self.root / "models"
         self.database_url = f"{URL_PREFIX}{self.root / 'registry.sqlite'}" if database_url is None else database_url
@@ -216,34 +273,39 @@ class ModelRegistry:
         evaluation_score: float | None = None,
         metadata: dict[str, Any] | None = None,
         activate: bool = False,
+        env_id: str = "FitnessWeights-v0",
     ) -> ModelVersion:
-        """Copy a saved SB3 model into the registry as a new version.
+        """Convert, check and store a model as a new version (see the module docstring).
 
         Either the version is registered completely (row and file) or, on any error, nothing remains.
 
         Args:
-            model_file: A model saved by SB3's ``save``: a zip archive with a ``data`` entry and a
-                ``pytorch_variables.pth`` or ``policy.pth`` entry.
+            model_file: A model saved by SB3's ``save`` (a zip archive; converted without unpickling anything),
+                or a file in the registry's own format (:mod:`.model_format`).
             training_config: The training configuration, a JSON-serializable dict.
             evaluation_score: The evaluation score, finite, or ``None``.
-            metadata: Free-form JSON-serializable dict (job id, policy name, ...).
+            metadata: Free-form JSON-serializable dict (job id, ...); ``policy`` and ``env_id`` are added.
             activate: Also make the new version the active one, in the same transaction.
+            env_id: The environment the model acts in (its spaces are this env's); an SB3 archive does not say.
 
         Returns:
             The new version's record.
 
         Raises:
+            ModelRefusedError: The model is refused: not an SB3 model, a needed field only pickled, weights that
+                do not build an allowed policy for ``env_id``'s spaces, or a failed dry run (``field`` names it).
             RegistryError: An invalid argument (the message names it) or a failed database operation.
         """
         config_json, config = _to_json("training_config", training_config)
-        metadata_json, metadata_value = _to_json("metadata", {} if metadata is None else metadata)
+        _to_json("metadata", {} if metadata is None else metadata)
         score = _check_score(evaluation_score)
         if not isinstance(activate, bool):
             raise RegistryError(f"activate must be a bool, got {activate!r}")
         source_path = _check_model_file(model_file)
-        with _open_source(source_path) as source, self._temp_file() as (temp_path, temp):
-            sha256, size_bytes = _copy(source, temp)
-            _check_archive(temp_path, source_path)
+        content, policy = self._converted(source_path, config, env_id)
+        metadata_json, metadata_value = _to_json("metadata", {"policy": policy, "env_id": env_id, **(metadata or {})})
+        with self._temp_file() as (temp_path, temp):
+            sha256, size_bytes = _write(content, temp)
             with self._database() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 final_path: Path | None = None
@@ -253,14 +315,14 @@ class ModelRegistry:
                     created = datetime.now(timezone.utc).isoformat(timespec="microseconds")
                     cursor = conn.execute(
                         "INSERT INTO versions (created, training_config, evaluation_score, metadata, sha256, "
-                        "size_bytes) VALUES (?, ?, ?, ?, ?, ?)",
-                        (created, config_json, score, metadata_json, sha256, size_bytes),
+                        "size_bytes, format) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (created, config_json, score, metadata_json, sha256, size_bytes, FORMAT),
                     )
                     number = cursor.lastrowid
                     assert number is not None
                     if activate:
-                        conn.execute(_ACTIVATE, (number,))
-                    final_path = self.models_dir / f"v{number}.zip"
+                        conn.execute(_ACTIVATE, (number, number))
+                    final_path = self.models_dir / f"v{number}{_SUFFIXES[FORMAT]}"
                     # Unlocking is safe now: sweeps run under the write lock. (Windows renames closed files only.)
                     temp.close()
                     os.replace(temp_path, final_path)
@@ -277,7 +339,78 @@ class ModelRegistry:
                     with contextlib.suppress(sqlite3.Error):
                         conn.rollback()
                     raise
-        return ModelVersion(f"v{number}", created, config, score, metadata_value, sha256, size_bytes, activate)
+        return ModelVersion(f"v{number}", created, config, score, metadata_value, sha256, size_bytes, FORMAT, activate)
+
+    def _converted(self, source: Path, training_config: dict[str, Any], env_id: str) -> tuple[bytes, str]:
+        """The model file in the registry's format, checked by the dry run, and its policy's name."""
+        from fitness_weights_api.model_check import ModelCheckError, shared_checker
+        from fitness_weights_api.model_format import (
+            ModelFormatError,
+            SafeModel,
+            convert_sb3_archive,
+            file_bytes,
+            is_safetensors,
+            read_model,
+        )
+
+        try:
+            try:
+                data = file_bytes(source, self.max_model_bytes)
+            except OSError as err:
+                raise RegistryError(f"model_file {str(source)!r} cannot be read: {err.strerror}") from None
+            if is_safetensors(data):
+                model = read_model(data, self.max_model_bytes)
+                if model.manifest["env_id"] != env_id:
+                    raise ModelFormatError("env_id", f"the model acts in {model.manifest['env_id']}, not {env_id}")
+                model = SafeModel({**model.manifest, "training_config": training_config}, model.tensors)
+            else:
+                model = convert_sb3_archive(
+                    data, env_id=env_id, training_config=training_config, max_bytes=self.max_model_bytes
+                )
+            content = model.to_bytes()
+            checker = shared_checker(self.check_timeout_s, self.check_memory_mb, self.max_model_bytes + (1 << 20))
+            checker.check(content)
+        except (ModelFormatError, ModelCheckError) as err:
+            reason = str(err)
+            raise ModelRefusedError(f"model_file {str(source)!r} is refused: {reason}", err.field, reason) from None
+        return content, model.policy
+
+    def load(self, version: str, device: str = "cpu") -> Any:
+        """Build the policy of ``version`` from its file (read once, its SHA-256 and size checked first).
+
+        Returns:
+            A :class:`~fitness_weights_api.model_format.ServedModel` (``.policy``, ``.manifest``).
+
+        Raises:
+            ModelRefusedError: The version is in the legacy format (``format``), its file does not match its
+                record (``sha256``), or it does not build (the field is named).
+            RegistryError: ``version`` is not a version id, or its file is missing (the registry is damaged).
+            UnknownVersionError: ``version`` is not registered.
+        """
+        from fitness_weights_api.model_format import ModelFormatError, load_policy, read_model
+
+        record = self.get(version)
+        self._check_format(record)
+        file = self._check_file(record)
+        try:
+            data = file.read_bytes()
+        except OSError as err:
+            raise RegistryError(f"the model file of version {version} cannot be read: {err.strerror}") from None
+        if len(data) != record.size_bytes or hashlib.sha256(data).hexdigest() != record.sha256:
+            reason = "sha256: the model file does not match the hash it was registered with (it was changed)"
+            raise ModelRefusedError(f"version {version} is refused: {reason}", "sha256", reason)
+        try:
+            return load_policy(read_model(data, max(self.max_model_bytes, len(data))), device=device)
+        except ModelFormatError as err:
+            raise ModelRefusedError(f"version {version} is refused: {err}", err.field, str(err)) from None
+
+    def _check_format(self, record: ModelVersion) -> None:
+        if record.format != FORMAT:
+            reason = (
+                f"format: {record.version} is stored as an SB3 archive ({record.format}), which can run code when "
+                "loaded; register its model file again (fitness-weights models register FILE)"
+            )
+            raise ModelRefusedError(f"version {record.version} is refused: {reason}", "format", reason)
 
     def versions(self) -> list[ModelVersion]:
         """All registered versions, oldest first."""
@@ -305,13 +438,14 @@ class ModelRegistry:
     def activate(self, version: str) -> ModelVersion:
         """Make ``version`` the active version, atomically, for every process using the registry.
 
-        Every activation, even of the version already active, increments the change counter of
-        :meth:`active_token`.
+        An activation that changes the active version increments the change counter of :meth:`active_token`;
+        activating the version already active is a no-op (no worker reloads).
 
         Returns:
             The record of the now active version.
 
         Raises:
+            ModelRefusedError: The version is in the legacy format, which is never loaded (``format``).
             RegistryError: ``version`` is not a version id, or its model file is missing (the registry is
                 damaged); the active version is unchanged.
             UnknownVersionError: ``version`` is not registered; the active version is unchanged.
@@ -321,8 +455,9 @@ class ModelRegistry:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 record = _to_version(self._lookup(conn, number, version))
+                self._check_format(record)
                 self._check_file(record)
-                conn.execute(_ACTIVATE, (number,))
+                conn.execute(_ACTIVATE, (number, number))
                 conn.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -331,7 +466,7 @@ class ModelRegistry:
         return replace(record, active=True)
 
     def path(self, version: str) -> Path:
-        """The model file of ``version``, ``root/models/<version>.zip``, to load the model from.
+        """The model file of ``version``, ``root/models/<version>.safetensors`` (load it with :meth:`load`).
 
         Raises:
             RegistryError: ``version`` is not a version id, or its file is missing or has the wrong size
@@ -387,10 +522,13 @@ class ModelRegistry:
                 )
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if self._check_schema(conn) == 0:  # again under the write lock: another process may have created it
+                schema = self._check_schema(conn)  # again under the write lock: another process may have changed it
+                if schema == 0:
                     for statement in _SCHEMA:
                         conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                elif schema == 1:  # its versions are SB3 archives: kept and listed, never loaded
+                    conn.execute(_MIGRATE_1_TO_2)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._sweep(conn)
                 conn.execute("COMMIT")
             except BaseException:
@@ -430,7 +568,7 @@ class ModelRegistry:
     def _temp_file(self) -> Iterator[tuple[Path, IO[bytes]]]:
         """A new temporary file in ``models_dir``, flocked while open, removed on exit unless renamed."""
         while True:
-            temp_path = self.models_dir / f"{_TEMP_PREFIX}{uuid.uuid4().hex}.zip"
+            temp_path = self.models_dir / f"{_TEMP_PREFIX}{uuid.uuid4().hex}{_SUFFIXES[FORMAT]}"
             fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             if fcntl is None:
                 break
@@ -462,11 +600,11 @@ class ModelRegistry:
                 known = f"known versions: {known}"
             else:
                 known = f"{count} known versions, the latest: {known}"
-            raise UnknownVersionError(f"unknown version {version!r}; {known}")
+            raise UnknownVersionError(f"unknown version {version!r}; {known}", known)
         return row
 
     def _check_file(self, record: ModelVersion) -> Path:
-        file = self.models_dir / f"{record.version}.zip"
+        file = self.models_dir / f"{record.version}{_SUFFIXES.get(record.format, '.zip')}"
         try:
             size = file.stat().st_size
         except FileNotFoundError:
@@ -518,44 +656,12 @@ def _check_model_file(model_file: Any) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _open_source(path: Path) -> Iterator[IO[bytes]]:
-    try:
-        source = open(path, "rb")  # noqa: SIM115 - closed below; errors of open alone name model_file
-    except OSError as err:
-        raise RegistryError(f"model_file {str(path)!r} cannot be read: {err}") from err
-    with source:
-        yield source
-
-
-def _copy(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
-    """Copy, flush and fsync; return the SHA-256 and size of what was written."""
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := source.read(_COPY_CHUNK):
-        digest.update(chunk)
-        target.write(chunk)
-        size += len(chunk)
+def _write(content: bytes, target: IO[bytes]) -> tuple[str, int]:
+    """Write, flush and fsync; return the SHA-256 and size of what was written."""
+    target.write(content)
     target.flush()
     os.fsync(target.fileno())
-    return digest.hexdigest(), size
-
-
-def _check_archive(path: Path, model_file: Path) -> None:
-    """Check that the stored copy is a sound zip archive with the entries SB3's ``save`` writes."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as err:
-        raise RegistryError(f"model_file {str(model_file)!r} is not a readable zip archive: {err}") from None
-    if damaged is not None:
-        raise RegistryError(f"model_file {str(model_file)!r} is damaged: entry {damaged!r} fails its CRC check")
-    if SB3_DATA_ENTRY not in names or not names & SB3_PARAMETER_ENTRIES:
-        raise RegistryError(
-            f"model_file {str(model_file)!r} is not a Stable-Baselines3 model: it needs a {SB3_DATA_ENTRY!r} entry "
-            f"and one of {sorted(SB3_PARAMETER_ENTRIES)}, it has {sorted(names)}"
-        )
+    return hashlib.sha256(content).hexdigest(), len(content)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -590,7 +696,7 @@ def _remove_if_abandoned(path: str) -> None:
 
 
 def _to_version(row: tuple[Any, ...]) -> ModelVersion:
-    number, created, config, score, metadata, sha256, size_bytes, active = row
+    number, created, config, score, metadata, sha256, size_bytes, model_format, active = row
     return ModelVersion(
         version=f"v{number}",
         created=created,
@@ -599,5 +705,6 @@ def _to_version(row: tuple[Any, ...]) -> ModelVersion:
         metadata=json.loads(metadata),
         sha256=sha256,
         size_bytes=size_bytes,
+        format=model_format,
         active=bool(active),
     )

@@ -2,26 +2,38 @@
 
 The CLI, the HTTP API and the examples all go through :class:`WeightService`. Every request checks the
 registry's activation token (one small SQLite read), so an activation made by any process is picked up
-by every worker at its next request: the hot switch. Models load only from the registry, by version.
+by every worker at its next request: the hot switch. Models load only from the registry, by version, in its safe
+format (:meth:`.ModelRegistry.load`: the file's hash checked, nothing unpickled).
+
+A worker that cannot load the newly active version (a file changed on disk, a damaged registry) keeps serving
+the version it had and reports the problem in :attr:`WeightService.problem` (``GET /health`` shows it); it tries
+again when the activation changes or after :data:`RETRY_S` seconds, not at every request.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fitness_weights_api.jobs import Job, JobManager, TrainConfig
-from fitness_weights_api.registry import ModelRegistry, ModelVersion
+from fitness_weights_api.registry import ModelRegistry, ModelVersion, RegistryError
 from fitness_weights_api.weights import WeightsResult, optimize_weights, predict_weights
 from fitness_weights_env.episode import ProfileLike
 
-__all__ = ["NoActiveModelError", "ServedResult", "WeightService"]
+__all__ = ["RETRY_S", "NoActiveModelError", "ServedResult", "WeightService"]
+
+RETRY_S = 30.0
+"""Seconds before a worker tries again to load an active version that failed to load."""
+
+logger = logging.getLogger("fitness_weights_api")
 
 
 class NoActiveModelError(RuntimeError):
-    """The registry has no active model version yet."""
+    """The registry has no active model version yet, or none that loads (and nothing was served before)."""
 
 
 @dataclass(frozen=True)
@@ -51,24 +63,50 @@ class WeightService:
         self._token: tuple[str | None, int] | None = None
         self._model: Any = None
         self._version: str | None = None
+        self._failed: tuple[tuple[str | None, int], float] | None = None  # the token that failed to load, when
+        self.problem: str | None = None
+        """Why the active version is not the one served (``None`` when it is)."""
 
     def model(self) -> tuple[Any, str]:
-        """The active model and its version, reloaded when the registry's activation changed.
+        """The model being served and its version: the active one, reloaded when the registry's activation changed.
 
         Raises:
-            NoActiveModelError: No version is active.
+            NoActiveModelError: No version is active, or the active one does not load and none was loaded before.
         """
         token = self.registry.active_token()
         with self._lock:
-            if token != self._token:
-                version, _ = token
-                if version is None:
+            if token != self._token and not self._recently_failed(token):
+                self._switch(token)
+            if self._model is None:
+                if token[0] is None:
                     raise NoActiveModelError("no model version is active; train one or activate a registered version")
-                from sb3_ext import PPO  # heavy import, only when a model is first needed
-
-                self._model = PPO.load(self.registry.path(version), device=self.device)
-                self._version, self._token = version, token
+                raise NoActiveModelError(self.problem or f"the active model version {token[0]} cannot be loaded")
             return self._model, self._version  # type: ignore[return-value]
+
+    def served_version(self) -> str | None:
+        """The version this worker serves now (``None`` before it loaded one)."""
+        return self._version
+
+    def _recently_failed(self, token: tuple[str | None, int]) -> bool:
+        return self._failed is not None and self._failed[0] == token and time.monotonic() - self._failed[1] < RETRY_S
+
+    def _switch(self, token: tuple[str | None, int]) -> None:
+        """Load the version of ``token``; on failure keep the served model and record the problem."""
+        version, _ = token
+        if version is None:  # nothing is active any more (not reachable through the registry's API)
+            self._model, self._version, self._token, self.problem = None, None, token, None
+            return
+        try:
+            self._model = self.registry.load(version, device=self.device)
+        except (RegistryError, OSError) as err:
+            reason = getattr(err, "reason", None) or "its model file cannot be read"
+            self.problem = f"version {version} is active but cannot be loaded ({reason})"
+            if self._version is not None:
+                self.problem += f"; serving {self._version}"
+            self._failed = (token, time.monotonic())
+            logger.error("loading model version %s failed: %s", version, err)
+            return
+        self._version, self._token, self._failed, self.problem = version, token, None, None
 
     def active_version(self) -> ModelVersion | None:
         """The registry's active version (``None`` when none is active)."""

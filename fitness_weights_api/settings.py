@@ -27,8 +27,9 @@ variable                                 default                            mean
 ``FITNESS_WEIGHTS_CHECK_MEMORY_MB``      ``4096``                           address-space limit of that dry run (MiB)
 =======================================  =================================  ======================================
 
-The folder holds ``registry/`` (the model registry: ``registry.sqlite`` and ``models/v1.zip``, ...), ``jobs.sqlite``
-and ``jobs/<job_id>/`` (each training job's log, checkpoint and model).
+The folder holds ``registry/`` (the model registry: ``registry.sqlite`` and ``models/v1.safetensors``, ...),
+``tokens.sqlite`` (the API's tokens, hashed), ``jobs.sqlite`` and ``jobs/<job_id>/`` (each training job's log,
+checkpoint and model).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from fitness_weights_api.jobs import JobManager
     from fitness_weights_api.registry import ModelRegistry
+    from fitness_weights_api.tokens import TokenStore
 
 __all__ = ["ENV_PREFIX", "ServiceSettings"]
 
@@ -165,11 +167,28 @@ class ServiceSettings:
         """The job manager's folder, ``home`` (it keeps ``jobs.sqlite`` and ``jobs/``)."""
         return self.home
 
+    @property
+    def tokens_path(self) -> Path:
+        """The token store, ``home/tokens.sqlite``."""
+        return self.home / "tokens.sqlite"
+
     def open_registry(self) -> ModelRegistry:
         """The model registry of these settings (created if missing)."""
         from fitness_weights_api.registry import ModelRegistry
 
-        return ModelRegistry(self.registry_root, self.registry_url)
+        return ModelRegistry(
+            self.registry_root,
+            self.registry_url,
+            max_model_bytes=self.max_model_bytes,
+            check_timeout_s=self.check_timeout_s,
+            check_memory_mb=self.check_memory_mb,
+        )
+
+    def open_tokens(self) -> TokenStore:
+        """The API's token store of these settings (created if missing)."""
+        from fitness_weights_api.tokens import TokenStore
+
+        return TokenStore(self.tokens_path)
 
     def open_jobs(self, registry: ModelRegistry) -> JobManager:
         """The job manager of these settings, registering models in ``registry``."""
@@ -182,6 +201,11 @@ class ServiceSettings:
             max_concurrent=self.max_jobs,
             max_queued=self.max_queued,
             max_timesteps=self.max_timesteps,
+            max_n_envs=self.max_n_envs,
+            max_eval_trainees=self.max_eval_trainees,
+            memory_mb=self.job_memory_mb,
+            checkpoint_seconds=self.checkpoint_seconds,
+            checkpoint_rollouts=self.checkpoint_rollouts,
         )
 
     @classmethod

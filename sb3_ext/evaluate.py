@@ -23,7 +23,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -147,12 +147,18 @@ def _bootstrap_ci(
     return float(np.percentile(scores, 2.5)), float(np.percentile(scores, 97.5))
 
 
-def evaluate_model(model: PPO, n_trainees: int = 200, seed: int = 0, **env_kwargs: Any) -> EvaluationReport:
+class HasPolicy(Protocol):
+    """Anything with an SB3 policy: a ``PPO`` model, or a policy loaded on its own (the service's registry)."""
+
+    policy: Any
+
+
+def evaluate_model(model: PPO | HasPolicy, n_trainees: int = 200, seed: int = 0, **env_kwargs: Any) -> EvaluationReport:
     """Run the policy, the greedy oracle and random on the same held-out trainees and measure the predictions.
 
     Args:
-        model: A trained model. Without ``predict_weights`` on its policy (``MlpPolicy``), the report has
-            no prediction table.
+        model: A trained model (only its ``policy`` is used). Without ``predict_weights`` on its policy
+            (``MlpPolicy``), the report has no prediction table.
         n_trainees: Number of held-out trainees K.
         seed: Seed of the held-out set and of the episodes.
         **env_kwargs: Passed to the environment (``step_size``, ``init``...); use the training settings.

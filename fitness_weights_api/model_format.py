@@ -1,0 +1,422 @@
+"""The registry's model format: a policy's weights as safetensors and its description as JSON, nothing to unpickle.
+
+An SB3 archive (``model.save``) stores cloudpickled objects (the spaces, the schedules, the policy class and often
+``policy_kwargs``): loading one runs whatever code it carries. The registry never loads one. It converts it:
+
+* the weights: the archive's ``policy.pth`` read with ``torch.load(weights_only=True)``, which builds tensors and
+  containers only, and refused unless it is a flat mapping of names to tensors;
+* the description: only the archive's plain JSON fields. ``policy_kwargs`` must be a plain JSON object (an archive
+  that holds it only as a pickle, because it names a class or a function, is refused with the field named). The
+  policy class is not unpickled: it is the allow-listed class (:data:`POLICIES`) whose module the archive's plain
+  ``policy_class.__module__`` field names and whose parameter names and shapes the weights match. The spaces are
+  not read from the archive: they come from the env id.
+
+The result, one ``.safetensors`` file: an 8-byte little-endian header length, a JSON header (each tensor's dtype,
+shape and offsets, and ``__metadata__``), then the raw tensor bytes. ``__metadata__["manifest"]`` is the manifest,
+JSON:
+
+=====================  ======================================================================================
+``format``             ``"fitness-weights-model"``, and ``format_version`` (:data:`FORMAT_VERSION`)
+``policy``             the policy class, a name in :data:`POLICIES`
+``policy_kwargs``      its keyword arguments, a JSON object (checked against the class's parameters)
+``env_id``             the environment, one of :data:`ENV_IDS`
+``observation_space``  the env's spaces as data (``{"type": "Box", "shape": [198], ...}``, ``{"type":
+``action_space``       "Discrete", "n": 685}``); they must equal the env id's
+``training_config``    how it was trained (JSON object)
+``sb3_version``        the Stable-Baselines3 version that saved the archive, if it said
+=====================  ======================================================================================
+
+:func:`load_policy` reads such a file from bytes already checked against the registry's SHA-256, and builds the
+policy with a strict ``load_state_dict``: every parameter present, none extra, every shape as the class makes it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import re
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch as th
+    from stable_baselines3.common.policies import BasePolicy
+
+__all__ = [
+    "ENV_IDS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "POLICIES",
+    "ModelFormatError",
+    "SafeModel",
+    "ServedModel",
+    "convert_sb3_archive",
+    "load_policy",
+    "read_model",
+]
+
+FORMAT = "fitness-weights-model"
+FORMAT_VERSION = 1
+ENV_IDS = ("FitnessWeights-v0",)
+"""The environments whose models the registry takes."""
+
+POLICIES = {  # name: (module, class name) -- the allow-list; nothing else is ever built
+    "AttnCQQXPolicy": ("sb3_ext.policies", "AttnCQQXPolicy"),
+    "MlpPolicy": ("stable_baselines3.common.policies", "ActorCriticPolicy"),
+}
+"""The policy classes a registered model may name, and where each lives."""
+
+SB3_DATA_ENTRY = "data"
+SB3_POLICY_ENTRY = "policy.pth"
+SB3_VERSION_ENTRY = "_stable_baselines3_version"
+MAX_JSON_BYTES = 1 << 20  # the JSON parts: an SB3 ``data`` entry is about 15 kB, a manifest about 1 kB
+MAX_TENSORS = 10_000
+_MANIFEST_KEY = "manifest"
+_HEADER_LENGTH = struct.Struct("<Q")
+_KWARG_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+_BLOCKED_KWARGS = frozenset({"optimizer_class", "optimizer_kwargs", "features_extractor_class", "activation_fn"})
+_DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32"}
+
+
+class ModelFormatError(ValueError):
+    """A model file the registry refuses; ``field`` names what is wrong (the message starts with it)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class SafeModel:
+    """A policy's weights and its manifest (see the module docstring), in memory.
+
+    Attributes:
+        manifest: The manifest, a JSON object.
+        tensors: Parameter name -> CPU tensor.
+    """
+
+    manifest: dict[str, Any]
+    tensors: dict[str, th.Tensor]
+
+    def to_bytes(self) -> bytes:
+        """The ``.safetensors`` file."""
+        from safetensors.torch import save
+
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.tensors.items()}
+        return save(tensors, metadata={_MANIFEST_KEY: json.dumps(self.manifest, allow_nan=False, sort_keys=True)})
+
+    @property
+    def policy(self) -> str:
+        """The manifest's policy name."""
+        return str(self.manifest["policy"])
+
+
+@dataclass
+class ServedModel:
+    """What the service needs of a model: the policy (``optimize_weights`` and ``predict_weights`` take it)."""
+
+    policy: BasePolicy
+    manifest: dict[str, Any]
+
+
+# -- spaces as data ------------------------------------------------------------------------------------------
+
+
+def env_spaces(env_id: str) -> tuple[Any, Any]:
+    """The observation and action spaces of ``env_id``, one of :data:`ENV_IDS`."""
+    if env_id not in ENV_IDS:
+        raise ModelFormatError("env_id", f"must be one of {list(ENV_IDS)}")
+    import gymnasium as gym
+
+    import fitness_weights_env  # noqa: F401  (registers the envs)
+
+    env = gym.make(env_id)
+    try:
+        return env.observation_space, env.action_space
+    finally:
+        env.close()
+
+
+def space_to_data(space: Any) -> dict[str, Any]:
+    """A Box or Discrete space as JSON data."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, spaces.Box):
+        low, high = space.low.ravel(), space.high.ravel()
+        uniform = low.size > 0 and (low == low[0]).all() and (high == high[0]).all()
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": float(low[0]) if uniform else low.tolist(),
+            "high": float(high[0]) if uniform else high.tolist(),
+        }
+    raise ModelFormatError("observation_space", f"{type(space).__name__} spaces are not supported")
+
+
+# -- SB3 archive -> SafeModel --------------------------------------------------------------------------------
+
+
+def convert_sb3_archive(
+    data: bytes, *, env_id: str = ENV_IDS[0], training_config: dict[str, Any] | None = None, max_bytes: int
+) -> SafeModel:
+    """Convert a saved SB3 model (the archive's bytes) without unpickling anything (see the module docstring).
+
+    The policy class is chosen by the archive's plain ``policy_class.__module__`` field and the weights' names;
+    :func:`load_policy` later checks the shapes against the class (the registry's dry run builds it).
+
+    Raises:
+        ModelFormatError: Not a readable zip, an entry missing or larger than ``max_bytes`` uncompressed (or all
+            of them together), a needed field stored only as a pickle, weights that are not a mapping of names
+            to tensors, or weights that match no allowed policy. The field at fault is named.
+    """
+    entries = _read_entries(data, (SB3_DATA_ENTRY, SB3_POLICY_ENTRY), (SB3_VERSION_ENTRY,), max_bytes)
+    fields = _json("data", entries[SB3_DATA_ENTRY])
+    if not isinstance(fields, dict):
+        raise ModelFormatError("data", "must be a JSON object (SB3's saved fields)")
+    kwargs = fields.get("policy_kwargs", {})
+    if isinstance(kwargs, dict) and ":serialized:" in kwargs:
+        raise ModelFormatError(
+            "policy_kwargs",
+            "is stored only as a pickle (it holds Python objects such as a class or a function), which the "
+            "registry never loads; train with JSON policy_kwargs (numbers, strings, lists)",
+        )
+    policy_class = fields.get("policy_class")
+    module = policy_class.get("__module__") if isinstance(policy_class, dict) else None
+    tensors = _load_weights(entries[SB3_POLICY_ENTRY])
+    names = [name for name, (mod, _) in POLICIES.items() if mod == module]
+    if not names:
+        allowed = sorted({mod for mod, _ in POLICIES.values()})
+        raise ModelFormatError("policy_class", f"must be a policy from {allowed} ({', '.join(POLICIES)})")
+    if len(names) > 1:  # pragma: no cover - today every allowed class lives in its own module
+        raise ModelFormatError("policy_class", f"is ambiguous among {names}")
+    version = entries.get(SB3_VERSION_ENTRY, b"").decode("utf-8", "replace").strip()[:32]
+    observation_space, action_space = env_spaces(env_id)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "policy": names[0],
+        "policy_kwargs": _check_kwargs(kwargs),
+        "env_id": env_id,
+        "observation_space": space_to_data(observation_space),
+        "action_space": space_to_data(action_space),
+        "training_config": _json_object("training_config", training_config or {}),
+        "sb3_version": version or None,
+    }
+    return SafeModel(manifest, tensors)
+
+
+def _read_entries(data: bytes, needed: tuple[str, ...], optional: tuple[str, ...], max_bytes: int) -> dict[str, bytes]:
+    """The named entries of a zip archive, each read to at most ``max_bytes`` whatever its header says."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise ModelFormatError("model_file", "is not a readable zip archive (an SB3 model.zip)") from None
+    with archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        missing = [name for name in needed if name not in infos]
+        if missing:
+            raise ModelFormatError("model_file", f"is not a Stable-Baselines3 model: it lacks the entries {missing}")
+        if sum(info.file_size for info in infos.values()) > max_bytes:
+            raise ModelFormatError("model_file", f"holds more than {max_bytes} bytes uncompressed")
+        entries = {}
+        for name in (*needed, *(name for name in optional if name in infos)):
+            try:
+                with archive.open(infos[name]) as entry:
+                    content = entry.read(max_bytes + 1)  # the header's size may lie: never read more
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError, ValueError):
+                raise ModelFormatError(name, "cannot be read (a damaged or encrypted entry)") from None
+            if len(content) > max_bytes:
+                raise ModelFormatError(name, f"holds more than {max_bytes} bytes uncompressed")
+            entries[name] = content
+    return entries
+
+
+def _load_weights(content: bytes) -> dict[str, th.Tensor]:
+    import pickle
+
+    import torch as th
+
+    try:
+        state = th.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, TypeError, AttributeError) as err:
+        message = "refused by torch.load(weights_only=True): it is not plain tensors"
+        raise ModelFormatError(SB3_POLICY_ENTRY, message) from err
+    if not isinstance(state, dict) or not state or len(state) > MAX_TENSORS:
+        raise ModelFormatError(SB3_POLICY_ENTRY, "must map parameter names to tensors")
+    for name, tensor in state.items():
+        if not isinstance(name, str) or not isinstance(tensor, th.Tensor) or tensor.is_sparse:
+            raise ModelFormatError(SB3_POLICY_ENTRY, "must map parameter names to dense tensors")
+    return dict(state)
+
+
+# -- the safetensors file ------------------------------------------------------------------------------------
+
+
+def read_model(data: bytes, max_bytes: int) -> SafeModel:
+    """Parse a ``.safetensors`` model file (bytes) and validate its manifest; no code runs.
+
+    Raises:
+        ModelFormatError: Not such a file, too large, or a manifest the registry refuses (the field is named).
+    """
+    if len(data) > max_bytes:
+        raise ModelFormatError("model_file", f"is larger than {max_bytes} bytes")
+    header = _header(data)
+    metadata = header.get("__metadata__")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get(_MANIFEST_KEY), str):
+        raise ModelFormatError("manifest", "is missing: not a fitness-weights model file")
+    manifest = validate_manifest(_json("manifest", metadata[_MANIFEST_KEY].encode()))
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as err:
+        raise ModelFormatError("model_file", "its tensors cannot be read") from err
+    if not tensors:
+        raise ModelFormatError("model_file", "holds no tensors")
+    return SafeModel(manifest, tensors)
+
+
+def _header(data: bytes) -> dict[str, Any]:
+    if len(data) < _HEADER_LENGTH.size:
+        raise ModelFormatError("model_file", "is not a safetensors file")
+    (length,) = _HEADER_LENGTH.unpack_from(data)
+    if length > min(MAX_JSON_BYTES * 4, len(data) - _HEADER_LENGTH.size):
+        raise ModelFormatError("model_file", "is not a safetensors file (a bad header length)")
+    header = _json("model_file", data[_HEADER_LENGTH.size : _HEADER_LENGTH.size + length])
+    if not isinstance(header, dict) or len(header) > MAX_TENSORS + 1:
+        raise ModelFormatError("model_file", "is not a safetensors file")
+    for name, entry in header.items():
+        if name != "__metadata__" and (not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES):
+            raise ModelFormatError("model_file", "holds a tensor of an unsupported type")
+    return header
+
+
+def is_safetensors(data: bytes) -> bool:
+    """Whether ``data`` starts like a safetensors file (a plausible header length, then ``{``)."""
+    if len(data) < _HEADER_LENGTH.size + 2:
+        return False
+    (length,) = _HEADER_LENGTH.unpack_from(data)
+    return (
+        2 <= length <= len(data) - _HEADER_LENGTH.size and data[_HEADER_LENGTH.size : _HEADER_LENGTH.size + 1] == b"{"
+    )
+
+
+def validate_manifest(manifest: Any) -> dict[str, Any]:
+    """Check a manifest's fields (see the module docstring); return it.
+
+    Raises:
+        ModelFormatError: A field is missing or invalid, or the spaces are not the env id's (the field is named).
+    """
+    if not isinstance(manifest, dict):
+        raise ModelFormatError("manifest", "must be a JSON object")
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise ModelFormatError("format", f"must be {FORMAT!r} version {FORMAT_VERSION}")
+    if manifest.get("policy") not in POLICIES:
+        raise ModelFormatError("policy", f"must be one of {list(POLICIES)}")
+    _check_kwargs(manifest.get("policy_kwargs"))
+    observation_space, action_space = env_spaces(manifest.get("env_id"))  # type: ignore[arg-type]
+    for field, space in (("observation_space", observation_space), ("action_space", action_space)):
+        if manifest.get(field) != space_to_data(space):
+            raise ModelFormatError(field, f"does not match {manifest['env_id']}'s ({space})")
+    _json_object("training_config", manifest.get("training_config"))
+    return manifest
+
+
+def _check_kwargs(kwargs: Any) -> dict[str, Any]:
+    """``policy_kwargs``: a JSON object of plain values whose keys are parameter names."""
+    value = _json_object("policy_kwargs", kwargs)
+    for key in value:
+        if not _KWARG_RE.fullmatch(key) or key in _BLOCKED_KWARGS:
+            raise ModelFormatError("policy_kwargs", f"the key {key!r} is not a parameter the registry accepts")
+    return value
+
+
+def _json(field: str, content: bytes) -> Any:
+    if len(content) > MAX_JSON_BYTES:
+        raise ModelFormatError(field, f"is larger than {MAX_JSON_BYTES} bytes of JSON")
+    try:
+        return json.loads(content.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ModelFormatError(field, "is not valid JSON") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ModelFormatError(field, "must be a JSON object")
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError, RecursionError):
+        raise ModelFormatError(field, "must hold JSON values only (finite numbers, strings, lists, objects)") from None
+
+
+# -- SafeModel -> a policy -----------------------------------------------------------------------------------
+
+
+def load_policy(model: SafeModel, device: str = "cpu") -> ServedModel:
+    """Build the manifest's policy for its env's spaces and load the weights strictly; in eval mode on ``device``.
+
+    Raises:
+        ModelFormatError: The keyword arguments do not fit the class (``policy_kwargs``), or the weights do not
+            match what the class builds: a parameter missing, extra, or of another shape (``weights``).
+    """
+    import importlib
+
+    import torch as th
+
+    manifest = validate_manifest(model.manifest)
+    module, name = POLICIES[manifest["policy"]]
+    policy_class = getattr(importlib.import_module(module), name)
+    kwargs = manifest["policy_kwargs"]
+    parameters = inspect.signature(policy_class.__init__).parameters
+    unknown = sorted(set(kwargs) - set(parameters))
+    if unknown:
+        raise ModelFormatError("policy_kwargs", f"{manifest['policy']} takes no parameter {unknown[0]!r}")
+    observation_space, action_space = env_spaces(manifest["env_id"])
+    try:
+        policy = policy_class(observation_space, action_space, _constant_zero, **kwargs)
+    except (TypeError, ValueError, RuntimeError, AssertionError) as err:
+        raise ModelFormatError("policy_kwargs", f"do not build a {manifest['policy']}: {err}") from None
+    expected = policy.state_dict()
+    for key in expected:
+        if key not in model.tensors:
+            raise ModelFormatError("weights", f"the parameter {key!r} of {manifest['policy']} is missing")
+    for key, tensor in model.tensors.items():
+        if key not in expected:
+            raise ModelFormatError("weights", f"{key!r} is not a parameter of {manifest['policy']}")
+        if tuple(tensor.shape) != tuple(expected[key].shape):
+            raise ModelFormatError(
+                "weights",
+                f"{key!r} has shape {list(tensor.shape)}, {manifest['policy']} with these policy_kwargs on "
+                f"{manifest['env_id']} has {list(expected[key].shape)}",
+            )
+        if tensor.is_floating_point() and not bool(th.isfinite(tensor).all()):
+            raise ModelFormatError("weights", f"{key!r} holds NaN or infinite values")
+    policy.load_state_dict(model.tensors, strict=True)
+    policy.set_training_mode(False)
+    return ServedModel(policy.to(device), manifest)
+
+
+def _constant_zero(_: float) -> float:
+    return 0.0
+
+
+def file_bytes(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a file, read to at most ``max_bytes`` (a larger file is refused, not read whole)."""
+    with open(path, "rb") as file:
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ModelFormatError("model_file", f"is larger than {max_bytes} bytes")
+    return data
