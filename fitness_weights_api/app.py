@@ -6,26 +6,37 @@ variables) and so shares the model registry and the job database; an activation 
 served by every worker from its next request on. The OpenAPI document is at ``/openapi.json``, the docs at
 ``/docs``.
 
-======  ==============================  ============================================================================
-method  path                            answer
-======  ==============================  ============================================================================
-POST    ``/optimize_weights``           run the active policy on a trainee; the matrices it ends with
-POST    ``/predict_weights``            one forward pass of the prediction heads, with a confidence
-POST    ``/train``                      start a training job (202); its model registers when it succeeds
-GET     ``/train``                      the latest jobs
-GET     ``/train/{job_id}``             a job's state and progress
-DELETE  ``/train/{job_id}``             cancel a job
-GET     ``/models``                     the registered versions and the active one
-POST    ``/models/{version}/activate``  make a version the active one (atomic, every worker)
-GET     ``/catalog``                    qualities, subjects, exercises and metrics, in matrix order
-GET     ``/health``                     liveness, the active version, the answering worker
-GET     ``/metrics``                    request counts and latencies, Prometheus text format
-======  ==============================  ============================================================================
+======  ==============================  =====  ====================================================================
+method  path                            token  answer
+======  ==============================  =====  ====================================================================
+POST    ``/optimize_weights``           (1)    run the active policy on a trainee; the matrices it ends with
+POST    ``/predict_weights``            (1)    one forward pass of the prediction heads, with a confidence
+POST    ``/train``                      admin  start a training job (202); its model registers when it succeeds
+GET     ``/train``                      read   the latest jobs
+GET     ``/train/{job_id}``             read   a job's state and progress
+DELETE  ``/train/{job_id}``             admin  cancel a job
+GET     ``/models``                     read   the registered versions and the active one
+POST    ``/models/{version}/activate``  admin  make a version the active one (atomic, every worker)
+GET     ``/catalog``                           qualities, subjects, exercises and metrics, in matrix order
+GET     ``/health``                            liveness, the active and the served version, the answering worker
+GET     ``/metrics``                    read   request counts and latencies, Prometheus text format
+======  ==============================  =====  ====================================================================
+
+(1) none, or ``read`` with ``FITNESS_WEIGHTS_REQUIRE_TOKEN=1``. A token (:mod:`.tokens`) travels as
+``Authorization: Bearer <token>``; an ``admin`` token allows what a ``read`` one does.
+
+Before any route runs, a request to a ``Host`` not in ``FITNESS_WEIGHTS_ALLOWED_HOSTS`` gets a 400, a cross-origin
+one (an ``Origin`` other than the service) a 403 (:mod:`.auth`), and a body larger than
+``FITNESS_WEIGHTS_MAX_BODY_BYTES`` a 413, from its ``Content-Length`` or as soon as more arrives, before it is
+parsed.
 
 Errors: a request the schema refuses, or one naming an unknown subject or quality, gets a 422 whose ``detail``
-lists each invalid field (``loc``) with a message that names it; the input is not echoed. 404: unknown job or
-version. 409: the active model cannot predict (an ``MlpPolicy``). 429: the job queue is full. 503: no model
-is active yet. Anything else is a 500 that says only that: the traceback goes to the server's log.
+lists each invalid field (``loc``) with a message that names it; the input is not echoed. 401: no token, or an
+unknown or revoked one (the message says how to make one when the service has none); 403: the token's role does
+not allow it. 404: unknown job or version. 409: the active model cannot predict (an ``MlpPolicy``), or the version
+is refused (stored in the legacy SB3 format). 429: the job queue is full. 503: no model is active yet, or none that
+loads. Anything else is a 500 that says only that: the traceback goes to the server's log. No answer carries a
+path, a process id or a traceback.
 """
 
 from __future__ import annotations
@@ -33,7 +44,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import re
+import secrets
 from collections.abc import AsyncIterator
 from importlib import metadata
 from typing import Annotated, Any
@@ -45,9 +57,12 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fitness_weights_api.auth import Guard
+from fitness_weights_api.docs import add_docs_routes
+from fitness_weights_api.guards import BodyLimitMiddleware, HostOriginMiddleware
 from fitness_weights_api.jobs import ConfigError, JobManager, QueueFullError, TrainConfig, UnknownJobError
 from fitness_weights_api.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, RequestMetrics
-from fitness_weights_api.registry import ModelVersion, UnknownVersionError
+from fitness_weights_api.registry import ModelRefusedError, ModelVersion, UnknownVersionError
 from fitness_weights_api.schemas import (
     CatalogResponse,
     ErrorResponse,
@@ -66,6 +81,7 @@ from fitness_weights_api.schemas import (
 )
 from fitness_weights_api.service import NoActiveModelError, WeightService
 from fitness_weights_api.settings import ServiceSettings
+from fitness_weights_api.supervision import exit_with_supervisor
 from fitness_weights_api.weights import NoPredictionHeadsError
 
 __all__ = ["JOB_REFRESH_S", "create_app"]
@@ -79,21 +95,46 @@ JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A job id (32
 Version = Annotated[str, Path(pattern=r"^v[1-9][0-9]{0,17}$", description="A model version: v1, v2, ...")]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No bearer token, or an unknown or revoked one."},
+    403: {"model": ErrorResponse, "description": "The token's role does not allow this."},
     404: {"model": ErrorResponse, "description": "Unknown job or model version."},
-    409: {"model": ErrorResponse, "description": "The active model has no prediction heads."},
+    409: {"model": ErrorResponse, "description": "The model cannot do this (no prediction heads; a refused version)."},
     429: {"model": ErrorResponse, "description": "The job queue is full."},
-    503: {"model": ErrorResponse, "description": "No model version is active."},
+    503: {"model": ErrorResponse, "description": "No model version is active (or none loads)."},
+}
+_COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "The Host header names a host this service does not answer to."},
+    403: _ERRORS[403] | {"description": "A cross-origin request, or a token whose role does not allow this."},
+    413: {"model": ErrorResponse, "description": "The body is larger than the service takes (checked before reading)."},
+    422: {"model": ValidationErrorResponse, "description": "An invalid field (named)."},
 }
 
 
-# Errors answered with their own message (none holds internals), by status code.
+# Errors answered with a message of their own (no internals, no echoed input), by status code.
 _STATUS: dict[type[Exception], int] = {
     UnknownJobError: 404,
     UnknownVersionError: 404,
     NoPredictionHeadsError: 409,
+    ModelRefusedError: 409,
     QueueFullError: 429,
     NoActiveModelError: 503,
 }
+
+
+_GOT_VALUE = re.compile(r",? got .*$", re.DOTALL)
+
+
+def _public_message(exc: Exception) -> str:
+    """What the client is told of an error of :data:`_STATUS`."""
+    if isinstance(exc, UnknownVersionError):
+        return f"unknown version; {exc.known}"
+    if isinstance(exc, UnknownJobError):
+        return "unknown job"
+    if isinstance(exc, ModelRefusedError):
+        return f"the version is refused: {exc.reason}"
+    if isinstance(exc, NoPredictionHeadsError):
+        return f"the active model cannot predict: {exc}"
+    return str(exc)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -117,10 +158,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     Used by uvicorn as a factory: ``uvicorn fitness_weights_api.app:create_app --factory``.
     """
+    exit_with_supervisor()  # a worker of serve --workers N exits with its supervisor
     settings = ServiceSettings.from_env() if settings is None else settings
     registry = settings.open_registry()
     jobs = settings.open_jobs(registry)
     service = WeightService(registry, jobs, device=settings.device)
+    guard = Guard(settings.open_tokens())
+    read, admin = [guard.requires("read")], [guard.requires("admin")]
+    open_or_read = guard.optional(settings.require_token, "read")  # optimize and predict
     metrics = RequestMetrics()
     catalog = CatalogResponse.build()
     package_version = _version()
@@ -147,15 +192,26 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         version=package_version,
         summary="Optimize and predict personalized physical-training weights (CQ and QX), and train the models.",
         lifespan=lifespan,
-        responses={422: {"model": ValidationErrorResponse, "description": "An invalid field (named)."}},
+        docs_url=None,
+        redoc_url=None,
+        responses=_COMMON_ERRORS,
     )
     app.state.service = service
     app.state.settings = settings
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(WorkerHeaderMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HostOriginMiddleware, allowed_hosts=settings.allowed_hosts)  # outermost: runs first
     _add_error_handlers(app)
+    add_docs_routes(app)
 
-    @app.post("/optimize_weights", response_model=OptimizeResponse, responses=_errors(503), tags=["weights"])
+    @app.post(
+        "/optimize_weights",
+        response_model=OptimizeResponse,
+        responses=_errors(401, 409, 503),
+        dependencies=open_or_read,
+        tags=["weights"],
+    )
     async def optimize_weights(request: OptimizeRequest) -> Response:
         """Run the active policy on the trainee for ``optimization_steps`` steps: the matrices it ends with."""
         profile = request.to_profile()
@@ -170,46 +226,77 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         # CPU-bound Python loops, and several at once in one process only fight over the GIL (half the throughput).
         return await anyio.to_thread.run_sync(run, limiter=app.state.optimize_limiter)
 
-    @app.post("/predict_weights", response_model=PredictResponse, responses=_errors(409, 503), tags=["weights"])
+    @app.post(
+        "/predict_weights",
+        response_model=PredictResponse,
+        responses=_errors(401, 409, 503),
+        dependencies=open_or_read,
+        tags=["weights"],
+    )
     async def predict_weights(request: PredictRequest) -> Response:
         """Predict the optimized matrices in one forward pass, with a confidence in [0, 1]."""
         # About a millisecond of work: answered on the event loop, without a thread hop (optimize takes one)
         served = service.predict(request.to_profile())
         return _json(PredictResponse.build(request.user_id, served.model_version, served.result))
 
-    @app.post("/train", status_code=202, response_model=JobResponse, responses=_errors(429), tags=["training"])
+    @app.post(
+        "/train",
+        status_code=202,
+        response_model=JobResponse,
+        responses=_errors(401, 429),
+        dependencies=admin,
+        tags=["training"],
+    )
     def train(request: TrainRequest) -> JobResponse:
         """Start a training job in its own process; poll ``GET /train/{job_id}`` for its progress."""
         config = TrainConfig(**request.model_dump(), device=settings.train_device)
         return JobResponse.build(service.train(config))
 
-    @app.get("/train", response_model=list[JobResponse], tags=["training"])
+    @app.get("/train", response_model=list[JobResponse], responses=_errors(401), dependencies=read, tags=["training"])
     def list_jobs(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[JobResponse]:
         """The latest ``limit`` jobs, newest first."""
         jobs.refresh()
         return [JobResponse.build(job) for job in jobs.list(limit)]
 
-    @app.get("/train/{job_id}", response_model=JobResponse, responses=_errors(404), tags=["training"])
+    @app.get(
+        "/train/{job_id}", response_model=JobResponse, responses=_errors(401, 404), dependencies=read, tags=["training"]
+    )
     def get_job(job_id: JobId) -> JobResponse:
         """A job's state and progress (timesteps done, last mean reward, its model once succeeded)."""
         jobs.refresh()
         return JobResponse.build(jobs.get(job_id))
 
-    @app.delete("/train/{job_id}", response_model=JobResponse, responses=_errors(404), tags=["training"])
+    @app.delete(
+        "/train/{job_id}",
+        response_model=JobResponse,
+        responses=_errors(401, 404),
+        dependencies=admin,
+        tags=["training"],
+    )
     def cancel_job(job_id: JobId) -> JobResponse:
         """Cancel a job (a running one is stopped; a finished one is returned unchanged)."""
         return JobResponse.build(jobs.cancel(job_id))
 
-    @app.get("/models", response_model=ModelListResponse, tags=["models"])
+    @app.get("/models", response_model=ModelListResponse, responses=_errors(401), dependencies=read, tags=["models"])
     def list_models() -> ModelListResponse:
         """Every registered model version, oldest first, and the active one."""
         versions = registry.versions()
         active = next((v.version for v in versions if v.active), None)
         return ModelListResponse(active=active, models=versions)
 
-    @app.post("/models/{version}/activate", response_model=ModelVersion, responses=_errors(404), tags=["models"])
+    @app.post(
+        "/models/{version}/activate",
+        response_model=ModelVersion,
+        responses=_errors(401, 404, 409),
+        dependencies=admin,
+        tags=["models"],
+    )
     def activate_model(version: Version) -> ModelVersion:
-        """Make ``version`` the active model, atomically; every worker serves it from its next request."""
+        """Make ``version`` the active model, atomically; every worker serves it from its next request.
+
+        Activating the version already active changes nothing. A version stored in the legacy SB3 format is refused
+        (409): it would run code when loaded.
+        """
         return registry.activate(version)
 
     @app.get("/catalog", response_model=CatalogResponse, tags=["catalog"])
@@ -219,14 +306,25 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @app.get("/health", response_model=HealthResponse, tags=["service"])
     def health() -> HealthResponse:
-        """Liveness: the registry's active version and the worker that answered."""
+        """Liveness: the registry's active version, the version this worker serves, and the worker that answered."""
         active, _ = registry.active_token()
-        return HealthResponse(status="ok", active_model=active, worker_pid=os.getpid(), version=package_version)
+        with contextlib.suppress(NoActiveModelError):
+            service.model()  # loads the active version if it changed, or records why it cannot
+        return HealthResponse(
+            status="degraded" if service.problem else "ok",
+            active_model=active,
+            served_model=service.served_version(),
+            problem=service.problem,
+            worker=WorkerHeaderMiddleware.worker_id,
+            version=package_version,
+        )
 
     @app.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}},
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}}
+        | _errors(401),
+        dependencies=read,
         tags=["service"],
     )
     def get_metrics() -> Response:
@@ -237,11 +335,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
 
 class WorkerHeaderMiddleware:
-    """Adds ``X-Worker-PID`` (the answering worker's process id) to every response, to tell workers apart."""
+    """Adds ``X-Worker-Id`` (a random id of the answering worker process, not its pid) to every response."""
+
+    worker_id = secrets.token_hex(4)  # drawn again in every worker process (spawned, so it imports this anew)
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.header = (b"x-worker-pid", str(os.getpid()).encode())
+        self.header = (b"x-worker-id", self.worker_id.encode())
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Pass the request on; add the header to the response's start."""
@@ -292,11 +392,12 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ConfigError)
     async def invalid_config(request: Request, exc: ConfigError) -> JSONResponse:
-        return field_error(exc.field, str(exc).removeprefix(f"{exc.field} "))
+        # The message ends with ", got <value>" for Python callers; the API does not echo input.
+        message = _GOT_VALUE.sub("", str(exc).removeprefix(f"{exc.field} ").removeprefix(f"{exc.field}: "))
+        return field_error(exc.field, message)
 
     async def plain_error(request: Request, exc: Exception) -> JSONResponse:
-        prefix = "the active model cannot predict: " if isinstance(exc, NoPredictionHeadsError) else ""
-        return error(_STATUS[type(exc)], prefix + str(exc))
+        return error(_STATUS[type(exc)], _public_message(exc))
 
     for exc_type in _STATUS:
         app.add_exception_handler(exc_type, plain_error)

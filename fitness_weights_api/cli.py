@@ -9,7 +9,12 @@ Every subcommand works on one service folder (``--home``, or ``FITNESS_WEIGHTS_H
     fitness-weights optimize --age 23 --gender male --fitness-level 0.6 \\
         --qualities 0.55,0.5,0.6,0.65,0.6 --target "3000 m run" --target 单杠引体向上
     fitness-weights evaluate active --trainees 200
+    fitness-weights tokens create --role admin --name ops   # the token alone on the last line, shown once
     fitness-weights serve --workers 2 --port 8000
+
+The commands act on the service folder directly, so whoever may write that folder administers the service; the
+HTTP API asks for tokens instead. No command unpickles a model: registered versions load from the registry's safe
+format, and a model file given to ``evaluate`` is converted the same way first.
 
 Exit codes: 0 done, 1 a failed or cancelled training job, 2 bad input (the message names the field),
 130 interrupted.
@@ -18,13 +23,12 @@ Exit codes: 0 done, 1 a failed or cancelled training job, 2 bad input (the messa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fitness_weights_api.jobs import FINAL_STATES, SUCCEEDED, ConfigError, Job, JobError, JobManager, TrainConfig
-from fitness_weights_api.registry import RegistryError
+from fitness_weights_api.registry import FORMAT, RegistryError
 from fitness_weights_api.settings import ServiceSettings
 
 __all__ = ["main"]
@@ -112,28 +116,41 @@ def _poll(jobs: JobManager, job_id: str, interval_s: float = 0.5) -> Job:
 # -- evaluate ------------------------------------------------------------------------------------------------
 
 
-def _model_file(settings: ServiceSettings, model: str) -> Path:
-    """A registry version (``v3``), ``active``, or a model file."""
+def _load_model(settings: ServiceSettings, model: str, device: str) -> Any:
+    """A registry version (``v3``), ``active``, or a model file (an SB3 archive, converted: nothing unpickled)."""
+    registry = settings.open_registry()
     if model == "active" or (model.startswith("v") and model[1:].isdigit()):
-        registry = settings.open_registry()
         if model == "active":
             record = registry.active()
             if record is None:
                 raise CommandError("model: no model version is active")
             model = record.version
-        return registry.path(model)
+        return registry.load(model, device=device)
     path = Path(model)
     if not path.is_file():
         raise CommandError(f"model: {model!r} is neither a registered version (v1, v2, ...), 'active', nor a file")
-    return path
+    from fitness_weights_api.model_format import (
+        ModelFormatError,
+        convert_sb3_archive,
+        file_bytes,
+        is_safetensors,
+        load_policy,
+        read_model,
+    )
+
+    try:
+        data = file_bytes(path, settings.max_model_bytes)
+        if is_safetensors(data):
+            return load_policy(read_model(data, settings.max_model_bytes), device=device)
+        return load_policy(convert_sb3_archive(data, max_bytes=settings.max_model_bytes), device=device)
+    except ModelFormatError as err:
+        raise CommandError(f"model: {path} is refused: {err}") from None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from sb3_ext import PPO
     from sb3_ext.evaluate import evaluate_model
 
-    path = _model_file(_settings(args), args.model)
-    model = PPO.load(path, device=args.device)
+    model = _load_model(_settings(args), args.model, args.device)
     report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed)
     print(report.to_markdown())
     if args.out is not None:
@@ -280,8 +297,10 @@ def _models(args: argparse.Namespace) -> int:
         print(f"active: {record.version}")
         return 0
     if args.action == "register":
-        record = registry.register(args.file, training_config={}, activate=args.activate)
-        print(f"registered {record.version}{' (active)' if record.active else ''}")
+        print(f"converting and checking {args.file} (a dry run in a child process) ...", file=sys.stderr)
+        record = registry.register(args.file, training_config={}, activate=args.activate, env_id=args.env_id)
+        policy = record.metadata.get("policy")
+        print(f"registered {record.version}{' (active)' if record.active else ''}: {policy} on {args.env_id}")
         return 0
     versions = registry.versions()
     if args.json:
@@ -294,7 +313,7 @@ def _models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"models in {registry.root}", title_justify="left")
-    for column in ("version", "active", "created", "score", "policy", "timesteps", "job"):
+    for column in ("version", "active", "created", "score", "policy", "timesteps", "job", "format"):
         table.add_column(column)
     for v in versions:
         score = "" if v.evaluation_score is None else f"{v.evaluation_score:.3f}"
@@ -307,7 +326,51 @@ def _models(args: argparse.Namespace) -> int:
             str(meta.get("policy", "")),
             str(meta.get("timesteps", "")),
             str(meta.get("job_id", ""))[:8],
+            v.format if v.format == FORMAT else f"{v.format} (never loaded: register again)",
         )
+    Console().print(table)
+    return 0
+
+
+# -- tokens --------------------------------------------------------------------------------------------------
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    tokens = _settings(args).open_tokens()
+    if args.action == "create":
+        record, token = tokens.create(args.role, args.name)
+        print(
+            f"created token {record.token_id} (role {record.role}); it is shown once, below: keep it secret",
+            file=sys.stderr,
+        )
+        print(
+            "send it as 'Authorization: Bearer <token>'; revoke it with 'fitness-weights tokens revoke "
+            f"{record.token_id}'",
+            file=sys.stderr,
+        )
+        print(token)  # alone on the last line of standard output, for scripts
+        return 0
+    if args.action == "revoke":
+        record = tokens.revoke(args.token_id)
+        print(
+            f"revoked {record.token_id} ({record.role}{', ' + record.name if record.name else ''}) at {record.revoked}"
+        )
+        return 0
+    records = tokens.list()
+    if args.json:
+        _print_json([vars(record) for record in records])
+        return 0
+    if not records:
+        print("no tokens: create one with 'fitness-weights tokens create --role admin'")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="API tokens (the store keeps their hashes only)", title_justify="left")
+    for column in ("id", "role", "name", "created", "revoked"):
+        table.add_column(column)
+    for record in records:
+        table.add_row(record.token_id, record.role, record.name, record.created, record.revoked or "")
     Console().print(table)
     return 0
 
@@ -321,16 +384,20 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - the api extra is not installed
         raise CommandError("serve needs the API packages: pip install 'fitness-weights[api]'") from None
     from fitness_weights_api.metrics import MULTIPROC_ENV
+    from fitness_weights_api.supervision import SUPERVISOR_PID_ENV, MetricsFolder, remove_stale_metrics_folders
 
     settings = _settings(args)
     os.environ.update(settings.to_env())  # every worker reads the same settings
-    metrics_dir = None
-    if args.workers > 1 and not os.environ.get(MULTIPROC_ENV):
-        metrics_dir = tempfile.mkdtemp(prefix="fitness-weights-metrics-")
-        os.environ[MULTIPROC_ENV] = metrics_dir  # /metrics sums every worker's figures
+    os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())  # each worker exits when this process ends, however it ends
     settings.open_jobs(settings.open_registry())  # create the folder and databases once, before the workers race
+    own_metrics = args.workers > 1 and not os.environ.get(MULTIPROC_ENV)
+    if not own_metrics:
+        remove_stale_metrics_folders(settings.home)  # those of killed servers (MetricsFolder removes them too)
     app = "fitness_weights_api.app:create_app"
-    try:
+    # HOME/metrics/serve-<hex>/, locked while this process lives: removed at exit, or by the next serve if killed
+    with MetricsFolder(settings.home) if own_metrics else contextlib.nullcontext() as metrics_dir:
+        if metrics_dir is not None:
+            os.environ[MULTIPROC_ENV] = str(metrics_dir)  # /metrics sums every worker's figures
         if args.workers == 1:
             uvicorn.run(app, factory=True, host=args.host, port=args.port, log_level=args.log_level)
         else:
@@ -341,10 +408,9 @@ def _serve(args: argparse.Namespace) -> int:
             )
             sockets = [_tcp_socket(args.host, args.port)]
             logging.getLogger("uvicorn.error").info("serving on http://%s:%d", args.host, sockets[0].getsockname()[1])
+            # From this (the main) thread: it spawns and respawns every worker, and PR_SET_PDEATHSIG (see
+            # fitness_weights_api.supervision) fires when the thread that spawned a worker ends.
             Multiprocess(config, sockets=sockets).run()
-    finally:
-        if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -484,7 +550,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register.add_argument("file", type=Path, help="the model file (.zip)")
     register.add_argument("--activate", action="store_true", help="make it the active version")
+    register.add_argument(
+        "--env-id", default="FitnessWeights-v0", help="the environment it acts in (default FitnessWeights-v0)"
+    )
     models.set_defaults(run=_models)
+
+    from fitness_weights_api.tokens import ROLES
+
+    tokens = commands.add_parser(
+        "tokens",
+        help="create, list or revoke the HTTP API's bearer tokens",
+        description="Bearer tokens of the HTTP API, hashed at rest in the service folder. Roles: read (job and "
+        "model listings, metrics, and optimize/predict when FITNESS_WEIGHTS_REQUIRE_TOKEN=1), admin (also "
+        "training, cancelling and activating).",
+    )
+    token_actions = tokens.add_subparsers(dest="action", required=True, metavar="action")
+    create = token_actions.add_parser(
+        "create", help="make a token", description="Make a token; it is printed once, alone on the last line."
+    )
+    create.add_argument("--role", required=True, choices=ROLES, help="what it allows")
+    create.add_argument("--name", default="", help="what it is for (shown in listings)")
+    token_list = token_actions.add_parser("list", help="list the tokens", description="List the tokens.")
+    token_list.add_argument("--json", action="store_true", help="print JSON")
+    revoke = token_actions.add_parser("revoke", help="revoke a token", description="Revoke a token by its id.")
+    revoke.add_argument("token_id", help="the token's id (see 'tokens list')")
+    tokens.set_defaults(run=_tokens)
 
     serve = commands.add_parser(
         "serve",

@@ -116,12 +116,12 @@ class ModelChecker:
                 process.stdin.write(_LENGTH.pack(len(content)) + content)
                 process.stdin.flush()
                 line = _read_line(process.stdout, self.timeout_s)
-            except (BrokenPipeError, OSError):
-                self._stop()
-                raise ModelCheckError("dry_run", "the check process failed") from None
-            except TimeoutError:
+            except TimeoutError:  # before OSError, of which it is a subclass
                 self._stop()
                 raise ModelCheckError("dry_run", f"took longer than {self.timeout_s:g} s") from None
+            except OSError:  # a broken pipe: the child died
+                self._stop()
+                raise ModelCheckError("dry_run", "the check process failed") from None
             if not line:
                 code = self._stop()
                 reason = f"was killed by signal {-code}" if code is not None and code < 0 else "ended"

@@ -57,6 +57,7 @@ __all__ = [
     "ServedModel",
     "convert_sb3_archive",
     "load_policy",
+    "make_manifest",
     "read_model",
 ]
 
@@ -198,19 +199,35 @@ def convert_sb3_archive(
     if len(names) > 1:  # pragma: no cover - today every allowed class lives in its own module
         raise ModelFormatError("policy_class", f"is ambiguous among {names}")
     version = entries.get(SB3_VERSION_ENTRY, b"").decode("utf-8", "replace").strip()[:32]
+    return SafeModel(make_manifest(names[0], kwargs, env_id, training_config, version or None), tensors)
+
+
+def make_manifest(
+    policy: str,
+    policy_kwargs: Any,
+    env_id: str = ENV_IDS[0],
+    training_config: dict[str, Any] | None = None,
+    sb3_version: str | None = None,
+) -> dict[str, Any]:
+    """The manifest of a ``policy`` (a name in :data:`POLICIES`) with these arguments, acting in ``env_id``.
+
+    Raises:
+        ModelFormatError: An unknown policy or env id, or arguments that are not plain JSON (the field is named).
+    """
+    if policy not in POLICIES:
+        raise ModelFormatError("policy", f"must be one of {list(POLICIES)}")
     observation_space, action_space = env_spaces(env_id)
-    manifest = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "policy": names[0],
-        "policy_kwargs": _check_kwargs(kwargs),
+        "policy": policy,
+        "policy_kwargs": _check_kwargs(policy_kwargs),
         "env_id": env_id,
         "observation_space": space_to_data(observation_space),
         "action_space": space_to_data(action_space),
         "training_config": _json_object("training_config", training_config or {}),
-        "sb3_version": version or None,
+        "sb3_version": sb3_version,
     }
-    return SafeModel(manifest, tensors)
 
 
 def _read_entries(data: bytes, needed: tuple[str, ...], optional: tuple[str, ...], max_bytes: int) -> dict[str, bytes]:
@@ -387,15 +404,20 @@ def load_policy(model: SafeModel, device: str = "cpu") -> ServedModel:
     observation_space, action_space = env_spaces(manifest["env_id"])
     try:
         policy = policy_class(observation_space, action_space, _constant_zero, **kwargs)
-    except (TypeError, ValueError, RuntimeError, AssertionError) as err:
+    except RuntimeError as err:
+        if "allocate" in str(err):  # torch's allocator refused: the arguments ask for more memory than allowed
+            raise MemoryError(str(err)) from None
+        raise ModelFormatError("policy_kwargs", f"do not build a {manifest['policy']}: {err}") from None
+    except (TypeError, ValueError, AssertionError) as err:
         raise ModelFormatError("policy_kwargs", f"do not build a {manifest['policy']}: {err}") from None
     expected = policy.state_dict()
-    for key in expected:
-        if key not in model.tensors:
-            raise ModelFormatError("weights", f"the parameter {key!r} of {manifest['policy']} is missing")
-    for key, tensor in model.tensors.items():
+    for key in model.tensors:
         if key not in expected:
             raise ModelFormatError("weights", f"{key!r} is not a parameter of {manifest['policy']}")
+    for key in expected:  # in the policy's order: the first mismatch is the one nearest the input
+        tensor = model.tensors.get(key)
+        if tensor is None:
+            raise ModelFormatError("weights", f"the parameter {key!r} of {manifest['policy']} is missing")
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise ModelFormatError(
                 "weights",

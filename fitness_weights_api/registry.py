@@ -389,20 +389,24 @@ class ModelRegistry:
         """
         from fitness_weights_api.model_format import ModelFormatError, load_policy, read_model
 
-        record = self.get(version)
+        data = self._verified_bytes(self.get(version))
+        try:
+            return load_policy(read_model(data, max(self.max_model_bytes, len(data))), device=device)
+        except ModelFormatError as err:
+            raise ModelRefusedError(f"version {version} is refused: {err}", err.field, str(err)) from None
+
+    def _verified_bytes(self, record: ModelVersion) -> bytes:
+        """The model file of ``record``, read once, refused unless its format, size and SHA-256 are the record's."""
         self._check_format(record)
         file = self._check_file(record)
         try:
             data = file.read_bytes()
         except OSError as err:
-            raise RegistryError(f"the model file of version {version} cannot be read: {err.strerror}") from None
+            raise RegistryError(f"the model file of version {record.version} cannot be read: {err.strerror}") from None
         if len(data) != record.size_bytes or hashlib.sha256(data).hexdigest() != record.sha256:
             reason = "sha256: the model file does not match the hash it was registered with (it was changed)"
-            raise ModelRefusedError(f"version {version} is refused: {reason}", "sha256", reason)
-        try:
-            return load_policy(read_model(data, max(self.max_model_bytes, len(data))), device=device)
-        except ModelFormatError as err:
-            raise ModelRefusedError(f"version {version} is refused: {err}", err.field, str(err)) from None
+            raise ModelRefusedError(f"version {record.version} is refused: {reason}", "sha256", reason)
+        return data
 
     def _check_format(self, record: ModelVersion) -> None:
         if record.format != FORMAT:
@@ -445,7 +449,8 @@ class ModelRegistry:
             The record of the now active version.
 
         Raises:
-            ModelRefusedError: The version is in the legacy format, which is never loaded (``format``).
+            ModelRefusedError: The version is in the legacy format, which is never loaded (``format``), or its file
+                does not match its SHA-256 (``sha256``).
             RegistryError: ``version`` is not a version id, or its model file is missing (the registry is
                 damaged); the active version is unchanged.
             UnknownVersionError: ``version`` is not registered; the active version is unchanged.
@@ -455,8 +460,8 @@ class ModelRegistry:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 record = _to_version(self._lookup(conn, number, version))
-                self._check_format(record)
-                self._check_file(record)
+                if not record.active:  # activating the active version changes nothing
+                    self._verified_bytes(record)
                 conn.execute(_ACTIVATE, (number, number))
                 conn.execute("COMMIT")
             except BaseException:

@@ -1,4 +1,5 @@
 import contextlib
+import io
 import os
 import signal
 import socket
@@ -90,12 +91,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ApiServer:
-    """``fitness-weights serve`` in a subprocess on a free loopback port; its output goes to ``home/server.log``."""
+def make_token(home: Path, role: str = "admin") -> str:
+    """A new API token of ``role`` in the service folder's token store (as ``fitness-weights tokens create``)."""
+    from fitness_weights_api.settings import ServiceSettings
 
-    def __init__(self, home: Path, workers: int = 1, **settings: str) -> None:
+    return ServiceSettings(home=home).open_tokens().create(role, f"tests-{role}")[1]
+
+
+class ApiServer:
+    """``fitness-weights serve`` in a subprocess on a free loopback port; its output goes to ``home/server.log``.
+
+    ``admin_token`` (made in the home's token store unless ``with_token=False``) is what the tests and the
+    teardown send to the routes that need one; ``auth`` is its header.
+    """
+
+    def __init__(self, home: Path, workers: int = 1, with_token: bool = True, **settings: str) -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
+        self.admin_token = make_token(self.home) if with_token else None
+        self.auth = {"Authorization": f"Bearer {self.admin_token}"} if with_token else {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "OMP_NUM_THREADS": "1", "FITNESS_WEIGHTS_TORCH_THREADS": "1"}
@@ -132,10 +146,12 @@ class ApiServer:
         """Cancel the jobs still queued or running (job processes outlive the server otherwise)."""
         import httpx
 
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            for job in httpx.get(f"{self.url}/train", params={"limit": 1000}, timeout=30).json():
+        if not self.auth:
+            return
+        with contextlib.suppress(httpx.HTTPError, ValueError, TypeError):
+            for job in httpx.get(f"{self.url}/train", params={"limit": 1000}, headers=self.auth, timeout=30).json():
                 if job["state"] in ("queued", "running"):
-                    httpx.delete(f"{self.url}/train/{job['job_id']}", timeout=60)
+                    httpx.delete(f"{self.url}/train/{job['job_id']}", headers=self.auth, timeout=60)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -155,10 +171,53 @@ def api_servers():
     """Start servers with ``api_servers(home, workers=1, **settings)``; every one is stopped at the end."""
     servers: list[ApiServer] = []
 
-    def start(home: Path, workers: int = 1, **settings: str) -> ApiServer:
-        servers.append(ApiServer(home, workers, **settings))
+    def start(home: Path, workers: int = 1, with_token: bool = True, **settings: str) -> ApiServer:
+        servers.append(ApiServer(home, workers, with_token, **settings))
         return servers[-1]
 
     yield start
     for server in servers:
         server.stop()
+
+
+# -- hostile model files ----------------------------------------------------------------------------------------
+
+
+class MarkerPayload:
+    """Pickles to a call that creates ``marker``: what an attacker's archive runs in whoever unpickles it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = Path(marker)
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def hostile_archive(source: Path, target: Path, marker: Path, *, weights_payload: bool = False) -> Path:
+    """A copy of the SB3 archive ``source`` whose pickled fields (policy class, spaces, schedules) run the payload.
+
+    ``weights_payload`` also puts it in ``policy.pth`` (a pickle beside the tensors, as ``torch.save`` writes it).
+    """
+    import base64
+    import json
+    import pickle
+    import zipfile
+
+    import torch as th
+
+    payload = base64.b64encode(pickle.dumps(MarkerPayload(marker))).decode()
+    with zipfile.ZipFile(source) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    data = json.loads(entries["data"])
+    for key in ("policy_class", "observation_space", "action_space", "lr_schedule", "clip_range"):
+        data[key][":serialized:"] = payload
+    entries["data"] = json.dumps(data).encode()
+    if weights_payload:
+        state = th.load(io.BytesIO(entries["policy.pth"]), weights_only=True)
+        buffer = io.BytesIO()
+        th.save({**state, "extra": MarkerPayload(marker)}, buffer)
+        entries["policy.pth"] = buffer.getvalue()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return target

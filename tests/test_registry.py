@@ -1,8 +1,11 @@
-"""The model registry on real SQLite files under tmp_path, shared by real (spawned) processes."""
+"""The model registry on real SQLite files under tmp_path, shared by real (spawned) processes.
+
+The models are untrained policies (distinct seeds give distinct weights) in the registry's own format; converting
+SB3 archives, the dry run and what the registry refuses are in test_model_format.py.
+"""
 
 import contextlib
 import hashlib
-import io
 import json
 import math
 import multiprocessing
@@ -16,27 +19,47 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch as th
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from fitness_weights_api import ModelRegistry, RegistryError, UnknownVersionError
 from fitness_weights_api import registry as registry_module
+from fitness_weights_api.model_format import SafeModel, env_spaces, make_manifest, read_model
 
 SPAWN = multiprocessing.get_context("spawn")
 JOIN_TIMEOUT_S = 60
 
 
-def model_bytes(seed: int, entries: tuple[str, ...] = ("data", "policy.pth"), size: int = 512) -> bytes:
-    """A small zip laid out as SB3's save lays it out; the same seed gives the same bytes."""
-    payload = random.Random(seed).randbytes(size)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+def model_bytes(seed: int) -> bytes:
+    """An untrained MlpPolicy in the registry's format; the same seed gives the same bytes in every process.
+
+    (Orthogonal initialization gives other weights with another number of torch threads; PyTorch's default does not.)
+    """
+    th.manual_seed(seed)
+    kwargs = {"ortho_init": False}
+    policy = ActorCriticPolicy(*env_spaces("FitnessWeights-v0"), lambda _: 0.0, **kwargs)
+    return SafeModel(make_manifest("MlpPolicy", kwargs), policy.state_dict()).to_bytes()
+
+
+def weights_digest(data: bytes) -> str:
+    """A hash of a model file's weights alone (the registry writes the training config into the manifest)."""
+    tensors = read_model(data, 1 << 30).tensors
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(name.encode() + tensors[name].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write_model(path: Path, seed: int) -> Path:
+    path.write_bytes(model_bytes(seed))
+    return path
+
+
+def sb3_like_zip(path: Path, entries: tuple[str, ...]) -> Path:
+    """A zip with some of the entries SB3's save writes, holding nothing of a model."""
+    with zipfile.ZipFile(path, "w") as archive:
         for name in entries:
-            content = json.dumps({"seed": seed}) if name == "data" else payload
-            archive.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), content)
-    return buffer.getvalue()
-
-
-def write_model(path: Path, seed: int, **kwargs) -> Path:
-    path.write_bytes(model_bytes(seed, **kwargs))
+            archive.writestr(name, json.dumps({"x": 1}) if name == "data" else random.Random(0).randbytes(64))
     return path
 
 
@@ -69,9 +92,9 @@ def assert_consistent(registry: ModelRegistry) -> list[str]:
     versions = registry.versions()
     for record in versions:
         path = registry.path(record.version)
-        assert path == registry.models_dir / f"{record.version}.zip"
+        assert path == registry.models_dir / f"{record.version}.safetensors"
         assert (sha256_of(path), path.stat().st_size) == (record.sha256, record.size_bytes)
-    return sorted(set(os.listdir(registry.models_dir)) - {f"{v.version}.zip" for v in versions})
+    return sorted(set(os.listdir(registry.models_dir)) - {f"{v.version}.safetensors" for v in versions})
 
 
 def snapshot(registry: ModelRegistry) -> tuple:
@@ -87,7 +110,7 @@ def registry(tmp_path) -> ModelRegistry:
 def models(tmp_path) -> list[Path]:
     """Three distinct valid model files outside the registry."""
     (tmp_path / "src").mkdir()
-    return [write_model(tmp_path / "src" / f"model{seed}.zip", seed) for seed in range(3)]
+    return [write_model(tmp_path / "src" / f"model{seed}.safetensors", seed) for seed in range(3)]
 
 
 # -- child processes (top level so that spawn can import them) -------------------------------------------
@@ -106,7 +129,7 @@ def _register_many(root: str, worker: int, count: int, start) -> None:
     start.wait(JOIN_TIMEOUT_S)
     registry = ModelRegistry(root)  # the workers also race to create the schema
     for i in range(count):
-        source = write_model(Path(root).parent / f"source-{worker}-{i}.zip", seed=1000 * worker + i)
+        source = write_model(Path(root).parent / f"source-{worker}-{i}.safetensors", seed=1000 * worker + i)
         registry.register(
             source, training_config={"worker": worker, "i": i}, evaluation_score=i / 10, activate=i % 3 == 0
         )
@@ -135,14 +158,15 @@ def _crash_while_registering(root: str, source: str, point: str) -> None:
 
 def _register_paused(root: str, source: str, paused, resume) -> None:
     """Register, pausing after the temporary copy is written (flocked) and before the transaction."""
-    check_archive = registry_module._check_archive
+    write = registry_module._write
 
-    def pause(*args) -> None:
+    def pause(*args):
+        written = write(*args)
         paused.set()
         resume.wait(JOIN_TIMEOUT_S)
-        check_archive(*args)
+        return written
 
-    registry_module._check_archive = pause
+    registry_module._write = pause
     ModelRegistry(root).register(source, training_config={"paused": True})
 
 
@@ -158,19 +182,21 @@ def test_register_list_get_round_trip(registry, models):
     assert [v.version for v in (first, second, third)] == ["v1", "v2", "v3"]
     assert registry.versions() == [first, second, third]
     assert registry.get("v1") == first
-    assert (first.training_config, first.evaluation_score, first.metadata) == (config, 0.75, {"job": "j1"})
-    assert (second.evaluation_score, second.metadata) == (None, {})
+    described = {"policy": "MlpPolicy", "env_id": "FitnessWeights-v0"}
+    assert (first.training_config, first.evaluation_score, first.metadata) == (config, 0.75, {**described, "job": "j1"})
+    assert (second.evaluation_score, second.metadata) == (None, described)
     assert third.evaluation_score == -2.0 and isinstance(third.evaluation_score, float)
     assert not any(v.active for v in registry.versions())
     assert first.created <= second.created <= third.created
     assert first.created.endswith("+00:00")
     for record, source in zip((first, second, third), models, strict=True):
-        path = registry.path(record.version)
-        assert path.read_bytes() == source.read_bytes()
-        assert (record.sha256, record.size_bytes) == (sha256_of(source), source.stat().st_size)
+        stored = registry.path(record.version).read_bytes()
+        assert weights_digest(stored) == weights_digest(source.read_bytes())
+        assert read_model(stored, 1 << 30).manifest["training_config"] == record.training_config
+        assert record.format == "safetensors-1"
     assert assert_consistent(registry) == []
     assert sorted(os.listdir(registry.root)) == ["models", "registry.sqlite"]
-    assert sorted(os.listdir(registry.models_dir)) == ["v1.zip", "v2.zip", "v3.zip"]
+    assert sorted(os.listdir(registry.models_dir)) == ["v1.safetensors", "v2.safetensors", "v3.safetensors"]
 
 
 def test_records_are_copies_and_the_source_may_go(registry, models):
@@ -218,16 +244,16 @@ def test_activation_keeps_exactly_one_active_and_counts_changes(registry, models
         assert [v.version for v in registry.versions() if v.active] == [version]
         assert registry.active() == registry.get(version)
         tokens.append(registry.active_token())
-    assert tokens == [("v2", 1), ("v3", 2), ("v3", 3), ("v1", 4)]
+    assert tokens == [("v2", 1), ("v3", 2), ("v3", 2), ("v1", 3)]  # activating the active version is a no-op
 
     with pytest.raises(UnknownVersionError, match="'v4'; known versions: v1, v2, v3"):
         registry.activate("v4")
     with pytest.raises(RegistryError, match="version"):
         registry.activate("../v2")
-    assert registry.active_token() == ("v1", 4)
+    assert registry.active_token() == ("v1", 3)
 
     fourth = registry.register(models[0], training_config={}, activate=True)
-    assert fourth.active and registry.active_token() == ("v4", 5)
+    assert fourth.active and registry.active_token() == ("v4", 4)
     assert [v.version for v in registry.versions() if v.active] == ["v4"]
 
 
@@ -247,14 +273,14 @@ def test_the_schema_allows_one_active_row_and_only_registered_versions(registry,
 def test_a_missing_model_file_is_reported_not_loaded_or_activated(registry, models):
     registry.register(models[0], training_config={})
     registry.register(models[1], training_config={}, activate=True)
-    (registry.models_dir / "v1.zip").unlink()
-    with pytest.raises(RegistryError, match=r"damaged.*v1\.zip.*missing"):
+    (registry.models_dir / "v1.safetensors").unlink()
+    with pytest.raises(RegistryError, match=r"damaged.*v1\.safetensors.*missing"):
         registry.path("v1")
     with pytest.raises(RegistryError, match="damaged"):
         registry.activate("v1")
     assert registry.active_token() == ("v2", 1)
-    (registry.models_dir / "v2.zip").write_bytes(b"truncated")
-    with pytest.raises(RegistryError, match=r"v2\.zip.* has 9 bytes"):
+    (registry.models_dir / "v2.safetensors").write_bytes(b"truncated")
+    with pytest.raises(RegistryError, match=r"v2\.safetensors.* has 9 bytes"):
         registry.path("v2")
 
 
@@ -321,7 +347,7 @@ def test_concurrent_registrations_from_several_processes_lose_nothing(tmp_path):
     assert registered == [(worker, i) for worker in range(workers) for i in range(count)]
     for record in versions:
         seed = 1000 * record.training_config["worker"] + record.training_config["i"]
-        assert record.sha256 == hashlib.sha256(model_bytes(seed)).hexdigest()
+        assert weights_digest(registry.path(record.version).read_bytes()) == weights_digest(model_bytes(seed))
         assert record.evaluation_score == record.training_config["i"] / 10
     assert assert_consistent(registry) == []  # no temporary files left
     activations = workers * len(range(0, count, 3))
@@ -345,7 +371,7 @@ def test_a_process_killed_mid_registration_leaves_nothing_behind(registry, model
     if point == "before_rename":
         assert len(leftovers) == 1 and leftovers[0].startswith(".partial-")
     else:
-        assert leftovers == ["v2.zip"]
+        assert leftovers == ["v2.safetensors"]
         with pytest.raises(UnknownVersionError):
             registry.path("v2")
 
@@ -355,7 +381,7 @@ def test_a_process_killed_mid_registration_leaves_nothing_behind(registry, model
         assert assert_consistent(registry) == []
     record = registry.register(models[2], training_config={"after": point})
     assert record.version == "v2"
-    assert registry.path("v2").read_bytes() == models[2].read_bytes()
+    assert weights_digest(registry.path("v2").read_bytes()) == weights_digest(models[2].read_bytes())
     assert assert_consistent(registry) == []
 
 
@@ -367,17 +393,17 @@ def test_a_registration_in_progress_in_another_process_is_not_swept(registry, mo
         (temp,) = os.listdir(registry.models_dir)
         registry.register(models[1], training_config={})  # sweeps, but the child holds its temp file's lock
         ModelRegistry(registry.root)
-        assert sorted(os.listdir(registry.models_dir)) == sorted([temp, "v1.zip"])
+        assert sorted(os.listdir(registry.models_dir)) == sorted([temp, "v1.safetensors"])
     finally:
         resume.set()
         assert join(child) == 0
     assert [v.training_config for v in registry.versions()] == [{}, {"paused": True}]
-    assert registry.path("v2").read_bytes() == models[0].read_bytes()
+    assert weights_digest(registry.path("v2").read_bytes()) == weights_digest(models[0].read_bytes())
     assert assert_consistent(registry) == []
 
 
 def test_a_process_killed_at_a_random_moment_leaves_a_consistent_registry(registry, tmp_path):
-    source = write_model(tmp_path / "big.zip", seed=5, size=1 << 20)
+    source = write_model(tmp_path / "model.safetensors", seed=5)
     child = run_child(_register_forever, str(registry.root), str(source))
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     while len(registry.versions()) < 3 and time.monotonic() < deadline:
@@ -390,7 +416,7 @@ def test_a_process_killed_at_a_random_moment_leaves_a_consistent_registry(regist
     assert len(versions) >= 3
     assert [v.version for v in versions] == [f"v{n}" for n in range(1, len(versions) + 1)]
     leftovers = assert_consistent(registry)  # no row without its whole file
-    assert leftovers in ([], [f"v{len(versions) + 1}.zip"]) or (
+    assert leftovers in ([], [f"v{len(versions) + 1}.safetensors"]) or (
         len(leftovers) == 1 and leftovers[0].startswith(".partial-")
     )
     registry.register(source, training_config={"i": "after"})
@@ -410,19 +436,24 @@ class Unserializable:
         (lambda d: d / "missing.zip", {}, "model_file .*does not exist"),
         (lambda d: d, {}, "model_file .*not a regular file"),
         (lambda d: write_text(d / "notes.txt"), {}, "model_file .*not a readable zip"),
-        (lambda d: write_model(d / "empty.zip", 0, entries=()), {}, "model_file .*not a Stable-Baselines3 model"),
-        (lambda d: write_model(d / "nopth.zip", 0, entries=("data",)), {}, "model_file .*not a Stable-Baselines3"),
-        (lambda d: write_model(d / "nodata.zip", 0, entries=("policy.pth",)), {}, "model_file .*'data' entry"),
-        (lambda d: d / "model0.zip", {"training_config": [1]}, "training_config must be a dict"),
-        (lambda d: d / "model0.zip", {"training_config": {"x": Unserializable()}}, "training_config is not JSON"),
-        (lambda d: d / "model0.zip", {"training_config": {"lr": math.nan}}, "training_config is not JSON"),
-        (lambda d: d / "model0.zip", {"metadata": {"when": {1, 2}}}, "metadata is not JSON"),
-        (lambda d: d / "model0.zip", {"metadata": "job-1"}, "metadata must be a dict"),
-        (lambda d: d / "model0.zip", {"evaluation_score": math.nan}, "evaluation_score"),
-        (lambda d: d / "model0.zip", {"evaluation_score": -math.inf}, "evaluation_score"),
-        (lambda d: d / "model0.zip", {"evaluation_score": "0.5"}, "evaluation_score"),
-        (lambda d: d / "model0.zip", {"evaluation_score": True}, "evaluation_score"),
-        (lambda d: d / "model0.zip", {"activate": "yes"}, "activate"),
+        (lambda d: sb3_like_zip(d / "empty.zip", ()), {}, "model_file .*not a Stable-Baselines3 model"),
+        (lambda d: sb3_like_zip(d / "nopth.zip", ("data",)), {}, r"model_file .*lacks the entries \['policy.pth'\]"),
+        (lambda d: sb3_like_zip(d / "nodata.zip", ("policy.pth",)), {}, r"model_file .*lacks the entries \['data'\]"),
+        (lambda d: sb3_like_zip(d / "junk.zip", ("data", "policy.pth")), {}, "model_file .*policy.pth: refused by"),
+        (lambda d: d / "model0.safetensors", {"training_config": [1]}, "training_config must be a dict"),
+        (
+            lambda d: d / "model0.safetensors",
+            {"training_config": {"x": Unserializable()}},
+            "training_config is not JSON",
+        ),
+        (lambda d: d / "model0.safetensors", {"training_config": {"lr": math.nan}}, "training_config is not JSON"),
+        (lambda d: d / "model0.safetensors", {"metadata": {"when": {1, 2}}}, "metadata is not JSON"),
+        (lambda d: d / "model0.safetensors", {"metadata": "job-1"}, "metadata must be a dict"),
+        (lambda d: d / "model0.safetensors", {"evaluation_score": math.nan}, "evaluation_score"),
+        (lambda d: d / "model0.safetensors", {"evaluation_score": -math.inf}, "evaluation_score"),
+        (lambda d: d / "model0.safetensors", {"evaluation_score": "0.5"}, "evaluation_score"),
+        (lambda d: d / "model0.safetensors", {"evaluation_score": True}, "evaluation_score"),
+        (lambda d: d / "model0.safetensors", {"activate": "yes"}, "activate"),
     ],
 )
 def test_bad_registrations_name_the_field_and_leave_nothing(registry, models, make_source, kwargs, field):
@@ -435,9 +466,9 @@ def test_bad_registrations_name_the_field_and_leave_nothing(registry, models, ma
     assert registry.register(models[2], training_config={}).version == "v2"  # no number was used up
 
 
-def test_a_damaged_zip_is_refused(registry, models, tmp_path):
-    data = bytearray(models[0].read_bytes())
-    with zipfile.ZipFile(models[0]) as archive:
+def test_a_damaged_zip_is_refused(registry, tiny_models, tmp_path):
+    data = bytearray(tiny_models["mlp"].read_bytes())
+    with zipfile.ZipFile(tiny_models["mlp"]) as archive:
         info = archive.getinfo("policy.pth")
     data[info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2] ^= 0xFF
     (tmp_path / "damaged.zip").write_bytes(bytes(data))
