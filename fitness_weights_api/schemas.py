@@ -6,16 +6,31 @@ The trainee fields are the original API's: ``user_id``, ``age``, ``gender``, ``f
 schema can say (types, ranges, lengths) it says, so the OpenAPI document describes it; what needs the
 catalog (a subject name, a missing quality) is checked by :meth:`TraineeRequest.to_profile`, which raises
 :class:`RequestFieldError` naming the request field.
+
+The request models are strict, with JSON's types: no bool, string or null for a number, no number or string
+for a bool, no number for a string. A float field takes any number (``1`` as well as ``1.0``: JSON has one
+number type), and for the same reason an integer field takes an integral ``23.0`` (but not ``23.5``).
+
+Errors never repeat the request's input, so that a client can show them as they are: they name the field and
+the position (``target_subjects: item 1 is an unknown subject; did you mean '3000 m run'?``,
+``current_qualities.4.value: Input should be less than or equal to 1``), never the value or a name the
+client made up. Suggestions come from the catalog. A misspelt top-level field is named when its name looks
+like a field name (``favourite_colour: Extra inputs are not permitted``), and counted otherwise.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic_core import PydanticCustomError, PydanticKnownError
+from typing_extensions import TypedDict
 
 from fitness_weights_api.jobs import MAX_EVAL_TRAINEES, MAX_N_ENVS, MAX_SEED, POLICIES, PRESET_NAMES, Job
 from fitness_weights_api.registry import ModelVersion
@@ -51,6 +66,19 @@ __all__ = [
 
 UnitFloat = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
+# What an error may repeat of a location: a field's name (lowercase, digits, underscores; short). A name the
+# client sent that is not of this form (a dict key, an unknown field) is never repeated: nothing of it is.
+_FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+
+
+def _whole(value: Any) -> Any:
+    """An integral float (``23.0``) as an int: JSON has one number type. Anything else is left to strict validation."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+"""A strict integer (no bool, no string) that also takes an integral float."""
+
 
 def _names(items: Any) -> list[str]:
     return [name for item in items for name in (item.name_en, item.name_zh)]
@@ -71,40 +99,95 @@ METRIC_LABELS = list(METRIC_NAMES)
 _API_FIELDS = {"qualities": "current_qualities", "targets": "target_subjects"}
 
 
+class _Entry(TypedDict):
+    """One ``name: value`` pair of a by-name field, validated at its position (an error never quotes the name)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    value: UnitFloat
+
+
+def _entries(size: int) -> Callable[[Any], Any]:
+    def entries(value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise PydanticKnownError("dict_type")
+        if len(value) > size:
+            raise PydanticKnownError(
+                "too_long", {"field_type": "Dictionary", "max_length": size, "actual_length": len(value)}
+            )
+        return [{"name": name, "value": item} for name, item in value.items()]
+
+    return entries
+
+
+def _by_name(name: Any, size: int) -> Any:
+    """Values by name (at most ``size``, one per catalog item): a JSON object, checked entry by entry.
+
+    Validated as a list of ``{name, value}`` entries, so that an error's location is ``[field, position, "name"]``
+    or ``[field, position, "value"]`` (pydantic would put the client's key there); kept and dumped as a dict, and
+    described in the OpenAPI document as the object it is.
+    """
+    mapping = Annotated[dict[name, UnitFloat], Field(max_length=size)]
+    return Annotated[
+        list[_Entry],
+        BeforeValidator(_entries(size), json_schema_input_type=mapping),
+        AfterValidator(lambda entries: {entry["name"]: entry["value"] for entry in entries}),
+        PlainSerializer(lambda values: values, return_type=mapping),
+    ]
+
+
+QualityValues = _by_name(QualityName, CATALOG.n_qualities)
+SubjectValues = _by_name(SubjectName, CATALOG.n_subjects)
+MetricValues = _by_name(MetricName, len(METRIC_NAMES))
+
+
 class RequestFieldError(ValueError):
     """A request field that the schema accepts but the catalog or the profile rules refuse.
 
+    ``str(error)`` is ``"{field}: {detail}"``, for a Python or command-line user, who may be shown what they
+    typed; the HTTP API answers ``field`` and ``message`` only.
+
     Args:
         field: The request field, as the API names it (``target_subjects``, ``current_qualities``, ...).
-        message: What is wrong, for the client.
+        message: What is wrong, for an HTTP client: it names positions and catalog names, never the input.
+        detail: What is wrong for a Python user; it may quote the input (``message`` when ``None``).
     """
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+    def __init__(self, field: str, message: str, detail: str | None = None) -> None:
+        super().__init__(f"{field}: {message if detail is None else detail}")
         self.field = field
         self.message = message
 
 
-def _named_values(
-    field: str, values: dict[str, float], kind: str, index: Any, labels: list[str], defaults: np.ndarray | None
-) -> np.ndarray:
-    """Values given by name (``index`` resolves a name) as an array; unnamed ones from ``defaults`` (or missing)."""
-    size = len(labels)
-    array = np.full(size, np.nan) if defaults is None else np.array(defaults, dtype=np.float64)
-    seen: dict[int, str] = {}
-    for name, value in values.items():
+@dataclass(frozen=True)
+class _Kind:
+    """The names of one kind of item (quality, subject or metric) and how a name finds its index.
+
+    Attributes:
+        kind: What an item is called in messages.
+        index: A name's index; raises :class:`~fitness_weights_env.UnknownNameError` (quoting the name).
+        labels: English names, in index order.
+        choices: Every accepted spelling (English and Chinese), for suggestions.
+    """
+
+    kind: str
+    index: Callable[[str], int]
+    labels: list[str]
+    choices: list[str]
+
+    def resolve(self, field: str, where: str, name: str) -> int:
+        """The index of ``name``, given at ``where`` (``"item 2"``) of ``field``.
+
+        Raises:
+            RequestFieldError: The name is unknown; the message suggests close catalog names.
+        """
         try:
-            i = index(name)
+            return self.index(name)
         except UnknownNameError as err:
-            raise RequestFieldError(field, str(err)) from None
-        if i in seen:
-            raise RequestFieldError(field, f"{kind} {name!r} is given twice (also as {seen[i]!r})")
-        seen[i] = name
-        array[i] = value
-    if defaults is None and len(seen) < size:
-        missing = [labels[i] for i in range(size) if i not in seen]
-        raise RequestFieldError(field, f"missing {kind} values: {', '.join(missing)} (all {size} are needed)")
-    return array
+            display = {choice.casefold(): choice for choice in self.choices}
+            close = difflib.get_close_matches(" ".join(name.split()).casefold(), list(display), n=5, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(display[c]) for c in close)}?" if close else ""
+            known = f" (known: {', '.join(self.labels)})" if len(self.labels) <= 5 else ""
+            raise RequestFieldError(field, f"{where} is an unknown {self.kind}{known}{hint}", str(err)) from None
 
 
 def _metric_index(name: str) -> int:
@@ -117,11 +200,73 @@ def _metric_index(name: str) -> int:
     raise UnknownNameError(f"unknown metric {name!r}{hint}; the metrics are {list(METRIC_NAMES)}")
 
 
-class TraineeRequest(BaseModel):
+_QUALITIES = _Kind("quality", CATALOG.quality_index, QUALITY_LABELS, _names(CATALOG.qualities))
+_SUBJECTS = _Kind("subject", CATALOG.subject_index, SUBJECT_LABELS, _names(CATALOG.subjects))
+_METRICS = _Kind("metric", _metric_index, METRIC_LABELS, METRIC_LABELS)
+
+
+def _named_values(field: str, values: dict[str, float], names: _Kind, defaults: np.ndarray | None) -> np.ndarray:
+    """Values given by name as an array; unnamed ones from ``defaults`` (or all needed when ``None``)."""
+    size = len(names.labels)
+    array = np.full(size, np.nan) if defaults is None else np.array(defaults, dtype=np.float64)
+    seen: dict[int, tuple[int, str]] = {}
+    for position, (name, value) in enumerate(values.items()):
+        i = names.resolve(field, f"entry {position}", name)
+        if i in seen:
+            first, other = seen[i]
+            raise RequestFieldError(
+                field,
+                f"entries {first} and {position} both give {names.kind} {names.labels[i]!r} (given twice)",
+                f"{names.kind} {name!r} is given twice (also as {other!r})",
+            )
+        seen[i] = (position, name)
+        array[i] = value
+    if defaults is None and len(seen) < size:
+        missing = [names.labels[i] for i in range(size) if i not in seen]
+        raise RequestFieldError(field, f"missing {names.kind} values: {', '.join(missing)} (all {size} are needed)")
+    return array
+
+
+def _target_indices(names: list[str]) -> list[int]:
+    """The catalog indices of the target subjects, each checked at its position."""
+    indices: list[int] = []
+    for position, name in enumerate(names):
+        index = _SUBJECTS.resolve("target_subjects", f"item {position}", name)
+        if index in indices:
+            label = SUBJECT_LABELS[index]
+            raise RequestFieldError(
+                "target_subjects",
+                f"items {indices.index(index)} and {position} both name subject {label!r} (listed twice)",
+                f"subject {label!r} is listed twice",
+            )
+        indices.append(index)
+    return indices
+
+
+class _Request(BaseModel):
+    """A request body: strict JSON types, and no field but its own (see the module's docstring)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_odd_field_names(cls, data: Any) -> Any:
+        """Refuse an unknown field whose name an error could not repeat (pydantic's error would) by its position."""
+        if isinstance(data, dict):
+            for position, name in enumerate(data):
+                if name not in cls.model_fields and not (isinstance(name, str) and _FIELD_NAME.fullmatch(name)):
+                    raise PydanticCustomError(
+                        "extra_forbidden",
+                        "field {position} is not one of this request's fields, which are: {fields}",
+                        {"position": position, "fields": ", ".join(cls.model_fields)},
+                    )
+        return data
+
+
+class TraineeRequest(_Request):
     """A trainee, with the original API's fields."""
 
     model_config = ConfigDict(
-        extra="forbid",
         json_schema_extra={
             "examples": [
                 {
@@ -143,14 +288,12 @@ class TraineeRequest(BaseModel):
     )
 
     user_id: str = Field(min_length=1, max_length=128, description="The trainee's id, echoed in the answer.")
-    age: int = Field(ge=AGE_MIN, le=AGE_MAX, description="Age in whole years.")
+    age: WholeNumber = Field(ge=AGE_MIN, le=AGE_MAX, description="Age in whole years.")
     gender: Literal[GENDERS] = Field(description="'male' or 'female'.")  # type: ignore[valid-type]
     fitness_level: UnitFloat = Field(description="Overall fitness in [0, 1].")
-    current_qualities: dict[QualityName, UnitFloat] | Annotated[list[UnitFloat], Field(min_length=5, max_length=5)] = (
-        Field(
-            description="Level of each of the 5 qualities in [0, 1]: by name (English or Chinese), or a list in "
-            "catalog order (endurance, flexibility, agility, power, strength)."
-        )
+    current_qualities: QualityValues | Annotated[list[UnitFloat], Field(min_length=5, max_length=5)] = Field(
+        description="Level of each of the 5 qualities in [0, 1]: by name (English or Chinese), or a list in "
+        "catalog order (endurance, flexibility, agility, power, strength)."
     )
     target_subjects: list[SubjectName] = Field(
         min_length=1,
@@ -159,7 +302,7 @@ class TraineeRequest(BaseModel):
         description="One or more distinct target subjects, by English or Chinese name (see GET /catalog).",
     )
     subject_scores: (
-        dict[SubjectName, UnitFloat]
+        SubjectValues
         | Annotated[list[UnitFloat], Field(min_length=CATALOG.n_subjects, max_length=CATALOG.n_subjects)]
         | None
     ) = Field(
@@ -167,9 +310,7 @@ class TraineeRequest(BaseModel):
         description="Measured scores in [0, 1]: all 93 in catalog order, or some by subject name. Subjects not "
         "given get the population's typical score for the trainee's qualities.",
     )
-    performance_metrics: (
-        dict[MetricName, UnitFloat] | Annotated[list[UnitFloat], Field(min_length=4, max_length=4)] | None
-    ) = Field(
+    performance_metrics: MetricValues | Annotated[list[UnitFloat], Field(min_length=4, max_length=4)] | None = Field(
         default=None,
         description="Recorded metrics in [0, 1] (recent_improvement, injury_risk, training_efficiency, "
         "consistency): all 4 in that order, or some by name. Metrics not given get the population's typical value.",
@@ -185,26 +326,24 @@ class TraineeRequest(BaseModel):
         """The trainee as a :class:`~fitness_weights_env.TraineeProfile`.
 
         Raises:
-            RequestFieldError: A field the catalog or the profile rules refuse (the error names it).
+            RequestFieldError: A field the catalog or the profile rules refuse (the error names it, and its
+                ``message`` names the position without quoting the input).
         """
         qualities = self.current_qualities
         if isinstance(qualities, dict):
-            qualities = _named_values(
-                "current_qualities", qualities, "quality", CATALOG.quality_index, QUALITY_LABELS, None
-            )
+            qualities = _named_values("current_qualities", qualities, _QUALITIES, None)
         qualities = np.asarray(qualities, dtype=np.float64)
         scores: Any = self.subject_scores
         if scores is None:
             scores = typical_subject_scores(qualities)
         elif isinstance(scores, dict):
-            typical = typical_subject_scores(qualities)
-            scores = _named_values("subject_scores", scores, "subject", CATALOG.subject_index, SUBJECT_LABELS, typical)
+            scores = _named_values("subject_scores", scores, _SUBJECTS, typical_subject_scores(qualities))
         metrics: Any = self.performance_metrics
         if metrics is None:
             metrics = typical_metrics(self.fitness_level)
         elif isinstance(metrics, dict):
-            typical = typical_metrics(self.fitness_level)
-            metrics = _named_values("performance_metrics", metrics, "metric", _metric_index, METRIC_LABELS, typical)
+            metrics = _named_values("performance_metrics", metrics, _METRICS, typical_metrics(self.fitness_level))
+        targets = _target_indices(self.target_subjects)
         try:
             return TraineeProfile(
                 age=self.age,
@@ -212,12 +351,12 @@ class TraineeRequest(BaseModel):
                 fitness_level=self.fitness_level,
                 qualities=qualities,
                 subject_scores=scores,
-                targets=self.target_subjects,
+                targets=targets,
                 performance_metrics=metrics,
             )
-        except ProfileError as err:
+        except ProfileError as err:  # not reached by a validated request; its message may quote the value
             field = _API_FIELDS.get(err.field, err.field)
-            raise RequestFieldError(field, str(err).removeprefix(f"{err.field}: ")) from None
+            raise RequestFieldError(field, "is not a valid value", str(err).removeprefix(f"{err.field}: ")) from None
 
 
 class PredictRequest(TraineeRequest):
@@ -227,10 +366,10 @@ class PredictRequest(TraineeRequest):
 class OptimizeRequest(TraineeRequest):
     """``POST /optimize_weights``: a trainee and how to run the policy."""
 
-    optimization_steps: int = Field(
+    optimization_steps: WholeNumber = Field(
         default=64, ge=1, le=MAX_OPTIMIZATION_STEPS, description="Policy steps to run (one episode is 64)."
     )
-    seed: int = Field(
+    seed: WholeNumber = Field(
         default=0, ge=0, le=MAX_SEED, description="Seed of the initial matrices and of the sampled actions."
     )
     deterministic: bool = Field(
@@ -289,18 +428,20 @@ class PredictResponse(_WeightsResponse):
         return cls(**cls._common(user_id, version, result), prediction_confidence=result.confidence)
 
 
-class TrainRequest(BaseModel):
+class TrainRequest(_Request):
     """``POST /train``: what a training job trains (see ``fitness_weights_api.TrainConfig``)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"timesteps": 200_000}]})
+    model_config = ConfigDict(json_schema_extra={"examples": [{"timesteps": 200_000}]})
 
-    timesteps: int = Field(ge=1, description="Environment steps to train for (at most the server's limit).")
+    timesteps: WholeNumber = Field(ge=1, description="Environment steps to train for (at most the server's limit).")
     policy: Literal[POLICIES] = "AttnCQQXPolicy"  # type: ignore[valid-type]
     preset: Literal[PRESET_NAMES] = Field(default="cpu", description="Throughput preset.")  # type: ignore[valid-type]
-    n_envs: int | None = Field(default=None, ge=1, le=MAX_N_ENVS, description="Parallel envs (default: preset's).")
-    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    n_envs: Annotated[int, Field(ge=1, le=MAX_N_ENVS), BeforeValidator(_whole)] | None = Field(
+        default=None, description="Parallel envs (default: preset's)."
+    )
+    seed: WholeNumber = Field(default=0, ge=0, le=MAX_SEED)
     learning_rate: float = Field(default=2e-3, gt=0.0, le=1.0, allow_inf_nan=False)
-    eval_trainees: int = Field(default=50, ge=2, le=MAX_EVAL_TRAINEES, description="Held-out trainees.")
+    eval_trainees: WholeNumber = Field(default=50, ge=2, le=MAX_EVAL_TRAINEES, description="Held-out trainees.")
     activate: bool = Field(default=False, description="Make the model the active one when it is registered.")
 
 
@@ -388,9 +529,13 @@ class CatalogResponse(BaseModel):
 class HealthResponse(BaseModel):
     """The worker that answered, and the model it serves."""
 
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="'degraded' when this worker cannot load the active version (it serves the one it had)."
+    )
     active_model: str | None = Field(description="The registry's active version (None before the first).")
-    worker_pid: int = Field(description="The process id of the worker that answered.")
+    served_model: str | None = Field(description="The version this worker answers with (None before it has one).")
+    problem: str | None = Field(description="Why the served version is not the active one (None when it is).")
+    worker: str = Field(description="A random id of the worker that answered (also the X-Worker-Id header).")
     version: str = Field(description="The fitness-weights package version.")
 
 
@@ -414,6 +559,9 @@ class ValidationErrorResponse(BaseModel):
     detail: list[FieldErrorDetail]
 
 
+_SOURCES = ("body", "path", "query", "header", "cookie")
+
+
 def field_error_detail(loc: list[str | int], message: str, kind: str = "value_error") -> dict[str, Any]:
     """One :class:`FieldErrorDetail` as a dict; its message starts with the field's dotted path."""
     name = ".".join(str(part) for part in loc[1:]) or str(loc[0])
@@ -423,13 +571,18 @@ def field_error_detail(loc: list[str | int], message: str, kind: str = "value_er
 def validation_details(errors: Any) -> list[dict[str, Any]]:
     """Pydantic's errors as :class:`FieldErrorDetail` dicts: union member tags dropped, the input not echoed.
 
-    A field typed ``dict | list`` fails both ways; when one way failed only on the type, the other way's error
-    is the one that says what is wrong, so that field's type errors are dropped.
+    A location keeps its positions and the parts that are field names; any other part (a union member's tag, a
+    name the client made up) is dropped. A location without FastAPI's source (``body``, ``path``, ...), as from
+    ``model_validate``, is taken as the body's. A field typed ``dict | list`` fails both ways; when one way
+    failed only on the type, the other way's error is the one that says what is wrong, so that field's type
+    errors are dropped.
     """
     type_errors = ("dict_type", "list_type")
     details = []
     for error in errors:
-        loc = [part for part in error["loc"] if not (isinstance(part, str) and "[" in part)]
+        loc = [part for part in error["loc"] if isinstance(part, int) or _FIELD_NAME.fullmatch(str(part))]
+        if not loc or loc[0] not in _SOURCES:
+            loc = ["body", *loc]
         details.append(field_error_detail(loc, error["msg"], error["type"]))
     with_value_errors = {tuple(d["loc"][:2]) for d in details if d["type"] not in type_errors}
     unique: dict[tuple[Any, ...], dict[str, Any]] = {}
