@@ -1,0 +1,293 @@
+"""The service tried as an attacker and as an operator would try it: every attack fails safely, on real servers.
+
+Each test reproduces one way the service was broken before (anonymous mutations, code in a model archive, broken
+models, huge bodies, oversized jobs, cross-site requests and DNS rebinding, reloading storms) and checks that it
+is refused now and that nothing changed.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import hostile_archive, make_token
+
+from fitness_weights_api import ModelRegistry
+from fitness_weights_api.cli import main
+from fitness_weights_api.schemas import OptimizeRequest
+from fitness_weights_api.settings import ServiceSettings
+from fitness_weights_env import sample_profile
+
+ATTACK_TRAIN = {"timesteps": 1, "policy": "MlpPolicy", "preset": "sb3", "activate": True, "eval_trainees": 2}
+HUGE_JOB = {"timesteps": 1, "n_envs": 16384, "eval_trainees": 10000}
+
+
+def registry_of(home: Path) -> ModelRegistry:
+    return ServiceSettings(home=home).open_registry()
+
+
+def body() -> dict:
+    profile = sample_profile(np.random.default_rng(5))
+    return OptimizeRequest.from_profile(profile, "t").model_dump(mode="json", exclude_unset=True)
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, tiny_models) -> Path:
+    home = tmp_path_factory.mktemp("secured")
+    registry = registry_of(home)
+    registry.register(tiny_models["attn0"], training_config={}, activate=True)
+    registry.register(tiny_models["attn1"], training_config={})
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(home, api_servers):
+    return api_servers(home, max_timesteps=1_000_000)
+
+
+@pytest.fixture
+def active_v1(home):
+    yield
+    registry_of(home).activate("v1")
+
+
+# -- authentication and authorization ----------------------------------------------------------------------
+
+
+def test_anonymous_mutations_are_refused_and_change_nothing(server, home, active_v1):
+    url = server.url
+    response = httpx.post(f"{url}/train", json=ATTACK_TRAIN)
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in response.json()["detail"]
+    assert httpx.get(f"{url}/train", headers=server.auth).json() == []  # nothing was queued
+    assert httpx.post(f"{url}/models/v2/activate").status_code == 401
+    assert registry_of(home).active().version == "v1"
+
+    job = httpx.post(f"{url}/train", json={"timesteps": 1_000_000, "n_envs": 2}, headers=server.auth).json()
+    try:
+        assert httpx.delete(f"{url}/train/{job['job_id']}").status_code == 401  # nobody cancels anyone's job
+        assert httpx.get(f"{url}/train/{job['job_id']}", headers=server.auth).json()["state"] in ("queued", "running")
+        for elsewhere in ({"params": {"token": server.admin_token}}, {"cookies": {"token": server.admin_token}}):
+            assert httpx.post(f"{url}/models/v2/activate", **elsewhere).status_code == 401  # the header only
+        for reader in (f"/train/{job['job_id']}", "/train", "/models", "/metrics"):
+            assert httpx.get(url + reader).status_code == 401, reader
+    finally:
+        httpx.delete(f"{url}/train/{job['job_id']}", headers=server.auth, timeout=60)
+    assert registry_of(home).active().version == "v1"
+
+
+def test_roles_and_revocation(server, home, active_v1):
+    read = make_token(home, "read")
+    assert httpx.get(f"{server.url}/models", headers=bearer(read)).status_code == 200
+    for method, path in (("POST", "/train"), ("POST", "/models/v2/activate"), ("DELETE", "/train/" + "0" * 32)):
+        response = httpx.request(method, server.url + path, json=ATTACK_TRAIN, headers=bearer(read))
+        assert response.status_code == 403 and "role 'admin'" in response.json()["detail"], path
+    admin = make_token(home, "admin")
+    assert httpx.post(f"{server.url}/models/v2/activate", headers=bearer(admin)).status_code == 200
+    record = ServiceSettings(home=home).open_tokens().verify(admin)
+    assert main(["--home", str(home), "tokens", "revoke", record.token_id]) == 0
+    response = httpx.post(f"{server.url}/models/v1/activate", headers=bearer(admin))
+    assert response.status_code == 401 and "unknown or revoked" in response.json()["detail"]
+    assert registry_of(home).active().version == "v2"
+
+
+def test_a_service_without_tokens_refuses_mutations_and_says_how_to_make_one(api_servers, tmp_path, tiny_models):
+    home = tmp_path / "no-tokens"
+    registry_of(home).register(tiny_models["attn0"], training_config={}, activate=True)
+    server = api_servers(home, with_token=False)
+    for method, path in (("POST", "/train"), ("POST", "/models/v1/activate")):
+        response = httpx.request(method, server.url + path, json=ATTACK_TRAIN)
+        assert response.status_code == 401 and "fitness-weights tokens create --role admin" in response.text
+    assert httpx.post(f"{server.url}/predict_weights", json=body()).status_code == 200  # open by default
+    server.stop()
+
+
+def test_require_token_guards_optimize_and_predict(api_servers, tmp_path, tiny_models):
+    home = tmp_path / "required"
+    registry_of(home).register(tiny_models["attn0"], training_config={}, activate=True)
+    server = api_servers(home, require_token="1")
+    read = make_token(home, "read")
+    for path in ("/predict_weights", "/optimize_weights"):
+        assert httpx.post(server.url + path, json=body()).status_code == 401
+        assert httpx.post(server.url + path, json=body(), headers=bearer(read)).status_code == 200
+    server.stop()
+
+
+# -- cross-site requests and DNS rebinding -----------------------------------------------------------------
+
+
+def test_host_and_origin_attacks_are_refused(server, home, active_v1):
+    url = server.url
+    for host in ("evil.example", "evil.example:80", "127.0.0.1.evil.example", ""):
+        response = httpx.get(f"{url}/health", headers={"Host": host})
+        assert response.status_code == 400 and "Host" in response.json()["detail"], host
+    # the CORS "simple request" a page on another site can send: no body, the operator's browser, even a token
+    for origin in (
+        "http://evil.example",
+        "null",
+        f"http://127.0.0.1:{server.port + 1}",
+        f"https://127.0.0.1:{server.port}",
+    ):
+        response = httpx.post(f"{url}/models/v2/activate", headers={"Origin": origin, **server.auth})
+        assert response.status_code == 403 and "cross-origin" in response.json()["detail"], origin
+    assert registry_of(home).active().version == "v1"
+    same = httpx.post(f"{url}/models/v2/activate", headers={"Origin": f"http://127.0.0.1:{server.port}", **server.auth})
+    assert same.status_code == 200  # the service's own pages (/docs) may
+    preflight = httpx.options(
+        f"{url}/train", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert preflight.status_code == 403 and not any(h.startswith("access-control") for h in preflight.headers)
+
+
+# -- limits ------------------------------------------------------------------------------------------------
+
+
+def _upload(port: int, chunked: bool, results: list, size: int = 100 << 20) -> None:
+    """Send a 100 MB body (declared, or chunked without a length) as fast as the server takes it; keep its answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}"
+        head = (
+            f"POST /predict_weights HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{length}\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        chunk, sent = b"[" + b" " * ((1 << 20) - 1), 0
+        sock.settimeout(0.5)
+        answer = b""
+        while sent < size:
+            with contextlib.suppress(TimeoutError):  # nothing to read yet: send more
+                answer = sock.recv(65536)
+            if answer:
+                break
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        sock.settimeout(30)
+        while b"\r\n\r\n" not in answer:
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+        results.append((answer, sent))
+
+
+def _rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
+
+
+def test_a_100_mb_body_is_refused_before_parsing_while_health_answers(server):
+    rss_before = _rss_kb(server.process.pid)  # one worker: uvicorn runs in the serve process
+    results: list = []
+    uploads = [threading.Thread(target=_upload, args=(server.port, i % 2 == 1, results)) for i in range(4)]
+    for upload in uploads:
+        upload.start()
+    health = []
+    while any(upload.is_alive() for upload in uploads):
+        health.append(httpx.get(f"{server.url}/health", timeout=30).status_code)
+    for upload in uploads:
+        upload.join()
+    assert len(results) == 4
+    for answer, sent in results:
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"larger than 65536 bytes" in rest or b"content-length" in head.lower()
+        assert sent < 8 << 20  # refused after at most a few MiB, not after 100
+    assert health and set(health) == {200}
+    assert _rss_kb(server.process.pid) - rss_before < 50_000  # no body was buffered
+
+
+def test_an_oversized_job_is_refused_naming_the_field(server):
+    before = httpx.get(f"{server.url}/train", headers=server.auth).json()
+    for config, field in ((HUGE_JOB, "n_envs"), ({"timesteps": 1, "eval_trainees": 10000}, "eval_trainees")):
+        response = httpx.post(f"{server.url}/train", json=config, headers=server.auth)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["body", field]
+    assert httpx.get(f"{server.url}/train", headers=server.auth).json() == before  # nothing was queued
+
+
+def test_reactivating_the_active_version_reloads_nothing(server, home):
+    _, generation = registry_of(home).active_token()
+    for _ in range(50):
+        assert httpx.post(f"{server.url}/models/v1/activate", headers=server.auth).status_code == 200
+    assert registry_of(home).active_token() == ("v1", generation)
+
+
+# -- models ------------------------------------------------------------------------------------------------
+
+
+def _workers(supervisor: int) -> set[int]:
+    children = set()
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        children |= {int(pid) for pid in (task / "children").read_text().split()}
+    return {pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+
+
+def test_a_hostile_archive_never_runs_register_activate_serve_restart_cli(api_servers, tmp_path, tiny_models):
+    marker = tmp_path / "payload-ran"
+    archive = hostile_archive(tiny_models["attn0"], tmp_path / "hostile.zip", marker)
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "models", "register", str(archive), "--activate"]) == 0
+    server = api_servers(home, workers=2)
+    for _ in range(20):  # fresh connections: both workers load and serve it
+        response = httpx.post(f"{server.url}/predict_weights", json=body(), headers={"Connection": "close"})
+        assert response.status_code == 200 and response.json()["model_version"] == "v1"
+    workers = _workers(server.process.pid)
+    assert len(workers) == 2
+    os.kill(next(iter(workers)), signal.SIGKILL)  # the supervisor starts another, which loads the model anew
+    deadline = time.monotonic() + 60
+    while (len(_workers(server.process.pid) - workers) < 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(_workers(server.process.pid) - workers) == 1
+    for _ in range(20):
+        response = httpx.post(f"{server.url}/optimize_weights", json=body(), headers={"Connection": "close"})
+        assert response.status_code == 200
+    profile = tmp_path / "trainee.json"
+    profile.write_text(json.dumps(body()))
+    assert main(["--home", str(home), "predict", "--profile", str(profile)]) == 0
+    assert main(["--home", str(home), "evaluate", str(archive), "--trainees", "2"]) == 0  # a file: converted too
+    assert not marker.exists()
+    server.stop()
+
+
+def test_a_version_that_does_not_load_leaves_the_previous_one_serving(server, home, active_v1):
+    assert httpx.post(f"{server.url}/predict_weights", json=body()).json()["model_version"] == "v1"
+    assert httpx.post(f"{server.url}/models/v2/activate", headers=server.auth).status_code == 200
+    path = registry_of(home).path("v2")
+    original = path.read_bytes()
+    changed = bytearray(original)
+    changed[-3] ^= 0x01  # changed on disk after it was checked: same size, another hash
+    path.write_bytes(bytes(changed))
+    try:
+        for _ in range(3):
+            response = httpx.post(f"{server.url}/predict_weights", json=body())
+            assert response.status_code == 200 and response.json()["model_version"] == "v1"
+        health = httpx.get(f"{server.url}/health").json()
+        assert health["status"] == "degraded" and (health["active_model"], health["served_model"]) == ("v2", "v1")
+        assert "v2" in health["problem"] and "sha256" in health["problem"] and str(home) not in health["problem"]
+    finally:
+        path.write_bytes(original)
+    assert httpx.post(f"{server.url}/models/v1/activate", headers=server.auth).status_code == 200
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+
+
+def test_answers_carry_no_internals(server):
+    response = httpx.get(f"{server.url}/train/{'0' * 32}", headers=server.auth)
+    assert response.status_code == 404 and "0" * 32 not in response.text
+    response = httpx.post(f"{server.url}/models/v77/activate", headers=server.auth)
+    assert response.status_code == 404 and "v77" not in response.text and "known versions: v1, v2" in response.text
+    health = httpx.get(f"{server.url}/health")
+    assert "x-worker-pid" not in health.headers and "pid" not in health.json()
+    assert str(os.getpid()) not in health.text and str(server.process.pid) not in health.text
