@@ -11,6 +11,12 @@ Three parts, each a Markdown table:
 3. The same load while a training job runs (``POST /train``, 2,000,000 timesteps, cancelled afterwards): predict
    p99 during training over predict p99 of the idle run on the same server (target < 4x), and whether the job
    was running from before the load to after it.
+4. ``GET /health`` latency while ``UPLOADS`` clients each send a 100 MB body (half with a ``Content-Length``,
+   half chunked), against the same requests on the idle server: the bodies must be refused (413) before they are
+   read, and ``/health`` stay under 50 ms.
+
+Every client sends an admin token (made in the service folder's token store), as an operator's scripts would:
+``GET /models`` and the training routes need one.
 
 The server gets an active AttnCQQXPolicy model: a small one trained here (256 steps; latency does not depend
 on training), or ``--model FILE``::
@@ -67,6 +73,10 @@ TRAIN_REQUEST = {"timesteps": 2_000_000, "eval_trainees": 2}
 N_TRAINEES = 20
 STARTUP_TIMEOUT_S = 60.0
 TRAINING_START_TIMEOUT_S = 180.0
+UPLOADS = 4
+UPLOAD_BYTES = 100 << 20
+HEALTH_TARGET_MS = 50.0
+AUTH: dict[str, str] = {}  # the admin token's header, set by register_model
 STOP_GRACE_S = 15.0
 REQUEST_TIMEOUT_S = 120.0
 
@@ -103,6 +113,8 @@ def register_model(home: Path, model: Path | None, seed: int) -> str:
     record = ModelRegistry(settings.registry_root, settings.registry_url).register(
         model, training_config={}, activate=True
     )
+    _, token = settings.open_tokens().create("admin", "bench_api")
+    AUTH["Authorization"] = f"Bearer {token}"
     return f"{described}, registered as {record.version}"
 
 
@@ -259,7 +271,7 @@ def timed_request(client: httpx.Client, endpoint: Endpoint, body: Body | None) -
 def sequential_latency(url: str, bodies: list[Body]) -> LoadResult:
     """Sequential predict then optimize requests from one client, after a warm-up of each."""
     result = LoadResult()
-    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S, headers=AUTH) as client:
         for endpoint, samples in LATENCY_SAMPLES.items():
             for i in range(WARMUP[endpoint]):
                 timed_request(client, endpoint, request_body(endpoint, bodies, i))
@@ -280,7 +292,7 @@ def load_plan(n_requests: int, seed: int) -> list[Endpoint]:
 
 
 def client_run(url: str, plan: list[Endpoint], offset: int, bodies: list[Body], out: LoadResult) -> None:
-    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S, headers=AUTH) as client:
         for i, endpoint in enumerate(plan):
             out.add(endpoint, *timed_request(client, endpoint, request_body(endpoint, bodies, offset + i)))
 
@@ -353,7 +365,7 @@ class TrainingRun:
 
 def load_during_training(url: str, args: argparse.Namespace, bodies: list[Body]) -> TrainingRun:
     """The mixed load (same order as the idle run) while a training job runs; the job is cancelled afterwards."""
-    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S, headers=AUTH) as client:
         job_id = submit_training(client)
         try:
             before = wait_training(client, job_id)
@@ -362,6 +374,57 @@ def load_during_training(url: str, args: argparse.Namespace, bodies: list[Body])
         finally:
             final_state = cancel_training(client, job_id)
     return TrainingRun(load, after["state"], before["timesteps_done"], after["timesteps_done"], final_state)
+
+
+# -- large bodies ----------------------------------------------------------------------------------------------
+
+
+def upload(port: int, chunked: bool, answers: list[bytes]) -> None:
+    """Send a 100 MB body to ``/predict_weights`` as fast as the server takes it; keep the status line it gets."""
+    with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT_S) as sock:
+        length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {UPLOAD_BYTES}"
+        sock.sendall(f"POST /predict_weights HTTP/1.1\r\nHost: 127.0.0.1\r\n{length}\r\n\r\n".encode())
+        chunk, sent, answer = b" " * (1 << 20), 0, b""
+        sock.settimeout(0.2)
+        while sent < UPLOAD_BYTES and not answer:
+            with contextlib.suppress(TimeoutError):
+                answer = sock.recv(4096)
+            if answer:
+                break
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            except OSError:  # the server answered and closed
+                break
+            sent += len(chunk)
+        sock.settimeout(REQUEST_TIMEOUT_S)
+        with contextlib.suppress(OSError):
+            answer += sock.recv(4096)
+        answers.append(answer.split(b"\r\n", 1)[0])
+
+
+def health_latency(url: str, during_uploads: bool) -> tuple[list[float], list[bytes]]:
+    """``/health`` latencies (ms) for 2 s, or while the uploads last (at least 20); the uploads' status lines."""
+    port = int(url.rsplit(":", 1)[1])
+    answers: list[bytes] = []
+    threads = [threading.Thread(target=upload, args=(port, i % 2 == 1, answers)) for i in range(UPLOADS)]
+    for thread in threads if during_uploads else []:
+        thread.start()
+    latencies: list[float] = []
+    deadline = time.monotonic() + 2.0
+
+    def going() -> bool:
+        if during_uploads:
+            return any(thread.is_alive() for thread in threads) or len(latencies) < 20
+        return time.monotonic() < deadline
+
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as client:
+        while going():
+            start = time.perf_counter()
+            client.get("/health").raise_for_status()
+            latencies.append((time.perf_counter() - start) * 1000)
+    for thread in threads if during_uploads else []:
+        thread.join()
+    return latencies, answers
 
 
 # -- tables --------------------------------------------------------------------------------------------------
@@ -421,6 +484,21 @@ def print_training(runs: dict[int, TrainingRun], idle: dict[int, LoadResult]) ->
         )
 
 
+def print_uploads(results: dict[int, tuple[list[float], list[float], list[bytes]]]) -> None:
+    print(f"\n### GET /health while {UPLOADS} clients send {UPLOAD_BYTES >> 20} MB bodies (half chunked)\n")
+    print(
+        "| workers | idle p50 / max ms | during p50 / p99 / max ms | target (max) | upload answers |"
+        "\n|---:|---:|---:|---|---|"
+    )
+    for workers, (idle, during, answers) in results.items():
+        statuses = ", ".join(sorted({a.decode(errors="replace") for a in answers})) or "none"
+        print(
+            f"| {workers} | {np.percentile(idle, 50):.2f} / {max(idle):.2f} | {np.percentile(during, 50):.2f} / "
+            f"{np.percentile(during, 99):.2f} / {max(during):.2f} | < {HEALTH_TARGET_MS:.0f} ms: "
+            f"{met(max(during) < HEALTH_TARGET_MS)} | {statuses} |"
+        )
+
+
 # -- main ----------------------------------------------------------------------------------------------------
 
 
@@ -433,9 +511,13 @@ def run(args: argparse.Namespace, home: Path) -> None:
     latency: dict[int, LoadResult] = {}
     idle: dict[int, LoadResult] = {}
     training: dict[int, TrainingRun] = {}
+    uploads: dict[int, tuple[list[float], list[float], list[bytes]]] = {}
     for workers in args.workers:
         with serve(home, workers) as server:
             try:
+                idle_health, _ = health_latency(server.url, during_uploads=False)
+                during, answers = health_latency(server.url, during_uploads=True)
+                uploads[workers] = (idle_health, during, answers)
                 latency[workers] = sequential_latency(server.url, bodies)
                 idle[workers] = mixed_load(server.url, args.requests, args.clients, bodies, args.seed)
                 if not args.skip_training_load:
@@ -446,6 +528,7 @@ def run(args: argparse.Namespace, home: Path) -> None:
     print_mixed(idle, args.clients)
     if training:
         print_training(training, idle)
+    print_uploads(uploads)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from fitness_weights_api import ModelRegistry
 from fitness_weights_api.cli import main
 from fitness_weights_api.schemas import OptimizeRequest
 from fitness_weights_api.settings import ServiceSettings
-from fitness_weights_env import sample_profile
+from fitness_weights_env import CATALOG, METRIC_NAMES, sample_profile
 
 ATTACK_TRAIN = {"timesteps": 1, "policy": "MlpPolicy", "preset": "sb3", "activate": True, "eval_trainees": 2}
 HUGE_JOB = {"timesteps": 1, "n_envs": 16384, "eval_trainees": 10000}
@@ -207,6 +207,25 @@ def test_a_100_mb_body_is_refused_before_parsing_while_health_answers(server):
         assert sent < 8 << 20  # refused after at most a few MiB, not after 100
     assert health and set(health) == {200}
     assert _rss_kb(server.process.pid) - rss_before < 50_000  # no body was buffered
+
+
+def test_the_largest_valid_request_fits_well_under_the_body_limit(server):
+    def longest(item) -> str:
+        return max((item.name_en, item.name_zh), key=lambda name: len(name.encode()))
+
+    largest = {
+        **body(),
+        "user_id": "u" * 128,
+        "current_qualities": {longest(q): 0.12345678901234567 for q in CATALOG.qualities},
+        "target_subjects": [longest(s) for s in CATALOG.subjects],
+        "subject_scores": {longest(s): 0.12345678901234567 for s in CATALOG.subjects},
+        "performance_metrics": {m: 0.12345678901234567 for m in METRIC_NAMES},
+        "optimization_steps": 1,
+    }
+    text = json.dumps(largest, indent=2).encode()
+    assert len(text) * 4 < ServiceSettings().max_body_bytes
+    response = httpx.post(f"{server.url}/optimize_weights", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
 
 
 def test_an_oversized_job_is_refused_naming_the_field(server):
