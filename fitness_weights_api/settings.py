@@ -28,8 +28,8 @@ variable                                 default                            mean
 =======================================  =================================  ======================================
 
 The folder holds ``registry/`` (the model registry: ``registry.sqlite`` and ``models/v1.safetensors``, ...),
-``tokens.sqlite`` (the API's tokens, hashed), ``jobs.sqlite`` and ``jobs/<job_id>/`` (each training job's log,
-checkpoint and model).
+``tokens.sqlite`` (the API's tokens, hashed), ``jobs.sqlite``, ``jobs/<job_id>/`` (each training job's log,
+checkpoint and model) and ``metrics/`` (each running server's Prometheus files, removed when it stops).
 """
 
 from __future__ import annotations
