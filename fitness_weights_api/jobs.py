@@ -29,7 +29,9 @@ Layout and schema (``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`):
 table ``jobs``                         one row per job, in submission order (``number``)
 ``root/jobs/<job_id>/job.log``         the job process's stdout and stderr (tracebacks go here)
 ``root/jobs/<job_id>/lock``            ``flock``-ed by the job process for its whole life
-``root/jobs/<job_id>/checkpoint.zip``  the last checkpoint (SB3 zip), replaced atomically
+``root/jobs/<job_id>/checkpoint.zip``  the last checkpoint (SB3 zip), replaced atomically: saved at the end of
+                                       the first rollout, then after every ``checkpoint_rollouts`` rollouts
+                                       or ``checkpoint_seconds`` seconds since the last one
 ``root/jobs/<job_id>/model.zip``       the final model, written atomically before it is registered
 =====================================  ===============================================================
 
@@ -46,10 +48,19 @@ How nothing is lost or half-written:
   no lock). Testing the lock (``LOCK_NB``) is immune to pid reuse, which a pid test is not, and works from any
   process on the machine. The pid is used only to signal the process group, after the lock test says it lives.
 * **Crashes.** An exception in the job process marks the job ``failed`` with ``"<ExceptionType>: <message>"``
-  (the traceback is in the log). A process killed without writing a final state (``SIGKILL``, out of memory)
-  is settled by the next :meth:`~JobManager.refresh`: ``failed`` with ``"the job process was killed by signal
-  SIGKILL"`` or ``"... exited with code N ..."`` (the exit status is known to the manager that started it;
-  another one says that the process ended without recording a final state). Its ``checkpoint`` stays.
+  (the traceback is in the log). A process killed without writing a final state (``SIGKILL``, the kernel's
+  out-of-memory killer) is settled by the next :meth:`~JobManager.refresh`: ``failed`` with ``"the job process
+  was killed by signal SIGKILL"`` or ``"... exited with code N ..."`` (the exit status is known to the manager
+  that started it; another one says that the process ended without recording a final state). Its
+  ``checkpoint`` stays.
+* **Bounded.** :meth:`~JobManager.submit` refuses configs above ``max_timesteps``, ``max_n_envs`` and
+  ``max_eval_trainees``, and each job process runs under an address-space limit (``RLIMIT_AS``) of
+  ``memory_mb`` MiB, set before it imports torch. A job that reaches it fails with ``"MemoryError: the job ran
+  out of its memory limit of N MiB ..."`` (naming ``memory_mb`` and ``FITNESS_WEIGHTS_JOB_MEMORY_MB``); it keeps
+  its checkpoint and registers nothing.
+* **No internals in errors.** The recorded ``error`` (which the API shows) names no process id and no absolute
+  path: absolute paths in exception messages are cut to their last component, and a job's log is referred to
+  as "the job's log" (:meth:`~JobManager.job_dir` finds it). The log keeps the full traceback.
 * **Registering.** The job saves ``model.zip``, evaluates it, registers it (its registry metadata names the
   job), then marks the job succeeded with the version. A ``SIGTERM`` in between is deferred. If the process
   dies between the two writes, the settling step finds the version whose metadata names the job and marks
@@ -133,11 +144,18 @@ PARTIAL_PREFIX = ".partial-"
 """Prefix of a model or checkpoint being written in a job folder (renamed when complete)."""
 
 MAX_N_ENVS = 16_384
+"""The most ``n_envs`` any config may ask for (a manager's ``max_n_envs`` bounds its jobs further)."""
 MAX_EVAL_TRAINEES = 10_000
+"""The most ``eval_trainees`` any config may ask for (a manager's ``max_eval_trainees`` bounds its jobs further)."""
 MAX_SEED = 2**31 - 1
 MAX_ERROR_CHARS = 2000
 
+MEMORY_SETTING = "FITNESS_WEIGHTS_JOB_MEMORY_MB"
+"""The service setting of a job's memory limit (``JobManager(memory_mb=...)``), named in out-of-memory errors."""
+
 _JOB_ID_RE = re.compile(r"[0-9a-f]{32}")
+# An absolute POSIX path in a message: a "/" not preceded by a word character, a dot or another path character.
+_ABSOLUTE_PATH_RE = re.compile(r"(?<![\w.~/\\-])/[^\s'\"`,;:()\[\]{}<>]*")
 _DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 _TABLES = {"jobs", "sqlite_sequence"}
 _SCHEMA = (
@@ -266,12 +284,15 @@ class TrainConfig:
 
         return get_preset(self.preset).n_steps
 
-    def rollout_size(self) -> int:
-        """Env steps per rollout, ``n_envs * n_steps`` (the preset's ``n_envs`` unless overridden)."""
+    def envs(self) -> int:
+        """Parallel environments the job steps: ``n_envs``, or the preset's when it is ``None``."""
         from sb3_ext.presets import get_preset
 
-        preset = get_preset(self.preset)
-        return (preset.n_envs if self.n_envs is None else self.n_envs) * preset.n_steps
+        return get_preset(self.preset).n_envs if self.n_envs is None else self.n_envs
+
+    def rollout_size(self) -> int:
+        """Env steps per rollout, ``n_envs * n_steps`` (the preset's ``n_envs`` unless overridden)."""
+        return self.envs() * self.n_steps()
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready (a new dict each time)."""
@@ -314,7 +335,8 @@ class Job:
         last_mean_reward: Mean return of the last episodes (SB3's ``ep_info_buffer``), ``None`` until known.
         checkpoint: The path of its last checkpoint (an SB3 zip), ``None`` before the first one.
         model_version: The registry version of its model once succeeded, else ``None``.
-        error: Why it failed (``"<ExceptionType>: <message>"`` or how its process ended), else ``None``.
+        error: Why it failed (``"<ExceptionType>: <message>"`` or how its process ended), else ``None``. It names
+            no absolute path (only their last component) and no process id.
         pid: Its process id (also its process group id) once started, else ``None``.
         cancel_requested: Whether a cancel was requested while it ran.
     """
@@ -453,7 +475,7 @@ class JobDatabase:
             cursor = conn.execute(
                 "UPDATE jobs SET state = ?, finished = ?, model_version = ?, error = ?, "
                 "timesteps_done = COALESCE(?, timesteps_done) WHERE job_id = ? AND state = ? AND pid = ?",
-                (state, _now(), model_version, _clip(error), timesteps, job_id, RUNNING, pid),
+                (state, _now(), model_version, public_error(error), timesteps, job_id, RUNNING, pid),
             )
         return cursor.rowcount == 1
 
@@ -475,11 +497,21 @@ class JobManager:
         max_concurrent: Most jobs running at once, counted over every process sharing the database.
         max_queued: Most jobs waiting at once; :meth:`submit` refuses more.
         max_timesteps: Most ``timesteps`` a config may ask for.
+        max_n_envs: Most parallel environments a job may step (``n_envs``, or its preset's); memory grows with it.
+        max_eval_trainees: Most held-out trainees a job may evaluate (``eval_trainees``).
+        memory_mb: Address-space limit (``RLIMIT_AS``) of each job process in MiB, or ``None`` for none. It
+            bounds virtual memory, which exceeds the resident memory (torch maps its libraries, threads reserve
+            stacks and malloc arenas). Measured with the CPU build of torch 2.13 (``VmPeak``; the job's log ends
+            with its own figures): importing the job's libraries about 600 MiB, a ``cpu``-preset job (64 envs)
+            with 200 evaluation trainees about 900-960 MiB (2 to 64 torch threads), 1024 envs with 1000 trainees
+            about 1.3 GiB, the ``gpu`` preset (1024 envs, batches of 8192) on the CPU about 1.9 GiB. CUDA
+            reserves far more address space than it uses, so a GPU job may need ``None`` or a far larger limit.
         python: The Python interpreter of job processes (it must import ``fitness_weights_api``).
         env: Environment variables added to the job processes' environment (e.g. ``{"OMP_NUM_THREADS": "1"}``).
         cancel_grace_s: Seconds :meth:`cancel` waits after ``SIGTERM`` before ``SIGKILL``.
-        checkpoint_rollouts: A job saves a checkpoint every this many rollouts...
-        checkpoint_seconds: ... or after this many seconds since its last one, whichever comes first.
+        checkpoint_rollouts: A job saves a checkpoint at the end of its first rollout, then once this many
+            rollouts...
+        checkpoint_seconds: ... or this many seconds have passed since its last one, whichever comes first.
         nice: Added to the job processes' niceness (0 to 19), so that training yields the CPU to the processes
             that answer requests.
 
@@ -498,11 +530,14 @@ class JobManager:
         max_concurrent: int = 1,
         max_queued: int = 100,
         max_timesteps: int = 2_000_000,
+        max_n_envs: int = 1024,
+        max_eval_trainees: int = 1000,
+        memory_mb: int | None = 8192,
         python: str | os.PathLike[str] = sys.executable,
         env: Mapping[str, str] | None = None,
         cancel_grace_s: float = 10.0,
         checkpoint_rollouts: int = 10,
-        checkpoint_seconds: float = 300.0,
+        checkpoint_seconds: float = 60.0,
         nice: int = 10,
     ) -> None:
         if fcntl is None:  # pragma: no cover
@@ -514,6 +549,10 @@ class JobManager:
         _check_int("max_concurrent", max_concurrent, 1)
         _check_int("max_queued", max_queued, 1)
         _check_int("max_timesteps", max_timesteps, 1)
+        _check_int("max_n_envs", max_n_envs, 1)
+        _check_int("max_eval_trainees", max_eval_trainees, 1)
+        if memory_mb is not None:
+            _check_int("memory_mb", memory_mb, 1)
         _check_int("checkpoint_rollouts", checkpoint_rollouts, 1)
         _check_int("nice", nice, 0, 19)
         for name, value in (("cancel_grace_s", cancel_grace_s), ("checkpoint_seconds", checkpoint_seconds)):
@@ -537,6 +576,9 @@ class JobManager:
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
         self.max_timesteps = max_timesteps
+        self.max_n_envs = max_n_envs
+        self.max_eval_trainees = max_eval_trainees
+        self.memory_mb = memory_mb
         self.python = os.fspath(python)
         self.env = dict(env or {})
         self.cancel_grace_s = float(cancel_grace_s)
@@ -568,8 +610,10 @@ class JobManager:
             The job as it is after the refresh (``queued`` or ``running``).
 
         Raises:
-            ConfigError: An invalid config, ``timesteps`` above ``max_timesteps``, or a rollout (``n_envs`` times the
-                preset's ``n_steps``, the least PPO trains) above ``max_timesteps`` (``field`` names the field).
+            ConfigError: An invalid config, ``timesteps`` above ``max_timesteps``, ``n_envs`` above ``max_n_envs``
+                (``field`` is ``preset`` when the preset's own ``n_envs`` is), ``eval_trainees`` above
+                ``max_eval_trainees``, or a rollout (``n_envs`` times the preset's ``n_steps``, the least PPO
+                trains) above ``max_timesteps`` (``field`` names the field).
             QueueFullError: ``max_queued`` jobs are waiting already.
             JobError: A failed database operation.
         """
@@ -578,6 +622,22 @@ class JobManager:
         if config.timesteps > self.max_timesteps:
             message = f"timesteps must be at most {self.max_timesteps} (max_timesteps), got {config.timesteps}"
             raise ConfigError("timesteps", message)
+        n_envs = config.envs()
+        if n_envs > self.max_n_envs:
+            if config.n_envs is not None:
+                message = f"n_envs must be at most {self.max_n_envs} (max_n_envs), got {n_envs}"
+                raise ConfigError("n_envs", message)
+            message = (
+                f"preset too large: the {config.preset} preset steps {n_envs} envs, above max_n_envs "
+                f"{self.max_n_envs}; set n_envs to at most {self.max_n_envs}"
+            )
+            raise ConfigError("preset", message)
+        if config.eval_trainees > self.max_eval_trainees:
+            message = (
+                f"eval_trainees must be at most {self.max_eval_trainees} (max_eval_trainees), "
+                f"got {config.eval_trainees}"
+            )
+            raise ConfigError("eval_trainees", message)
         rollout = config.rollout_size()
         if rollout > self.max_timesteps:  # PPO trains whole rollouts: one is the least a job trains
             name = "n_envs" if config.n_envs is not None else "preset"
@@ -727,7 +787,7 @@ class JobManager:
                 except OSError as err:
                     conn.execute(
                         "UPDATE jobs SET state = ?, finished = ?, error = ? WHERE job_id = ?",
-                        (FAILED, _now(), _clip(f"cannot start the job process: {err}"), job_id),
+                        (FAILED, _now(), public_error(f"cannot start the job process: {err}"), job_id),
                     )
                     return job_id
                 if process is None:
@@ -770,6 +830,8 @@ class JobManager:
                 f"--checkpoint-seconds={self.checkpoint_seconds}",
                 f"--nice={self.nice}",
             ]
+            if self.memory_mb is not None:
+                command.append(f"--memory-mb={self.memory_mb}")
             with open(job_dir / LOG_FILE, "ab") as log:
                 return subprocess.Popen(
                     command,
@@ -810,32 +872,32 @@ class JobManager:
                 if job_id not in running and process.poll() is not None:
                     del self._processes[job_id]
 
-    def _exit_reason(self, job_id: str, pid: int | None) -> str:
-        """How the (dead) process of the job ended, as far as this instance knows; reaps it if it is ours."""
+    def _exit_reason(self, job_id: str) -> str:
+        """How the (dead) process of the job ended, as far as this instance knows; reaps it if it is ours.
+
+        Shown by the API, so it names neither the pid nor the log's path (:meth:`job_dir` has the log).
+        """
         with self._lock:
             process = self._processes.pop(job_id, None)
         code = None
         if process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 code = process.wait(timeout=5.0)
-        log = self.jobs_dir / job_id / LOG_FILE
         if code is None:
-            return f"the job process (pid {pid}) ended without recording a final state; see {log}"
+            return "the job process ended without recording a final state; see the job's log"
         if code < 0:
             try:
                 name = signal.Signals(-code).name
             except ValueError:
                 name = str(-code)
             return f"the job process was killed by signal {name}"
-        return f"the job process exited with code {code} without recording a final state; see {log}"
+        return f"the job process exited with code {code} without recording a final state; see the job's log"
 
     def _settle(self, job_id: str) -> Job | None:
         """Give a running job whose process is gone its final state; the job, or None if nothing changed."""
         if self._alive(job_id):
             return None
-        with self.database.connect() as conn:
-            row = conn.execute("SELECT pid FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        reason = self._exit_reason(job_id, row[0] if row else None)
+        reason = self._exit_reason(job_id)
         job_dir = self.jobs_dir / job_id
         with self.database.transaction() as conn:
             row = conn.execute(
@@ -856,7 +918,7 @@ class JobManager:
             conn.execute(
                 "UPDATE jobs SET state = ?, finished = ?, model_version = ?, error = ?, checkpoint = ? "
                 "WHERE job_id = ?",
-                (state, _now(), version, _clip(error), checkpoint, job_id),
+                (state, _now(), version, public_error(error), checkpoint, job_id),
             )
         _remove_partial_files(job_dir)  # its process is dead: nobody writes them any more
         return self.get(job_id)
@@ -876,8 +938,22 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _clip(message: str | None) -> str | None:
-    if message is None or len(message) <= MAX_ERROR_CHARS:
+def redact_paths(message: str) -> str:
+    """``message`` with every absolute path cut to its last component (``'/srv/a/b.zip'`` -> ``'b.zip'``)."""
+
+    def last_component(match: re.Match[str]) -> str:
+        parts = [part for part in match.group().split("/") if part]
+        return parts[-1] if parts else match.group()
+
+    return _ABSOLUTE_PATH_RE.sub(last_component, message)
+
+
+def public_error(message: str | None) -> str | None:
+    """A job error as recorded (and shown by the API): absolute paths redacted, at most ``MAX_ERROR_CHARS``."""
+    if message is None:
+        return None
+    message = redact_paths(message)
+    if len(message) <= MAX_ERROR_CHARS:
         return message
     return message[: MAX_ERROR_CHARS - 3] + "..."
 

@@ -4,6 +4,7 @@ Its command line::
 
     python -m fitness_weights_api.train_job --root ROOT --database-url URL --job-id ID --registry-root REGISTRY
         --registry-url URL --lock-fd FD [--checkpoint-rollouts N] [--checkpoint-seconds S] [--nice N]
+        [--memory-mb MB]
 
 It is not meant to be started by hand: the manager claims the job (state ``running`` with this process's pid)
 and passes the descriptor of the job's locked lock file (``--lock-fd``), which this process keeps open for its
@@ -11,12 +12,17 @@ whole life (that is how the manager knows it lives; see :mod:`fitness_weights_ap
 
 What it does:
 
+0. Limits its address space (``RLIMIT_AS``, soft and hard) to ``--memory-mb`` MiB, first thing: this module
+   imports torch, numpy and SB3 only after that, so the limit bounds the whole job (its imports included) and a
+   job whose limit is too small even for them fails as cleanly as one that outgrows it later. A few MiB of the
+   limit are held in reserve and released when an allocation fails, so that the failure can still be reported.
 1. Checks that the job runs under its pid (after the manager's commit); if not, exits with code 3, writing
    nothing.
 2. Trains ``sb3_ext.PPO`` with the job's :class:`~fitness_weights_api.jobs.TrainConfig`. After every rollout it
-   records the progress (timesteps, mean episode return) and reads the job's ``cancel_requested`` flag; every
-   ``--checkpoint-rollouts`` rollouts or ``--checkpoint-seconds`` seconds it saves ``checkpoint.zip`` in the
-   job folder atomically (a temporary file, then ``os.replace``) and records its path.
+   records the progress (timesteps, mean episode return) and reads the job's ``cancel_requested`` flag. At the
+   end of the first rollout, then once ``--checkpoint-rollouts`` rollouts or ``--checkpoint-seconds`` seconds
+   have passed since the last checkpoint, it saves ``checkpoint.zip`` in the job folder atomically (a temporary
+   file, then ``os.replace``) and records its path.
 3. Saves ``model.zip`` atomically, evaluates it on ``eval_trainees`` held-out trainees (``evaluation.json``),
    registers it (metadata ``{"job_id", "policy", "timesteps"}``, the normalized score as
    ``evaluation_score``, activated if the config says so) and marks the job ``succeeded`` with the version.
@@ -24,17 +30,24 @@ What it does:
    is settled by the manager, which finds the version by its metadata.
 
 Outcomes and exit codes: ``succeeded`` (0); an exception marks the job ``failed`` with
-``"<ExceptionType>: <message>"`` and prints the traceback to the log (1); ``SIGTERM`` or the cancel flag marks
-it ``cancelled`` (0); a job not (or no longer) running under this pid is left alone (3).
+``"<ExceptionType>: <message>"`` (absolute paths cut to their last component) and prints the traceback to the
+log (1); running out of the memory limit marks it ``failed`` with ``"MemoryError: the job ran out of its memory
+limit of N MiB ..."`` (1); ``SIGTERM`` or the cancel flag marks it ``cancelled`` (0); a job not (or no longer)
+running under this pid is left alone (3). The log's last line gives the peak address space and resident memory
+(``VmPeak``, ``VmHWM``), the figures to size ``--memory-mb`` by.
 """
 
 from __future__ import annotations
 
+# Only light imports here (no torch, numpy, SB3 or the env): main() sets the memory limit before they load.
 import argparse
 import contextlib
+import errno
 import json
 import math
+import mmap
 import os
+import re
 import signal
 import sys
 import time
@@ -42,16 +55,13 @@ import traceback
 import uuid
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
-
-import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
 from fitness_weights_api.jobs import (
     CANCELLED,
     CHECKPOINT_FILE,
     FAILED,
+    MEMORY_SETTING,
     MODEL_FILE,
     PARTIAL_PREFIX,
     SUCCEEDED,
@@ -62,8 +72,14 @@ from fitness_weights_api.jobs import (
 )
 from fitness_weights_api.registry import ModelRegistry
 from fitness_weights_api.sqlite import database_path
-from sb3_ext import PPO, CosineSchedule, get_preset, make_vec_env
-from sb3_ext.evaluate import evaluate_model
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not POSIX: the job manager refuses to start there
+    resource = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from sb3_ext import PPO
 
 __all__ = ["main"]
 
@@ -72,6 +88,11 @@ EXIT_LOST = 3
 
 FINAL_LEARNING_RATE_FRACTION = 0.1
 """The cosine schedule anneals the learning rate to this fraction of the initial one (as examples/train_ppo.py)."""
+
+RESERVE_BYTES = 16 << 20
+"""Address space mapped at the start under the memory limit and unmapped when an allocation fails: room to report."""
+
+_OUT_OF_MEMORY_RE = re.compile(r"can't allocate memory|cannot allocate memory|bad_alloc|out of memory", re.IGNORECASE)
 
 
 class _JobProcess:
@@ -86,11 +107,13 @@ class _JobProcess:
         self.registry_url: str = args.registry_url
         self.checkpoint_rollouts: int = args.checkpoint_rollouts
         self.checkpoint_seconds: float = args.checkpoint_seconds
+        self.memory_mb: int | None = args.memory_mb
+        self.reserve: mmap.mmap | None = None  # set by main() under the memory limit
         self.finalizing = False  # from registering on, SIGTERM is deferred
         self.terminate_requested = False
         self.registered: str | None = None
         self.rollouts = 0
-        self.last_checkpoint = (0, time.monotonic())
+        self.last_checkpoint: tuple[int, float] | None = None  # (rollouts, monotonic time) of the last one
 
     def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         """Stop training (raise :class:`JobCancelled`), unless the job is already finishing."""
@@ -101,27 +124,38 @@ class _JobProcess:
 
     def run(self) -> int:
         """Train, register and record the outcome; the process's exit code."""
+        config = None
         try:
-            config = self.database.claimed_config(self.job_id, self.pid)
-        except JobLostError as err:
-            print(f"not starting: {err}", flush=True)
-            return EXIT_LOST
-        except JobCancelled:
-            return self._finish(CANCELLED)
-        print(f"job {self.job_id} (pid {self.pid}) trains {json.dumps(config.to_dict())}", flush=True)
-        try:
+            config = self.database.claimed_config(self.job_id, self.pid)  # validating it imports torch
+            print(f"job {self.job_id} (pid {self.pid}) trains {json.dumps(config.to_dict())}", flush=True)
             self._train_and_register(config)
         except JobCancelled as err:
             print(f"job {self.job_id}: {err}", flush=True)
             return self._finish(CANCELLED)
         except JobLostError as err:
-            print(f"job {self.job_id}: stopping: {err}", flush=True)
+            print(f"job {self.job_id}: {'stopping' if config else 'not starting'}: {err}", flush=True)
             return EXIT_LOST
         except Exception as err:
+            self._release_reserve()  # before anything else: reporting needs memory too
             traceback.print_exc()
             sys.stderr.flush()
-            return self._finish(FAILED, error=f"{type(err).__name__}: {err}")
+            return self._finish(FAILED, error=self._error(err))
         return 0
+
+    def _error(self, err: Exception) -> str:
+        """The recorded error of ``err``: ``"<ExceptionType>: <message>"``, or the memory limit's if it was hit."""
+        if self.memory_mb is not None and _out_of_memory(err):
+            return (
+                f"MemoryError: the job ran out of its memory limit of {self.memory_mb} MiB (memory_mb, the "
+                f"{MEMORY_SETTING} setting); ask for fewer n_envs or eval_trainees or a smaller policy, "
+                "or raise the limit"
+            )
+        return f"{type(err).__name__}: {err}"
+
+    def _release_reserve(self) -> None:
+        if self.reserve is not None:
+            self.reserve.close()
+            self.reserve = None
 
     def _finish(self, state: str, error: str | None = None) -> int:
         self.finalizing = True
@@ -133,6 +167,10 @@ class _JobProcess:
         return 1 if state == FAILED else 0
 
     def _train_and_register(self, config: TrainConfig) -> None:
+        import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
+        from sb3_ext import PPO, CosineSchedule, get_preset, make_vec_env
+        from sb3_ext.evaluate import evaluate_model
+
         registry = ModelRegistry(self.registry_root, self.registry_url)  # fail before training if it is amiss
         preset = get_preset(config.preset)
         n_envs = preset.n_envs if config.n_envs is None else config.n_envs
@@ -150,7 +188,7 @@ class _JobProcess:
             **settings,
         )
         start = time.perf_counter()
-        model.learn(config.timesteps, callback=_ProgressCallback(self))
+        model.learn(config.timesteps, callback=_progress_callback(self))
         seconds = time.perf_counter() - start
         print(f"job {self.job_id}: trained {model.num_timesteps} steps in {seconds:.1f} s", flush=True)
 
@@ -179,12 +217,18 @@ class _JobProcess:
         )
         print(f"job {self.job_id}: succeeded, registered {version.version}", flush=True)
 
+    def checkpoint_due(self) -> bool:
+        """Whether the rollout that just ended is checkpointed: the first one, then every N rollouts or S seconds."""
+        if self.last_checkpoint is None:
+            return True
+        rollouts, at = self.last_checkpoint
+        return self.rollouts - rollouts >= self.checkpoint_rollouts or time.monotonic() - at >= self.checkpoint_seconds
+
     def on_rollout_end(self, model: PPO) -> None:
         """Save a checkpoint when due, record the progress, and stop if the job was cancelled."""
         self.rollouts += 1
         checkpoint = None
-        rollouts, at = self.last_checkpoint
-        if self.rollouts - rollouts >= self.checkpoint_rollouts or time.monotonic() - at >= self.checkpoint_seconds:
+        if self.checkpoint_due():
             path = self.job_dir / CHECKPOINT_FILE
             _save_atomically(model, path)
             checkpoint = str(path)
@@ -196,26 +240,71 @@ class _JobProcess:
             raise JobCancelled("cancel requested")
 
 
-class _ProgressCallback(BaseCallback):
-    """Calls :meth:`_JobProcess.on_rollout_end` after every rollout."""
+def _progress_callback(job: _JobProcess) -> Any:
+    """An SB3 callback that calls :meth:`_JobProcess.on_rollout_end` after every rollout (SB3 imported here)."""
+    from stable_baselines3.common.callbacks import BaseCallback
 
-    def __init__(self, job: _JobProcess) -> None:
-        super().__init__()
-        self.job = job
+    class ProgressCallback(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
 
-    def _on_step(self) -> bool:
-        return True
+        def _on_rollout_end(self) -> None:
+            job.on_rollout_end(self.model)
 
-    def _on_rollout_end(self) -> None:
-        self.job.on_rollout_end(self.model)
+    return ProgressCallback()
 
 
 def _mean_reward(model: PPO) -> float | None:
+    import numpy as np
+
     buffer = model.ep_info_buffer
     if not buffer:
         return None
     value = float(np.mean([info["r"] for info in buffer]))
     return value if math.isfinite(value) else None
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` (or an exception it chains) is an allocation failure.
+
+    Python's and numpy's ``MemoryError``, ``OSError`` ``ENOMEM`` (``mmap``, ``dlopen`` while importing), torch's
+    ``"can't allocate memory"`` and C++'s ``std::bad_alloc``, as a ``RuntimeError`` or an ``ImportError``.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno == errno.ENOMEM):
+            return True
+        if isinstance(err, (RuntimeError, ImportError, OSError)) and _OUT_OF_MEMORY_RE.search(str(err)):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _limit_memory(memory_mb: int | None) -> mmap.mmap | None:
+    """Set ``RLIMIT_AS`` (soft and hard) to ``memory_mb`` MiB (or the hard limit if lower); map the reserve."""
+    if memory_mb is None or resource is None:
+        return None
+    limit = memory_mb << 20
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))  # also allowed below the current size: it stops growth
+    try:
+        return mmap.mmap(-1, RESERVE_BYTES)
+    except OSError:  # the limit leaves no room even for it: the job fails at its first allocation
+        return None
+
+
+def _memory_report() -> str:
+    """Peak address space and resident memory of this process (``VmPeak``, ``VmHWM``; Linux), in MiB."""
+    try:
+        with open("/proc/self/status") as status:
+            values = dict(line.split(":", 1) for line in status if line.startswith(("VmPeak", "VmHWM")))
+    except OSError:  # pragma: no cover - not Linux
+        return "peak memory unknown"
+    peak, resident = (int(values[name].split()[0]) >> 10 for name in ("VmPeak", "VmHWM"))
+    return f"peak address space {peak} MiB (VmPeak), peak resident memory {resident} MiB (VmHWM)"
 
 
 def _save_atomically(model: PPO, path: Path) -> None:
@@ -248,15 +337,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry-url", required=True, help="the model registry's database URL")
     parser.add_argument("--lock-fd", type=int, required=True, help="descriptor of the job's locked lock file")
     parser.add_argument("--checkpoint-rollouts", type=int, default=10, help="checkpoint every N rollouts")
-    parser.add_argument("--checkpoint-seconds", type=float, default=300.0, help="or after S seconds")
+    parser.add_argument("--checkpoint-seconds", type=float, default=60.0, help="or after S seconds")
     parser.add_argument("--nice", type=int, default=0, help="added to this process's niceness")
+    parser.add_argument("--memory-mb", type=int, default=None, help="address-space limit (MiB); none by default")
     args = parser.parse_args(argv)
+    reserve = _limit_memory(args.memory_mb)  # first: before torch, numpy and SB3 are imported
     if args.nice:
         os.nice(args.nice)  # training yields the CPU to the processes that answer requests
     os.set_inheritable(args.lock_fd, False)  # the lock stays with this process, not with processes it starts
     job = _JobProcess(args)
+    job.reserve = reserve
     signal.signal(signal.SIGTERM, job.on_sigterm)
-    return job.run()
+    code = job.run()
+    limit = "" if args.memory_mb is None else f" (limit {args.memory_mb} MiB)"
+    print(f"job {job.job_id}: {_memory_report()}{limit}", flush=True)
+    return code
 
 
 if __name__ == "__main__":

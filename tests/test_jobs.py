@@ -3,12 +3,14 @@
 import json
 import math
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -17,8 +19,9 @@ import pytest
 
 import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
 from fitness_weights_api import JobError, JobManager, ModelRegistry, TrainConfig, UnknownJobError
-from fitness_weights_api.jobs import FINAL_STATES
+from fitness_weights_api.jobs import FINAL_STATES, ConfigError, public_error, redact_paths
 from fitness_weights_api.service import WeightService
+from fitness_weights_api.settings import ServiceSettings
 from fitness_weights_env import sample_profile
 from sb3_ext import PPO
 
@@ -73,6 +76,28 @@ def train_in_process(path: Path) -> Path:
     )
     model.learn(64).save(path)
     return path
+
+
+def checkpoint_timesteps(path: Path) -> int:
+    """``num_timesteps`` of an SB3 zip, read from its ``data`` entry (cheaper than loading the model)."""
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("data"))["num_timesteps"]
+
+
+def fake_python(tmp_path: Path, script: str) -> Path:
+    """A stand-in for the job interpreter: a shell script that ignores its arguments (no torch, fast)."""
+    path = tmp_path / f"fake-python-{uuid.uuid4().hex[:8]}"
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(0o755)
+    return path
+
+
+def assert_public(error: str, *secrets: str) -> None:
+    """The error names no absolute path, no pid, and none of ``secrets``."""
+    assert not re.search(r"(^|[\s'\"=(])/\S", error), error
+    assert "pid" not in error, error
+    for secret in secrets:
+        assert secret not in error, error
 
 
 def process_gone(pid: int) -> bool:
@@ -226,7 +251,7 @@ def test_concurrent_refreshes_in_several_processes_respect_max_concurrent(manage
     both_final = lambda job: job.state in FINAL_STATES and manager.get(jobs[1].job_id).state in FINAL_STATES  # noqa: E731
     settled = poll(manager, jobs[2].job_id, both_final)[-1]
     assert settled.state == "failed"
-    assert settled.error.startswith(f"the job process (pid {jobs[2].pid}) ended without recording a final state")
+    assert settled.error == "the job process ended without recording a final state; see the job's log"
     settled = manager.get(jobs[1].job_id)
     assert (settled.state, settled.model_version, settled.error) == ("succeeded", registered.version, None)
     assert manager.get(jobs[3].job_id).state == "queued"  # one still runs, and this manager's bound is 1
@@ -235,6 +260,126 @@ def test_concurrent_refreshes_in_several_processes_respect_max_concurrent(manage
         manager.cancel(job.job_id)
     assert [manager.get(job.job_id).state for job in jobs] == ["cancelled", "succeeded", "failed"] + ["cancelled"] * 2
     assert registry.versions() == [registry.get(registered.version)]
+
+
+def test_a_job_checkpoints_at_its_first_rollout_then_every_n_rollouts_and_keeps_it_when_killed(tmp_path, registry):
+    manager = make_manager(tmp_path / "jobs", registry, checkpoint_rollouts=3, checkpoint_seconds=3600.0)
+    job = manager.submit(tiny(LONG))
+    first = poll(manager, job.job_id, lambda job: job.timesteps_done > 0)[-1]
+    assert first.checkpoint is not None  # recorded with the first rollout's progress, not 10 rollouts later
+    rollout = TINY["n_envs"] * 64
+    seen = set()
+
+    def four_rollouts_done(job):
+        seen.add(checkpoint_timesteps(Path(job.checkpoint)))
+        return job.timesteps_done >= 5 * rollout
+
+    job = poll(manager, job.job_id, four_rollouts_done)[-1]
+    assert seen and seen <= {rollout, 4 * rollout, 7 * rollout}, seen  # rollouts 1, 4, 7...: every 3 after the first
+    os.killpg(job.pid, signal.SIGKILL)
+    job = manager.wait(job.job_id, TIMEOUT_S, poll_s=0.1)
+    assert (job.state, job.error) == ("failed", "the job process was killed by signal SIGKILL")
+    assert checkpoint_timesteps(Path(job.checkpoint)) <= job.timesteps_done
+    PPO.load(job.checkpoint, device="cpu")
+    assert registry.versions() == []
+
+
+def test_a_job_killed_after_its_first_rollout_has_a_checkpoint(tmp_path, registry):
+    manager = make_manager(tmp_path / "jobs", registry, checkpoint_rollouts=10, checkpoint_seconds=60.0)  # defaults
+    job = manager.submit(tiny(LONG))
+    job = poll(manager, job.job_id, lambda job: job.timesteps_done > 0)[-1]
+    os.killpg(job.pid, signal.SIGKILL)
+    job = manager.wait(job.job_id, TIMEOUT_S, poll_s=0.1)
+    assert job.state == "failed" and job.model_version is None
+    assert Path(job.checkpoint) == manager.job_dir(job.job_id) / "checkpoint.zip"
+    assert checkpoint_timesteps(Path(job.checkpoint)) >= TINY["n_envs"] * 64
+    PPO.load(job.checkpoint, device="cpu")
+
+
+def test_a_job_over_its_memory_limit_fails_cleanly_keeps_its_checkpoint_and_registers_nothing(tmp_path, registry):
+    # What the job process maps before it trains (torch and the libraries), measured here: it depends on the build.
+    measure = (
+        "import fitness_weights_api.train_job, fitness_weights_env, sb3_ext, sb3_ext.evaluate\n"
+        "import stable_baselines3.common.callbacks\n"
+        "status = dict(line.split(':', 1) for line in open('/proc/self/status'))\n"
+        "print(int(status['VmPeak'].split()[0]) >> 10)"
+    )
+    imports_mb = int(subprocess.check_output([sys.executable, "-c", measure], env={**os.environ, **JOB_ENV}))
+    # The gpu preset with 128 envs: one rollout of 8192 steps, trained in one batch of 8192. Measured above the
+    # imports: about 160 MiB up to the first rollout's end (the checkpoint), about 880 MiB once it trains.
+    limit_mb = imports_mb + 450
+    manager = make_manager(tmp_path / "jobs", registry, memory_mb=limit_mb, checkpoint_rollouts=10)
+    job = manager.submit(TrainConfig(timesteps=LONG, preset="gpu", n_envs=128, eval_trainees=4, device="cpu"))
+    job = manager.wait(job.job_id, TIMEOUT_S, poll_s=0.1)
+    assert job.state == "failed"
+    assert job.error == (
+        f"MemoryError: the job ran out of its memory limit of {limit_mb} MiB (memory_mb, the "
+        "FITNESS_WEIGHTS_JOB_MEMORY_MB setting); ask for fewer n_envs or eval_trainees or a smaller policy, "
+        "or raise the limit"
+    )
+    assert job.timesteps_done == 128 * 64  # the first rollout, recorded with its checkpoint
+    assert checkpoint_timesteps(Path(job.checkpoint)) == 128 * 64
+    PPO.load(job.checkpoint, device="cpu")
+    names = os.listdir(manager.job_dir(job.job_id))
+    assert "model.zip" not in names and not [name for name in names if name.startswith(".partial-")]
+    assert registry.versions() == []
+    log = (manager.job_dir(job.job_id) / "job.log").read_text()
+    assert "Traceback (most recent call last)" in log and f"(limit {limit_mb} MiB)" in log
+
+
+def test_job_errors_name_no_absolute_path_and_no_pid(tmp_path, registry):
+    # A job whose checkpoint cannot be written: a folder stands where it goes. A job (a fake process that only
+    # sleeps) holds the one slot while the folder is made, so that it is there before the real job starts.
+    manager = make_manager(tmp_path / "jobs", registry)
+    blocker = make_manager(tmp_path / "jobs", registry, python=fake_python(tmp_path, "exec sleep 600"))
+    holding = blocker.submit(tiny())
+    job = manager.submit(tiny())
+    assert (holding.state, job.state) == ("running", "queued")
+    (manager.job_dir(job.job_id) / "checkpoint.zip").mkdir(parents=True)
+    assert manager.cancel(holding.job_id).state == "cancelled"
+    job = manager.wait(job.job_id, TIMEOUT_S, poll_s=0.1)
+    assert job.state == "failed"
+    assert job.error.startswith("IsADirectoryError: [Errno 21] Is a directory: '.partial-"), job.error
+    assert job.error.endswith(".zip' -> 'checkpoint.zip'"), job.error
+    assert_public(job.error, str(tmp_path), str(job.pid))
+    log = (manager.job_dir(job.job_id) / "job.log").read_text()
+    assert str(manager.job_dir(job.job_id) / "checkpoint.zip") in log  # the full message and traceback stay there
+
+    # How its process ended, as the manager that started it knows it, and as another manager does.
+    exits = make_manager(tmp_path / "jobs", registry, python=fake_python(tmp_path, "exit 7"))
+    job = exits.wait(exits.submit(tiny()).job_id, TIMEOUT_S, poll_s=0.05)
+    assert job.error == "the job process exited with code 7 without recording a final state; see the job's log"
+    starter = make_manager(tmp_path / "jobs", registry, python=fake_python(tmp_path, "exec sleep 0.5"))
+    job = starter.submit(tiny())
+    job = make_manager(tmp_path / "jobs", registry).wait(job.job_id, TIMEOUT_S, poll_s=0.05)
+    assert job.error == "the job process ended without recording a final state; see the job's log"
+
+    missing = make_manager(tmp_path / "jobs", registry, python=tmp_path / "no" / "such-python")
+    job = missing.submit(tiny())
+    assert job.state == "failed"
+    assert job.error == "cannot start the job process: [Errno 2] No such file or directory: 'such-python'"
+
+
+@pytest.mark.parametrize(
+    ("message", "public"),
+    [
+        ("[Errno 2] No such file or directory: '/srv/jobs/ck.zip'", "[Errno 2] No such file or directory: 'ck.zip'"),
+        ("'/a/.partial-1.zip' -> '/a/checkpoint.zip'", "'.partial-1.zip' -> 'checkpoint.zip'"),
+        ("cannot open sqlite:////var/lib/fw/jobs.sqlite", "cannot open sqlite:jobs.sqlite"),
+        ('File "/usr/lib/python3/x.py", line 3', 'File "x.py", line 3'),
+        ("path=/etc/passwd (/tmp/dir/)", "path=passwd (dir)"),
+        ("n_envs / eval_trainees, 1/2, ./relative/x, ~/home", "n_envs / eval_trainees, 1/2, ./relative/x, ~/home"),
+    ],
+)
+def test_absolute_paths_are_cut_to_their_last_component(message, public):
+    assert redact_paths(message) == public
+    assert public_error("x/" * 2000).endswith("...") and len(public_error("x/" * 2000)) == 2000
+    assert public_error(None) is None
+
+
+def test_the_job_process_imports_no_torch_before_its_memory_limit():
+    code = "import sys, fitness_weights_api.train_job; print(sorted({'torch', 'numpy', 'sb3_ext'} & set(sys.modules)))"
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "[]"
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
@@ -308,8 +453,44 @@ def test_manager_refuses_bad_submissions_and_job_ids(manager):
         manager.list(state="done")
 
 
+def test_manager_refuses_configs_above_its_resource_bounds(tmp_path, registry):
+    manager = make_manager(tmp_path / "jobs", registry, max_n_envs=32, max_eval_trainees=100)
+    refused = [
+        ({"n_envs": 33}, "n_envs", "n_envs must be at most 32 (max_n_envs), got 33"),
+        ({"n_envs": None}, "preset", "preset too large: the cpu preset steps 64 envs, above max_n_envs 32; set n_envs"),
+        ({"eval_trainees": 101}, "eval_trainees", "eval_trainees must be at most 100 (max_eval_trainees), got 101"),
+    ]
+    for changes, field, message in refused:
+        with pytest.raises(ConfigError, match=rf"^{re.escape(message)}") as raised:
+            manager.submit({**TINY, "timesteps": 1, **changes})
+        assert raised.value.field == field
+    default = make_manager(tmp_path / "jobs", registry)  # 1024 envs and 1000 trainees
+    with pytest.raises(ConfigError, match=r"^n_envs must be at most 1024 \(max_n_envs\), got 16384") as raised:
+        default.submit({"timesteps": 1, "n_envs": 16_384, "eval_trainees": 10_000})  # the security review's config
+    assert raised.value.field == "n_envs"
+    with pytest.raises(ConfigError, match=r"^eval_trainees must be at most 1000 ") as raised:
+        default.submit({"timesteps": 1, "n_envs": 1024, "eval_trainees": 10_000})
+    assert manager.list() == []  # nothing was queued
+
+
+def test_settings_wire_the_job_limits(tmp_path, registry):
+    settings = ServiceSettings(
+        home=tmp_path / "home", max_n_envs=7, max_eval_trainees=9, job_memory_mb=1234, checkpoint_seconds=5,
+        checkpoint_rollouts=3,
+    )  # fmt: skip
+    jobs = settings.open_jobs(registry)
+    assert (jobs.max_n_envs, jobs.max_eval_trainees, jobs.memory_mb) == (7, 9, 1234)
+    assert (jobs.checkpoint_seconds, jobs.checkpoint_rollouts) == (5.0, 3)
+    defaults = ServiceSettings(home=tmp_path / "home").open_jobs(registry)
+    assert (defaults.max_n_envs, defaults.max_eval_trainees, defaults.memory_mb) == (1024, 1000, 8192)
+    assert (defaults.checkpoint_seconds, defaults.checkpoint_rollouts) == (60.0, 10)
+
+
 def test_manager_arguments_and_databases_are_checked(tmp_path, registry):
-    for name, value in [("max_concurrent", 0), ("max_timesteps", 0), ("max_queued", 0), ("cancel_grace_s", math.nan)]:
+    bad = [("max_concurrent", 0), ("max_timesteps", 0), ("max_queued", 0), ("cancel_grace_s", math.nan)]
+    bad += [("max_n_envs", 0), ("max_eval_trainees", 1.5), ("memory_mb", 0), ("memory_mb", "8192")]
+    bad += [("checkpoint_seconds", 0), ("checkpoint_rollouts", 0)]
+    for name, value in bad:
         with pytest.raises(ValueError, match=rf"^{name} "):
             JobManager(tmp_path / "jobs", registry, **{name: value})
     with pytest.raises(ValueError, match=r"^database_url .* is the registry's database"):
