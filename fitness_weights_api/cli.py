@@ -99,6 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         return 130
     if job.state != SUCCEEDED:
         print(f"job {job.job_id} {job.state}: {job.error or 'no error recorded'}", file=sys.stderr)
+        print(f"its log: {jobs.job_dir(job.job_id) / 'job.log'}", file=sys.stderr)
         return 1
     record = registry.get(job.model_version)  # type: ignore[arg-type]
     score = "n/a" if record.evaluation_score is None else f"{record.evaluation_score:.3f}"

@@ -150,6 +150,8 @@ MAX_EVAL_TRAINEES = 10_000
 MAX_SEED = 2**31 - 1
 MAX_ERROR_CHARS = 2000
 
+MIN_MEMORY_MB = 256
+"""The least ``memory_mb``: below it a job process cannot even record its failure (SQLite needs the room)."""
 MEMORY_SETTING = "FITNESS_WEIGHTS_JOB_MEMORY_MB"
 """The service setting of a job's memory limit (``JobManager(memory_mb=...)``), named in out-of-memory errors."""
 
@@ -499,7 +501,8 @@ class JobManager:
         max_timesteps: Most ``timesteps`` a config may ask for.
         max_n_envs: Most parallel environments a job may step (``n_envs``, or its preset's); memory grows with it.
         max_eval_trainees: Most held-out trainees a job may evaluate (``eval_trainees``).
-        memory_mb: Address-space limit (``RLIMIT_AS``) of each job process in MiB, or ``None`` for none. It
+        memory_mb: Address-space limit (``RLIMIT_AS``) of each job process in MiB (at least 256), or ``None`` for
+            none. It
             bounds virtual memory, which exceeds the resident memory (torch maps its libraries, threads reserve
             stacks and malloc arenas). Measured with the CPU build of torch 2.13 (``VmPeak``; the job's log ends
             with its own figures): importing the job's libraries about 600 MiB, a ``cpu``-preset job (64 envs)
@@ -552,7 +555,7 @@ class JobManager:
         _check_int("max_n_envs", max_n_envs, 1)
         _check_int("max_eval_trainees", max_eval_trainees, 1)
         if memory_mb is not None:
-            _check_int("memory_mb", memory_mb, 1)
+            _check_int("memory_mb", memory_mb, MIN_MEMORY_MB)
         _check_int("checkpoint_rollouts", checkpoint_rollouts, 1)
         _check_int("nice", nice, 0, 19)
         for name, value in (("cancel_grace_s", cancel_grace_s), ("checkpoint_seconds", checkpoint_seconds)):

@@ -126,7 +126,11 @@ class ModelChecker:
                 code = self._stop()
                 reason = f"was killed by signal {-code}" if code is not None and code < 0 else "ended"
                 raise ModelCheckError("dry_run", f"the check process {reason} (out of memory or crashed)")
-            answer = json.loads(line)
+            try:
+                answer = json.loads(line)
+            except ValueError:  # something else wrote to the child's output
+                self._stop()
+                raise ModelCheckError("dry_run", "the check process answered out of protocol") from None
             if answer["ok"]:
                 return answer
             if answer.get("memory"):

@@ -75,7 +75,7 @@ POLICIES = {  # name: (module, class name) -- the allow-list; nothing else is ev
 SB3_DATA_ENTRY = "data"
 SB3_POLICY_ENTRY = "policy.pth"
 SB3_VERSION_ENTRY = "_stable_baselines3_version"
-MAX_JSON_BYTES = 1 << 20  # the JSON parts: an SB3 ``data`` entry is about 15 kB, a manifest about 1 kB
+MAX_JSON_BYTES = 1 << 20  # a manifest is about 1 kB (an SB3 ``data`` entry, which grows with n_envs, has max_bytes)
 MAX_TENSORS = 10_000
 _MANIFEST_KEY = "manifest"
 _HEADER_LENGTH = struct.Struct("<Q")
@@ -179,7 +179,7 @@ def convert_sb3_archive(
             to tensors, or weights that match no allowed policy. The field at fault is named.
     """
     entries = _read_entries(data, (SB3_DATA_ENTRY, SB3_POLICY_ENTRY), (SB3_VERSION_ENTRY,), max_bytes)
-    fields = _json("data", entries[SB3_DATA_ENTRY])
+    fields = _json("data", entries[SB3_DATA_ENTRY], max_bytes)
     if not isinstance(fields, dict):
         raise ModelFormatError("data", "must be a JSON object (SB3's saved fields)")
     kwargs = fields.get("policy_kwargs", {})
@@ -357,9 +357,9 @@ def _check_kwargs(kwargs: Any) -> dict[str, Any]:
     return value
 
 
-def _json(field: str, content: bytes) -> Any:
-    if len(content) > MAX_JSON_BYTES:
-        raise ModelFormatError(field, f"is larger than {MAX_JSON_BYTES} bytes of JSON")
+def _json(field: str, content: bytes, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    if len(content) > max_bytes:
+        raise ModelFormatError(field, f"is larger than {max_bytes} bytes of JSON")
     try:
         return json.loads(content.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -19,7 +19,7 @@ variable                                 default                            mean
 ``FITNESS_WEIGHTS_MAX_BODY_BYTES``       ``65536``                          largest request body, checked before parsing
 ``FITNESS_WEIGHTS_MAX_N_ENVS``           ``1024``                           most parallel envs one job may ask for
 ``FITNESS_WEIGHTS_MAX_EVAL_TRAINEES``    ``1000``                           most held-out trainees of one job
-``FITNESS_WEIGHTS_JOB_MEMORY_MB``        ``8192``                           address-space limit of a job (MiB)
+``FITNESS_WEIGHTS_JOB_MEMORY_MB``        ``8192``                           job address-space limit, MiB (0: none)
 ``FITNESS_WEIGHTS_CHECKPOINT_SECONDS``   ``60``                             a job checkpoints at least this often...
 ``FITNESS_WEIGHTS_CHECKPOINT_ROLLOUTS``  ``10``                             ... and every this many rollouts
 ``FITNESS_WEIGHTS_MAX_MODEL_BYTES``      ``67108864``                       largest model to register, uncompressed
@@ -80,7 +80,6 @@ _POSITIVE_INTS = (
     "max_body_bytes",
     "max_n_envs",
     "max_eval_trainees",
-    "job_memory_mb",
     "checkpoint_seconds",
     "checkpoint_rollouts",
     "max_model_bytes",
@@ -113,7 +112,8 @@ class ServiceSettings:
         max_body_bytes: Largest request body; a larger one is refused (413) before it is read or parsed.
         max_n_envs: Most parallel environments one training job may ask for.
         max_eval_trainees: Most held-out trainees one training job may evaluate.
-        job_memory_mb: Address-space limit (``RLIMIT_AS``) of each training job process, in MiB.
+        job_memory_mb: Address-space limit (``RLIMIT_AS``) of each training job process, in MiB, at least 256; 0
+            sets none (CUDA reserves far more address space than it uses: a GPU job may need 0 or a large limit).
         checkpoint_seconds: A job saves a checkpoint at its first rollout's end and then at least this often.
         checkpoint_rollouts: ... and every this many rollouts.
         max_model_bytes: Largest model to register: the archive's file and its entries uncompressed.
@@ -150,6 +150,9 @@ class ServiceSettings:
         object.__setattr__(self, "allowed_hosts", tuple(h.lower() for h in hosts))
         if not isinstance(self.require_token, bool):
             raise ValueError(f"require_token must be a bool, got {self.require_token!r}")
+        memory = self.job_memory_mb
+        if isinstance(memory, bool) or not isinstance(memory, int) or not (memory == 0 or memory >= 256):
+            raise ValueError(f"job_memory_mb must be 0 (no limit) or an integer of at least 256, got {memory!r}")
         for name in _POSITIVE_INTS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -203,7 +206,7 @@ class ServiceSettings:
             max_timesteps=self.max_timesteps,
             max_n_envs=self.max_n_envs,
             max_eval_trainees=self.max_eval_trainees,
-            memory_mb=self.job_memory_mb,
+            memory_mb=self.job_memory_mb or None,
             checkpoint_seconds=self.checkpoint_seconds,
             checkpoint_rollouts=self.checkpoint_rollouts,
         )

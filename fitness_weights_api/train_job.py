@@ -92,7 +92,10 @@ FINAL_LEARNING_RATE_FRACTION = 0.1
 RESERVE_BYTES = 16 << 20
 """Address space mapped at the start under the memory limit and unmapped when an allocation fails: room to report."""
 
-_OUT_OF_MEMORY_RE = re.compile(r"can't allocate memory|cannot allocate memory|bad_alloc|out of memory", re.IGNORECASE)
+_OUT_OF_MEMORY_RE = re.compile(  # torch's CPU allocator, errno ENOMEM's text, C++, dlopen (an import under the limit)
+    r"can't allocate memory|cannot allocate memory|bad_alloc|out of memory|failed to map segment from shared object",
+    re.IGNORECASE,
+)
 
 
 class _JobProcess:
@@ -267,8 +270,9 @@ def _mean_reward(model: PPO) -> float | None:
 def _out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` (or an exception it chains) is an allocation failure.
 
-    Python's and numpy's ``MemoryError``, ``OSError`` ``ENOMEM`` (``mmap``, ``dlopen`` while importing), torch's
-    ``"can't allocate memory"`` and C++'s ``std::bad_alloc``, as a ``RuntimeError`` or an ``ImportError``.
+    Python's and numpy's ``MemoryError``, ``OSError`` ``ENOMEM`` (``mmap``), torch's ``"can't allocate memory"``,
+    C++'s ``std::bad_alloc`` and ``dlopen``'s ``"failed to map segment from shared object"`` (an ``ImportError``
+    when the limit is too small even for torch's libraries).
     """
     seen = set()
     while err is not None and id(err) not in seen:

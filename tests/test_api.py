@@ -370,20 +370,21 @@ def test_cancel_and_bad_training_configs(client):
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     assert client.delete(f"/train/{job['job_id']}").json()["state"] == "cancelled"  # idempotent
     assert any(j["job_id"] == job["job_id"] for j in client.get("/train").json())
-    bad = {
-        "timesteps": ({"timesteps": 2_000_000}, "at most 1000000"),
-        "n_envs": ({"timesteps": 1000, "n_envs": 16_384}, "above max_timesteps"),
-        "policy": ({"timesteps": 1000, "policy": "CnnPolicy"}, "'AttnCQQXPolicy' or 'MlpPolicy'"),
-        "learning_rate": ({"timesteps": 1000, "learning_rate": 0}, "greater than 0"),
-        "eval_trainees": ({"timesteps": 1000, "eval_trainees": 1}, "greater than or equal to 2"),
-        "device": ({"timesteps": 1000, "device": "cuda"}, "not permitted"),
-    }
-    for field, (config, message) in bad.items():
+    bad = [
+        ("timesteps", {"timesteps": 2_000_000}, "at most 1000000"),
+        ("n_envs", {"timesteps": 1000, "n_envs": 16_384}, "at most 1024 (max_n_envs)"),
+        ("policy", {"timesteps": 1000, "policy": "CnnPolicy"}, "'AttnCQQXPolicy' or 'MlpPolicy'"),
+        ("learning_rate", {"timesteps": 1000, "learning_rate": 0}, "greater than 0"),
+        ("eval_trainees", {"timesteps": 1000, "eval_trainees": 1}, "greater than or equal to 2"),
+        ("eval_trainees", {"timesteps": 1000, "eval_trainees": 5000}, "at most 1000 (max_eval_trainees)"),
+        ("device", {"timesteps": 1000, "device": "cuda"}, "not permitted"),
+    ]
+    for field, config, message in bad:
         response = client.post("/train", json=config)
         assert response.status_code == 422, (field, response.text)
         detail = response.json()["detail"][0]
-        assert detail["loc"][:2] == ["body", field.strip()] and message in detail["msg"], (field, detail)
-        assert str(config.get(field.strip())) not in detail["msg"].removeprefix(field.strip()), detail  # no echo
+        assert detail["loc"][:2] == ["body", field] and message in detail["msg"], (field, detail)
+        assert str(config.get(field)) not in detail["msg"].removeprefix(field), detail  # the input is not echoed
 
 
 def test_a_full_queue_is_a_429(api_servers, tmp_path):

@@ -360,6 +360,15 @@ def test_job_errors_name_no_absolute_path_and_no_pid(tmp_path, registry):
     assert job.error == "cannot start the job process: [Errno 2] No such file or directory: 'such-python'"
 
 
+def test_a_memory_limit_too_small_even_for_torch_fails_the_job_cleanly(tmp_path, registry):
+    manager = make_manager(tmp_path / "jobs", registry, memory_mb=256)  # the least; torch's libraries need more
+    job = manager.wait(manager.submit(tiny()).job_id, TIMEOUT_S, poll_s=0.1)
+    assert job.state == "failed"
+    assert job.error.startswith("MemoryError: the job ran out of its memory limit of 256 MiB (memory_mb, the ")
+    assert (job.checkpoint, job.model_version, job.timesteps_done) == (None, None, 0)
+    assert registry.versions() == []
+
+
 @pytest.mark.parametrize(
     ("message", "public"),
     [
@@ -484,11 +493,15 @@ def test_settings_wire_the_job_limits(tmp_path, registry):
     defaults = ServiceSettings(home=tmp_path / "home").open_jobs(registry)
     assert (defaults.max_n_envs, defaults.max_eval_trainees, defaults.memory_mb) == (1024, 1000, 8192)
     assert (defaults.checkpoint_seconds, defaults.checkpoint_rollouts) == (60.0, 10)
+    unlimited = ServiceSettings.from_env({"FITNESS_WEIGHTS_JOB_MEMORY_MB": "0", "FITNESS_WEIGHTS_HOME": str(tmp_path)})
+    assert unlimited.open_jobs(registry).memory_mb is None  # 0: no limit (GPU jobs reserve much address space)
+    with pytest.raises(ValueError, match=r"^FITNESS_WEIGHTS_JOB_MEMORY_MB: job_memory_mb must be 0 .* at least 256"):
+        ServiceSettings.from_env({"FITNESS_WEIGHTS_JOB_MEMORY_MB": "100"})
 
 
 def test_manager_arguments_and_databases_are_checked(tmp_path, registry):
     bad = [("max_concurrent", 0), ("max_timesteps", 0), ("max_queued", 0), ("cancel_grace_s", math.nan)]
-    bad += [("max_n_envs", 0), ("max_eval_trainees", 1.5), ("memory_mb", 0), ("memory_mb", "8192")]
+    bad += [("max_n_envs", 0), ("max_eval_trainees", 1.5), ("memory_mb", 255), ("memory_mb", "8192")]
     bad += [("checkpoint_seconds", 0), ("checkpoint_rollouts", 0)]
     for name, value in bad:
         with pytest.raises(ValueError, match=rf"^{name} "):

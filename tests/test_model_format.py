@@ -181,6 +181,13 @@ def test_the_dry_run_is_bounded_in_memory_and_time(tmp_path, tiny_models):
     assert [v.version for v in hurried.versions()] == ["v1"]
 
 
+def test_a_data_entry_of_several_megabytes_is_taken(registry, tiny_models, tmp_path):
+    # SB3 stores the last observations of every env in ``data``: a model trained with 1024 envs has megabytes of it
+    data = archive_data(tiny_models["mlp"]) | {"_last_obs": {":type:": "x", ":serialized:": "A" * (3 << 20)}}
+    archive = rewrite_archive(tiny_models["mlp"], tmp_path / "many-envs.zip", data=json.dumps(data).encode())
+    assert registry.register(archive, training_config={}).version == "v1"
+
+
 def test_an_archive_larger_than_the_cap_uncompressed_is_refused_unread(tmp_path, tiny_models):
     bomb = rewrite_archive(tiny_models["mlp"], tmp_path / "bomb.zip", padding=b" " * (80 << 20))
     assert bomb.stat().st_size < 1 << 20  # 80 MiB of spaces in a small zip
