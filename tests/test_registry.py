@@ -334,7 +334,7 @@ def test_one_instance_is_shared_by_threads(registry, models):
 
 
 def test_concurrent_registrations_from_several_processes_lose_nothing(tmp_path):
-    root, workers, count = tmp_path / "registry", 3, 10  # the workers create the registry themselves
+    root, workers, count = tmp_path / "registry", 2, 6  # the workers create the registry themselves
     start = SPAWN.Event()
     children = [run_child(_register_many, str(root), worker, count, start) for worker in range(workers)]
     start.set()
