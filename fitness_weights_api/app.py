@@ -62,7 +62,7 @@ from fitness_weights_api.docs import add_docs_routes
 from fitness_weights_api.guards import BodyLimitMiddleware, HostOriginMiddleware
 from fitness_weights_api.jobs import ConfigError, JobManager, QueueFullError, TrainConfig, UnknownJobError
 from fitness_weights_api.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, RequestMetrics
-from fitness_weights_api.registry import ModelRefusedError, ModelVersion, UnknownVersionError
+from fitness_weights_api.registry import ModelRefusedError, ModelVersion, RegistryError, UnknownVersionError
 from fitness_weights_api.schemas import (
     CatalogResponse,
     ErrorResponse,
@@ -116,6 +116,7 @@ _STATUS: dict[type[Exception], int] = {
     UnknownVersionError: 404,
     NoPredictionHeadsError: 409,
     ModelRefusedError: 409,
+    RegistryError: 409,
     QueueFullError: 429,
     NoActiveModelError: 503,
 }
@@ -132,6 +133,8 @@ def _public_message(exc: Exception) -> str:
         return "unknown job"
     if isinstance(exc, ModelRefusedError):
         return f"the version is refused: {exc.reason}"
+    if isinstance(exc, RegistryError):  # a damaged registry (a model file missing): the details are in the log
+        return "the registry cannot do this: it is damaged (the server's log says how)"
     if isinstance(exc, NoPredictionHeadsError):
         return f"the active model cannot predict: {exc}"
     return str(exc)
@@ -397,6 +400,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         return field_error(exc.field, message)
 
     async def plain_error(request: Request, exc: Exception) -> JSONResponse:
+        if type(exc) is RegistryError:
+            logger.error("%s %s: %s", request.method, request.url.path, exc)
         return error(_STATUS[type(exc)], _public_message(exc))
 
     for exc_type in _STATUS:

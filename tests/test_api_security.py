@@ -302,7 +302,7 @@ def test_a_version_that_does_not_load_leaves_the_previous_one_serving(server, ho
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
 
 
-def test_answers_carry_no_internals(server):
+def test_answers_carry_no_internals(server, home, active_v1):
     response = httpx.get(f"{server.url}/train/{'0' * 32}", headers=server.auth)
     assert response.status_code == 404 and "0" * 32 not in response.text
     response = httpx.post(f"{server.url}/models/v77/activate", headers=server.auth)
@@ -310,3 +310,12 @@ def test_answers_carry_no_internals(server):
     health = httpx.get(f"{server.url}/health")
     assert "x-worker-pid" not in health.headers and "pid" not in health.json()
     assert str(os.getpid()) not in health.text and str(server.process.pid) not in health.text
+    path = registry_of(home).path("v2")
+    saved = path.read_bytes()
+    path.unlink()  # a damaged registry: the version's file is gone
+    try:
+        response = httpx.post(f"{server.url}/models/v2/activate", headers=server.auth)
+        assert response.status_code == 409 and "damaged" in response.text and str(home) not in response.text
+    finally:
+        path.write_bytes(saved)
+    assert registry_of(home).active().version == "v1"
