@@ -227,6 +227,9 @@ def _serve(memory_mb: int, max_bytes: int) -> int:
     import resource
 
     limit = memory_mb << 20
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:  # started by a job under a lower limit: that one holds
+        limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))  # before torch: everything below counts
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
 

@@ -296,3 +296,16 @@ def test_a_registry_error_is_raised_for_a_file_that_cannot_be_read(registry, tmp
     (tmp_path / "dir.zip").mkdir()
     with pytest.raises(RegistryError, match="not a regular file"):
         registry.register(tmp_path / "dir.zip", training_config={})
+
+
+def test_the_dry_run_works_under_a_lower_inherited_memory_limit(tmp_path, tiny_models):
+    """A training job limited below the check's own limit (3 GiB < 4 GiB) still registers: the lower limit holds."""
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+        "from fitness_weights_api import ModelRegistry\n"
+        "print(ModelRegistry(sys.argv[1]).register(sys.argv[2], training_config={}).version)"
+    )
+    command = [sys.executable, "-c", code, str(tmp_path / "registry"), str(tiny_models["mlp"])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.stdout.strip() == "v1", done.stderr[-2000:]
