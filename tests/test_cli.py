@@ -107,6 +107,7 @@ def test_evaluate_a_registered_version(home, capsys):
     assert "neither a registered version" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the job itself is tested in test_jobs.py and through the API in test_api.py
 def test_train_runs_a_job_and_registers_its_model(tmp_path):
     home = tmp_path / "home"
     command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(home), "train", "--timesteps", "128"]

@@ -12,7 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one torch thread, as the in-process tests
 
 
-@pytest.mark.parametrize("vectorization", ["batched", "dummy", "subproc"])
+# SB3's own VecEnvs are SB3's to test: by default only the batched one (the example's default) runs here
+@pytest.mark.parametrize(
+    "vectorization",
+    ["batched", pytest.param("dummy", marks=pytest.mark.slow), pytest.param("subproc", marks=pytest.mark.slow)],
+)
 def test_train_ppo_runs_with_every_vectorization(vectorization, tmp_path):
     command = [sys.executable, str(ROOT / "examples" / "train_ppo.py"), "--timesteps", "256", "--n-envs", "2"]
     command += ["--vec", vectorization, "--device", "cpu", "--out", str(tmp_path), "--eval-trainees", "3"]

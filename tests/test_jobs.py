@@ -284,6 +284,7 @@ def test_a_job_checkpoints_at_its_first_rollout_then_every_n_rollouts_and_keeps_
     assert registry.versions() == []
 
 
+@pytest.mark.slow  # the default intervals; test_a_job_checkpoints_at_its_first_rollout_... kills one too
 def test_a_job_killed_after_its_first_rollout_has_a_checkpoint(tmp_path, registry):
     manager = make_manager(tmp_path / "jobs", registry, checkpoint_rollouts=10, checkpoint_seconds=60.0)  # defaults
     job = manager.submit(tiny(LONG))
