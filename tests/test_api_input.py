@@ -358,7 +358,7 @@ def _marker_bodies(body: dict) -> Iterator[tuple[str, object]]:
 
 
 @pytest.mark.parametrize("endpoint", WEIGHTS)
-def test_no_marker_comes_back_from_any_field(client, body, endpoint, home):
+def test_no_marker_comes_back_from_any_field(client, body, endpoint):
     answered: dict[int, int] = {}
     cases = list(_marker_bodies(fields_of(body, endpoint)))
     for case, sent in cases:
@@ -400,7 +400,7 @@ def _odd_number_bodies(body: dict, number: float) -> Iterator[tuple[str, dict]]:
 
 
 @pytest.mark.parametrize("number", ODD_NUMBERS, ids=repr)
-def test_odd_numbers_are_refused_or_taken_but_never_echoed(client, body, number, home):
+def test_odd_numbers_are_refused_or_taken_but_never_echoed(client, body, number):
     spellings = {json.dumps(number), repr(number), str(number), NUMBER_MARKER}
     if math.isfinite(number) and number != 0:
         spellings.add(f"{number:.6g}")  # how a message would write it
