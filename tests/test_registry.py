@@ -402,6 +402,7 @@ def test_a_registration_in_progress_in_another_process_is_not_swept(registry, mo
     assert assert_consistent(registry) == []
 
 
+@pytest.mark.slow  # the two deterministic kill points above run by default
 def test_a_process_killed_at_a_random_moment_leaves_a_consistent_registry(registry, tmp_path):
     source = write_model(tmp_path / "model.safetensors", seed=5)
     child = run_child(_register_forever, str(registry.root), str(source))
