@@ -130,20 +130,11 @@ def _load_model(settings: ServiceSettings, model: str, device: str) -> Any:
     path = Path(model)
     if not path.is_file():
         raise CommandError(f"model: {model!r} is neither a registered version (v1, v2, ...), 'active', nor a file")
-    from fitness_weights_api.model_format import (
-        ModelFormatError,
-        convert_sb3_archive,
-        file_bytes,
-        is_safetensors,
-        load_policy,
-        read_model,
-    )
+    from fitness_weights_api.model_format import ModelFormatError, file_bytes, load_policy, model_from_bytes
 
     try:
         data = file_bytes(path, settings.max_model_bytes)
-        if is_safetensors(data):
-            return load_policy(read_model(data, settings.max_model_bytes), device=device)
-        return load_policy(convert_sb3_archive(data, max_bytes=settings.max_model_bytes), device=device)
+        return load_policy(model_from_bytes(data, max_bytes=settings.max_model_bytes), device=device)
     except ModelFormatError as err:
         raise CommandError(f"model: {path} is refused: {err}") from None
 

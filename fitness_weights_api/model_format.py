@@ -32,6 +32,7 @@ policy with a strict ``load_state_dict``: every parameter present, none extra, e
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import json
@@ -58,6 +59,7 @@ __all__ = [
     "convert_sb3_archive",
     "load_policy",
     "make_manifest",
+    "model_from_bytes",
     "read_model",
 ]
 
@@ -132,6 +134,12 @@ def env_spaces(env_id: str) -> tuple[Any, Any]:
     """The observation and action spaces of ``env_id``, one of :data:`ENV_IDS`."""
     if env_id not in ENV_IDS:
         raise ModelFormatError("env_id", f"must be one of {list(ENV_IDS)}")
+    return _spaces(env_id)
+
+
+@functools.cache
+def _spaces(env_id: str) -> tuple[Any, Any]:
+    """Made once per env id: every manifest check and every policy built asks for them."""
     import gymnasium as gym
 
     import fitness_weights_env  # noqa: F401  (registers the envs)
@@ -228,6 +236,29 @@ def make_manifest(
         "training_config": _json_object("training_config", training_config or {}),
         "sb3_version": sb3_version,
     }
+
+
+def model_from_bytes(
+    data: bytes, *, max_bytes: int, env_id: str = ENV_IDS[0], training_config: dict[str, Any] | None = None
+) -> SafeModel:
+    """A model file's bytes as a :class:`SafeModel`: read if it is in this format, converted if it is an SB3 archive.
+
+    ``training_config``, when given, replaces the manifest's.
+
+    Raises:
+        ModelFormatError: Either reading refuses the file (see :func:`read_model`, :func:`convert_sb3_archive`),
+            or a file in this format acts in another env than ``env_id`` (``env_id``).
+    """
+    if not is_safetensors(data):
+        return convert_sb3_archive(data, env_id=env_id, training_config=training_config, max_bytes=max_bytes)
+    model = read_model(data, max_bytes)
+    if model.manifest["env_id"] != env_id:
+        raise ModelFormatError("env_id", f"the model acts in {model.manifest['env_id']}, not {env_id}")
+    if training_config is None:
+        return model
+    return SafeModel(
+        {**model.manifest, "training_config": _json_object("training_config", training_config)}, model.tensors
+    )
 
 
 def _read_entries(data: bytes, needed: tuple[str, ...], optional: tuple[str, ...], max_bytes: int) -> dict[str, bytes]:

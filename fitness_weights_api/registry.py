@@ -297,7 +297,7 @@ class ModelRegistry:
             RegistryError: An invalid argument (the message names it) or a failed database operation.
         """
         config_json, config = _to_json("training_config", training_config)
-        _to_json("metadata", {} if metadata is None else metadata)
+        _to_json("metadata", {} if metadata is None else metadata)  # refused before the conversion's work
         score = _check_score(evaluation_score)
         if not isinstance(activate, bool):
             raise RegistryError(f"activate must be a bool, got {activate!r}")
@@ -344,29 +344,16 @@ class ModelRegistry:
     def _converted(self, source: Path, training_config: dict[str, Any], env_id: str) -> tuple[bytes, str]:
         """The model file in the registry's format, checked by the dry run, and its policy's name."""
         from fitness_weights_api.model_check import ModelCheckError, shared_checker
-        from fitness_weights_api.model_format import (
-            ModelFormatError,
-            SafeModel,
-            convert_sb3_archive,
-            file_bytes,
-            is_safetensors,
-            read_model,
-        )
+        from fitness_weights_api.model_format import ModelFormatError, file_bytes, model_from_bytes
 
         try:
             try:
                 data = file_bytes(source, self.max_model_bytes)
             except OSError as err:
                 raise RegistryError(f"model_file {str(source)!r} cannot be read: {err.strerror}") from None
-            if is_safetensors(data):
-                model = read_model(data, self.max_model_bytes)
-                if model.manifest["env_id"] != env_id:
-                    raise ModelFormatError("env_id", f"the model acts in {model.manifest['env_id']}, not {env_id}")
-                model = SafeModel({**model.manifest, "training_config": training_config}, model.tensors)
-            else:
-                model = convert_sb3_archive(
-                    data, env_id=env_id, training_config=training_config, max_bytes=self.max_model_bytes
-                )
+            model = model_from_bytes(
+                data, max_bytes=self.max_model_bytes, env_id=env_id, training_config=training_config
+            )
             content = model.to_bytes()
             checker = shared_checker(self.check_timeout_s, self.check_memory_mb, self.max_model_bytes + (1 << 20))
             checker.check(content)
