@@ -86,15 +86,13 @@ REQUEST_TIMEOUT_S = 120.0
 
 def train_small_model(path: Path, seed: int) -> None:
     """A small AttnCQQXPolicy model (256 steps): it answers like a trained one, only worse."""
-    import gymnasium as gym
+    from sb3_ext.config import TrainConfig
+    from sb3_ext.recipe import make_model
 
-    import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
-    from sb3_ext import PPO
-
-    model = PPO(
-        "AttnCQQXPolicy", gym.make("FitnessWeights-v0"), n_steps=64, batch_size=64, n_epochs=1, seed=seed, device="cpu"
-    )
-    model.learn(256)
+    sizes = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
+    config = TrainConfig(256, preset="sb3", vectorization="dummy", seed=seed, device="cpu", ppo_kwargs=sizes)
+    model = make_model(config)
+    model.learn(config.timesteps)
     model.save(path)
 
 

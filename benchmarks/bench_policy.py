@@ -15,23 +15,23 @@ import argparse
 import platform
 import statistics
 import time
+from dataclasses import replace
 
 import torch as th
 
-import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
-from sb3_ext import PPO, Preset, get_preset, make_vec_env
+from sb3_ext.config import TrainConfig
+from sb3_ext.recipe import make_model
 
-SETTINGS = {  # name: (preset, vectorization)
-    "SB3 defaults, DummyVecEnv x1": (get_preset("sb3"), "dummy"),
-    "cpu preset, batched x64 (README run)": (get_preset("cpu"), "batched"),
+SETTINGS = {  # the project's training configs (examples/train_ppo.py builds the second one)
+    "SB3 defaults, DummyVecEnv x1": TrainConfig(1, preset="sb3", vectorization="dummy"),
+    "cpu preset, batched x64 (README run)": TrainConfig(1, preset="cpu"),
 }
 
 
-def fps(policy: str, setting: tuple[Preset, str], rollouts: int, device: str, use_amp: str) -> float:
-    preset, vectorization = setting
-    env = make_vec_env("FitnessWeights-v0", n_envs=preset.n_envs, vectorization=vectorization, seed=0)
-    model = PPO(policy, env, seed=0, device=device, use_amp=use_amp, **preset.ppo_kwargs())
-    steps = rollouts * preset.rollout_size
+def fps(policy: str, setting: TrainConfig, rollouts: int, device: str, use_amp: str) -> float:
+    config = replace(setting, policy=policy, device=device, ppo_kwargs={"use_amp": use_amp})
+    model = make_model(config)
+    steps = rollouts * config.rollout_size()
     start = time.perf_counter()
     model.learn(steps)
     return steps / (time.perf_counter() - start)

@@ -23,44 +23,46 @@ import math
 import platform
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch as th
 
-import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
-from sb3_ext import PPO, CosineSchedule, get_preset, make_vec_env
+from sb3_ext.config import TrainConfig
 from sb3_ext.evaluate import evaluate_model
+from sb3_ext.presets import get_preset
+from sb3_ext.recipe import make_env, make_model
 
-SB3_DEFAULTS = {"n_steps": 2048, "batch_size": 64, "n_epochs": 10}
-LEARNING_RATE = CosineSchedule(2e-3, 2e-4)  # as examples/train_ppo.py
+SB3_N_STEPS = get_preset("sb3").n_steps
 
 
 @dataclass(frozen=True)
 class Row:
-    """One rollout engine: how the envs are vectorized and the PPO settings it trains with."""
+    """One rollout engine: the training config whose envs and PPO sizes it runs (the project's recipe)."""
 
-    vectorization: str
-    n_envs: int
-    ppo_kwargs: dict
+    config: TrainConfig
 
     @property
     def label(self) -> str:
         names = {"dummy": "DummyVecEnv", "subproc": "SubprocVecEnv", "batched": "batched"}
-        return f"{names[self.vectorization]} x{self.n_envs}"
+        return f"{names[self.config.vectorization]} x{self.config.envs()}"
 
-    def make_env(self, seed: int = 0):
-        return make_vec_env("FitnessWeights-v0", n_envs=self.n_envs, vectorization=self.vectorization, seed=seed)
+    @property
+    def ppo_kwargs(self) -> dict:
+        return self.config.ppo_arguments()
+
+    def make_env(self):
+        return make_env(self.config)
 
 
-def rows(preset_name: str, batched: list[int]) -> list[Row]:
-    preset = get_preset(preset_name).ppo_kwargs()
-    per_env_8 = {**SB3_DEFAULTS, "n_steps": SB3_DEFAULTS["n_steps"] // 8}
+def rows(preset_name: str, batched: list[int], timesteps: int = 1) -> list[Row]:
+    """SB3's defaults (one env, and 8 envs sharing its rollout), then the preset's sizes on batched envs."""
+    per_env_8 = {"n_steps": SB3_N_STEPS // 8}
     return [
-        Row("dummy", 1, SB3_DEFAULTS),
-        Row("dummy", 8, per_env_8),
-        Row("subproc", 8, per_env_8),
-        *(Row("batched", n, preset) for n in batched),
+        Row(TrainConfig(timesteps, preset="sb3", vectorization="dummy")),
+        Row(TrainConfig(timesteps, preset="sb3", n_envs=8, vectorization="dummy", ppo_kwargs=per_env_8)),
+        Row(TrainConfig(timesteps, preset="sb3", n_envs=8, vectorization="subproc", ppo_kwargs=per_env_8)),
+        *(Row(TrainConfig(timesteps, preset=preset_name, n_envs=n)) for n in batched),
     ]
 
 
@@ -78,14 +80,15 @@ def env_steps_per_second(env, seconds: float, rng: np.random.Generator) -> float
 
 def ppo_fps(row: Row, policy: str, device: str, use_amp: str, min_steps: int) -> float:
     """Env steps per second of ``learn`` over whole rollouts, at least ``min_steps`` and two rollouts."""
-    env = row.make_env()
-    model = PPO(policy, env, seed=0, device=device, use_amp=use_amp, **row.ppo_kwargs)
-    rollout = row.n_envs * row.ppo_kwargs["n_steps"]
+    ppo_kwargs = {**(row.config.ppo_kwargs or {}), "use_amp": use_amp}
+    config = replace(row.config, policy=policy, device=device, ppo_kwargs=ppo_kwargs)
+    model = make_model(config)
+    rollout = config.rollout_size()
     steps = rollout * max(2, math.ceil(min_steps / rollout))
     start = time.perf_counter()
     model.learn(steps)
     seconds = time.perf_counter() - start
-    env.close()
+    model.get_env().close()
     return steps / seconds
 
 
@@ -124,15 +127,14 @@ def throughput(args: argparse.Namespace) -> None:
 
 def learning(args: argparse.Namespace) -> None:
     preset = get_preset(args.preset)
-    runs = {
-        "SB3 defaults, DummyVecEnv x1": Row("dummy", 1, SB3_DEFAULTS),
-        f"preset {args.preset!r}, batched x{preset.n_envs}": Row("batched", preset.n_envs, preset.ppo_kwargs()),
+    runs = {  # the learning rate of examples/train_ppo.py (the config's default schedule)
+        "SB3 defaults, DummyVecEnv x1": TrainConfig(args.learning, preset="sb3", vectorization="dummy"),
+        f"preset {args.preset!r}, batched x{preset.n_envs}": TrainConfig(args.learning, preset=args.preset),
     }
     print(f"\n### Normalized score after {args.learning:,} env steps (AttnCQQXPolicy, 200 held-out trainees)\n")
     print("| settings | train seconds | normalized score | 95% CI | deterministic |\n|---|---:|---:|---|---:|")
-    for name, row in runs.items():
-        settings = {**row.ppo_kwargs, "learning_rate": LEARNING_RATE}
-        model = PPO("AttnCQQXPolicy", row.make_env(), seed=0, device=args.device, **settings)
+    for name, config in runs.items():
+        model = make_model(replace(config, device=args.device))
         start = time.perf_counter()
         model.learn(args.learning)
         seconds = time.perf_counter() - start

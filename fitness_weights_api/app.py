@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import secrets
 from collections.abc import AsyncIterator
 from importlib import metadata
@@ -60,7 +59,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fitness_weights_api.auth import Guard
 from fitness_weights_api.docs import add_docs_routes
 from fitness_weights_api.guards import BodyLimitMiddleware, HostOriginMiddleware
-from fitness_weights_api.jobs import ConfigError, JobManager, QueueFullError, TrainConfig, UnknownJobError
+from fitness_weights_api.job_config import JobConfig
+from fitness_weights_api.job_store import QueueFullError, UnknownJobError
+from fitness_weights_api.jobs import JobManager
 from fitness_weights_api.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, RequestMetrics
 from fitness_weights_api.registry import ModelRefusedError, ModelVersion, RegistryError, UnknownVersionError
 from fitness_weights_api.schemas import (
@@ -73,7 +74,6 @@ from fitness_weights_api.schemas import (
     OptimizeResponse,
     PredictRequest,
     PredictResponse,
-    RequestFieldError,
     TrainRequest,
     ValidationErrorResponse,
     field_error_detail,
@@ -83,6 +83,7 @@ from fitness_weights_api.service import NoActiveModelError, WeightService
 from fitness_weights_api.settings import ServiceSettings
 from fitness_weights_api.supervision import exit_with_supervisor
 from fitness_weights_api.weights import NoPredictionHeadsError
+from fitness_weights_env.errors import FieldError
 
 __all__ = ["JOB_REFRESH_S", "create_app"]
 
@@ -120,9 +121,6 @@ _STATUS: dict[type[Exception], int] = {
     QueueFullError: 429,
     NoActiveModelError: 503,
 }
-
-
-_GOT_VALUE = re.compile(r",? got .*$", re.DOTALL)
 
 
 def _public_message(exc: Exception) -> str:
@@ -239,7 +237,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     async def predict_weights(request: PredictRequest) -> Response:
         """Predict the optimized matrices in one forward pass, with a confidence in [0, 1]."""
         # About a millisecond of work: answered on the event loop, without a thread hop (optimize takes one)
-        served = service.predict(request.to_profile())
+        served = service.predict(request.to_profile(), seed=request.seed)
         return _json(PredictResponse.build(request.user_id, served.model_version, served.result))
 
     @app.post(
@@ -252,7 +250,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     def train(request: TrainRequest) -> JobResponse:
         """Start a training job in its own process; poll ``GET /train/{job_id}`` for its progress."""
-        config = TrainConfig(**request.model_dump(), device=settings.train_device)
+        config = JobConfig(**request.model_dump(), device=settings.train_device)
         return JobResponse.build(service.train(config))
 
     @app.get("/train", response_model=list[JobResponse], responses=_errors(401), dependencies=read, tags=["training"])
@@ -325,8 +323,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @app.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."}}
-        | _errors(401),
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format."},
+            **_errors(401),
+        },
         dependencies=read,
         tags=["service"],
     )
@@ -389,15 +389,9 @@ def _add_error_handlers(app: FastAPI) -> None:
             )
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(RequestFieldError)
-    async def invalid_field(request: Request, exc: RequestFieldError) -> JSONResponse:
-        return field_error(exc.field, exc.message)
-
-    @app.exception_handler(ConfigError)
-    async def invalid_config(request: Request, exc: ConfigError) -> JSONResponse:
-        # The message ends with ", got <value>" for Python callers; the API does not echo input.
-        message = _GOT_VALUE.sub("", str(exc).removeprefix(f"{exc.field} ").removeprefix(f"{exc.field}: "))
-        return field_error(exc.field, message)
+    @app.exception_handler(FieldError)
+    async def invalid_field(request: Request, exc: FieldError) -> JSONResponse:
+        return field_error(exc.field, exc.reason)  # the reason never quotes the input (str(exc) may)
 
     async def plain_error(request: Request, exc: Exception) -> JSONResponse:
         if type(exc) is RegistryError:

@@ -35,9 +35,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fitness_weights_api.jobs import FINAL_STATES, SUCCEEDED, ConfigError, Job, JobError, JobManager, TrainConfig
+from fitness_weights_api.job_config import JobConfig
+from fitness_weights_api.job_store import FINAL_STATES, SUCCEEDED, Job
+from fitness_weights_api.jobs import JobManager
 from fitness_weights_api.registry import FORMAT, RegistryError
 from fitness_weights_api.settings import ServiceSettings
+from fitness_weights_env.errors import FieldError, FitnessWeightsError
+from sb3_ext.config import POLICIES
+from sb3_ext.presets import PRESETS
 
 __all__ = ["main"]
 
@@ -45,7 +50,7 @@ TOP_QUALITIES = 3
 TOP_EXERCISES = 3
 
 
-class CommandError(Exception):
+class CommandError(FitnessWeightsError):
     """Bad input to a subcommand: printed as ``error: <message>``, exit code 2."""
 
 
@@ -70,7 +75,7 @@ def _train(args: argparse.Namespace) -> int:
     settings = _settings(args)
     registry = settings.open_registry()
     jobs = settings.open_jobs(registry)
-    config = TrainConfig(
+    config = JobConfig(
         timesteps=args.timesteps,
         policy=args.policy,
         preset=args.preset,
@@ -191,19 +196,18 @@ def _qualities(text: str) -> Any:
 
 def _request(args: argparse.Namespace, kind: type[Any]) -> Any:
     fields = _profile_fields(args)
+    fields["seed"] = args.seed
     if kind.__name__ == "OptimizeRequest":
-        fields.update({"optimization_steps": args.steps, "seed": args.seed, "deterministic": args.deterministic})
+        fields.update({"optimization_steps": args.steps, "deterministic": args.deterministic})
     from pydantic import ValidationError
 
-    from fitness_weights_api.schemas import RequestFieldError, validation_details
+    from fitness_weights_api.schemas import validation_details
 
     try:
         request = kind.model_validate(fields)
-        return request, request.to_profile()
     except ValidationError as err:
         raise CommandError("; ".join(detail["msg"] for detail in validation_details(err.errors()))) from None
-    except RequestFieldError as err:
-        raise CommandError(str(err)) from None
+    return request, request.to_profile()  # a FieldError names the field (and quotes what was typed)
 
 
 def _service(args: argparse.Namespace) -> Any:
@@ -235,7 +239,7 @@ def _predict(args: argparse.Namespace) -> int:
     from fitness_weights_api.schemas import PredictRequest, PredictResponse
 
     request, profile = _request(args, PredictRequest)
-    served = _service(args).predict(profile)
+    served = _service(args).predict(profile, seed=request.seed)
     if args.json:
         print(PredictResponse.build(request.user_id, served.model_version, served.result).model_dump_json(indent=2))
         return 0
@@ -456,8 +460,6 @@ def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line parser (every subcommand has ``--help``)."""
-    from fitness_weights_api.jobs import POLICIES, PRESET_NAMES
-
     parser = argparse.ArgumentParser(
         prog="fitness-weights",
         description="Optimize and predict personalized physical-training weights (CQ and QX), train and serve "
@@ -480,11 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--timesteps", type=_positive, required=True, help="environment steps to train for")
     train.add_argument("--policy", default="AttnCQQXPolicy", choices=POLICIES, help="the policy")
-    train.add_argument("--preset", default="cpu", choices=PRESET_NAMES, help="throughput preset")
+    train.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="throughput preset")
     train.add_argument("--n-envs", type=_positive, default=None, help="parallel environments (default: preset's)")
     train.add_argument("--seed", type=int, default=0, help="seed of the envs, the policy and the evaluation")
-    train.add_argument("--learning-rate", type=float, default=2e-3, help="initial learning rate (cosine to 1/10)")
-    train.add_argument("--eval-trainees", type=int, default=50, help="held-out trainees of the final evaluation")
+    train.add_argument(
+        "--learning-rate", type=float, default=JobConfig.learning_rate, help="initial learning rate (cosine to 1/10)"
+    )
+    train.add_argument(
+        "--eval-trainees", type=int, default=JobConfig.eval_trainees, help="held-out trainees of the final evaluation"
+    )
     train.add_argument("--activate", action="store_true", help="make the model the active one")
     train.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda")
     train.add_argument("--detach", action="store_true", help="print the job id and return (the job runs on)")
@@ -525,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and print the top qualities of each target subject and the top exercises of those qualities.",
     )
     _add_profile_arguments(predict)
+    predict.add_argument("--seed", type=int, default=0, help="seed of the initial matrices (the starting state)")
     predict.set_defaults(run=_predict)
 
     models = commands.add_parser(
@@ -587,10 +594,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, ConfigError, ValueError, RegistryError) as err:
+    except (CommandError, FieldError, RegistryError) as err:  # bad input: a field, a version, a model file
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except (JobError, RuntimeError, TypeError) as err:  # no active model, a model that cannot predict
+    except FitnessWeightsError as err:  # the service cannot do it: a failed job, no active model, ...
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -27,6 +27,8 @@ import threading
 import time
 from typing import IO, Any
 
+from fitness_weights_env.errors import FieldError
+
 __all__ = ["DRY_RUN_STEPS", "ModelCheckError", "ModelChecker", "dry_run", "shared_checker"]
 
 DRY_RUN_STEPS = 4
@@ -38,12 +40,8 @@ _LENGTH = struct.Struct("<Q")
 _START_TIMEOUT_S = 120.0  # importing torch on a busy machine
 
 
-class ModelCheckError(ValueError):
-    """A model that failed its dry run; ``field`` names what failed (the message starts with it)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+class ModelCheckError(FieldError):
+    """A model that failed its dry run; ``field`` names what failed, ``reason`` says how."""
 
 
 def dry_run(model: Any) -> dict[str, Any]:

@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     import torch as th
     from stable_baselines3.common.policies import BasePolicy
 
+from fitness_weights_env.errors import FieldError
+
 __all__ = [
     "ENV_IDS",
     "FORMAT",
@@ -86,12 +88,8 @@ _BLOCKED_KWARGS = frozenset({"optimizer_class", "optimizer_kwargs", "features_ex
 _DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32"}
 
 
-class ModelFormatError(ValueError):
-    """A model file the registry refuses; ``field`` names what is wrong (the message starts with it)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+class ModelFormatError(FieldError):
+    """A model file the registry refuses; ``field`` names what is wrong, ``reason`` says how."""
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,6 @@ import numbers
 import os
 import re
 import sqlite3
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -76,7 +75,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from fitness_weights_api.sqlite import URL_PREFIX, connect, connection, database_path, schema_and_tables, set_wal
+from fitness_weights_api.storage import PARTIAL_PREFIX, URL_PREFIX, Database, database_path, fsync_dir
+from fitness_weights_env.errors import FieldError, FitnessWeightsError
 
 try:
     import fcntl
@@ -106,8 +106,7 @@ DEFAULT_CHECK_MEMORY_MB = 4096
 
 _VERSION_RE = re.compile(r"v([1-9][0-9]*)")
 _MODEL_FILE_RE = re.compile(r"v([1-9][0-9]*)\.safetensors")
-_TEMP_PREFIX = ".partial-"
-_TEMP_FILE_RE = re.compile(re.escape(_TEMP_PREFIX) + r"[0-9a-f]{32}\.safetensors")
+_TEMP_FILE_RE = re.compile(re.escape(PARTIAL_PREFIX) + r"[0-9a-f]{32}\.safetensors")
 _MAX_NUMBER = 2**63 - 1  # SQLite's largest integer
 _LISTED_VERSIONS = 10  # known versions named by UnknownVersionError
 _COPY_CHUNK = 1 << 20
@@ -143,8 +142,8 @@ _SELECT_VERSIONS = (
 )
 
 
-class RegistryError(Exception):
-    """An invalid argument or a failed registry operation; the message names the argument at fault."""
+class RegistryError(FitnessWeightsError):
+    """A failed registry operation, or a registry that cannot work (damaged, another store's file)."""
 
 
 class UnknownVersionError(RegistryError, KeyError):
@@ -224,9 +223,19 @@ class ModelRegistry:
         database_path: The SQLite file (absolute).
 
     Raises:
-        RegistryError: An unsupported ``database_url``, a ``root`` that cannot be created, a database that
+        FieldError: An invalid argument, or an unsupported ``database_url`` (``field`` names it).
+        RegistryError: A ``root`` that cannot be created, a database that
             is not a model registry or has a newer schema, or a database that cannot use WAL mode.
     """
+
+    root: Path
+    models_dir: Path
+    database_url: str
+    database_path: Path
+    database: Database
+    max_model_bytes: int
+    check_timeout_s: float
+    check_memory_mb: int
 
     def __init__(
         self,
@@ -238,29 +247,29 @@ class ModelRegistry:
         check_memory_mb: int = DEFAULT_CHECK_MEMORY_MB,
     ) -> None:
         if not isinstance(root, (str, os.PathLike)) or not os.fspath(root):
-            raise RegistryError(f"root must be a directory path, got {root!r}")
+            raise FieldError("root", "must be a directory path", root)
         for name, value in (("max_model_bytes", max_model_bytes), ("check_memory_mb", check_memory_mb)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise RegistryError(f"{name} must be an integer of at least 1, got {value!r}")
+                raise FieldError(name, "must be an integer of at least 1", value)
         if isinstance(check_timeout_s, bool) or not isinstance(check_timeout_s, numbers.Real) or check_timeout_s <= 0:
-            raise RegistryError(f"check_timeout_s must be a number of seconds above 0, got {check_timeout_s!r}")
+            raise FieldError("check_timeout_s", "must be a number of seconds above 0", check_timeout_s)
         self.max_model_bytes = max_model_bytes
         self.check_timeout_s = float(check_timeout_s)
         self.check_memory_mb = check_memory_mb
         self.root = Path(root).absolute()
         self.models_dir = self.root / "models"
         self.database_url = f"{URL_PREFIX}{self.root / 'registry.sqlite'}" if database_url is None else database_url
-        try:
-            self.database_path = database_path(self.database_url)
-        except ValueError as err:
-            raise RegistryError(str(err)) from None
+        self.database_path = database_path(self.database_url)
         for name, directory in (("root", self.models_dir), ("database_url", self.database_path.parent)):
             try:
                 directory.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise RegistryError(f"{name}: cannot create directory {str(directory)!r}: {err}") from err
-        self._readers = threading.local()
-        self._initialize()
+        pragmas = ("PRAGMA foreign_keys = ON", "PRAGMA synchronous = FULL")
+        self.database = Database(
+            self.database_path, RegistryError, "registry database", self.database_url, "model registry", pragmas
+        )
+        self.database.initialize(SCHEMA_VERSION, _TABLES, self._setup, required="versions")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.root)!r}, database_url={self.database_url!r})"
@@ -294,19 +303,20 @@ class ModelRegistry:
         Raises:
             ModelRefusedError: The model is refused: not an SB3 model, a needed field only pickled, weights that
                 do not build an allowed policy for ``env_id``'s spaces, or a failed dry run (``field`` names it).
-            RegistryError: An invalid argument (the message names it) or a failed database operation.
+            FieldError: An invalid argument (``field`` names it).
+            RegistryError: A failed database operation.
         """
         config_json, config = _to_json("training_config", training_config)
         _to_json("metadata", {} if metadata is None else metadata)  # refused before the conversion's work
         score = _check_score(evaluation_score)
         if not isinstance(activate, bool):
-            raise RegistryError(f"activate must be a bool, got {activate!r}")
+            raise FieldError("activate", "must be a bool", activate)
         source_path = _check_model_file(model_file)
         content, policy = self._converted(source_path, config, env_id)
         metadata_json, metadata_value = _to_json("metadata", {"policy": policy, "env_id": env_id, **(metadata or {})})
         with self._temp_file() as (temp_path, temp):
             sha256, size_bytes = _write(content, temp)
-            with self._database() as conn:
+            with self.database.connect() as conn:
                 conn.execute("BEGIN IMMEDIATE")
                 final_path: Path | None = None
                 committing = False
@@ -326,7 +336,7 @@ class ModelRegistry:
                     # Unlocking is safe now: sweeps run under the write lock. (Windows renames closed files only.)
                     temp.close()
                     os.replace(temp_path, final_path)
-                    _fsync_dir(self.models_dir)
+                    fsync_dir(self.models_dir)
                     committing = True
                     conn.execute("COMMIT")
                 except BaseException:
@@ -350,7 +360,7 @@ class ModelRegistry:
             try:
                 data = file_bytes(source, self.max_model_bytes)
             except OSError as err:
-                raise RegistryError(f"model_file {str(source)!r} cannot be read: {err.strerror}") from None
+                raise FieldError("model_file", f"cannot be read: {err.strerror}", str(source)) from None
             model = model_from_bytes(
                 data, max_bytes=self.max_model_bytes, env_id=env_id, training_config=training_config
             )
@@ -371,7 +381,8 @@ class ModelRegistry:
         Raises:
             ModelRefusedError: The version is in the legacy format (``format``), its file does not match its
                 record (``sha256``), or it does not build (the field is named).
-            RegistryError: ``version`` is not a version id, or its file is missing (the registry is damaged).
+            FieldError: ``version`` is not a version id.
+            RegistryError: Its file is missing (the registry is damaged).
             UnknownVersionError: ``version`` is not registered.
         """
         from fitness_weights_api.model_format import ModelFormatError, load_policy, read_model
@@ -405,7 +416,7 @@ class ModelRegistry:
 
     def versions(self) -> list[ModelVersion]:
         """All registered versions, oldest first."""
-        with self._database() as conn:
+        with self.database.connect() as conn:
             rows = conn.execute(f"{_SELECT_VERSIONS} ORDER BY v.number").fetchall()
         return [_to_version(row) for row in rows]
 
@@ -413,16 +424,16 @@ class ModelRegistry:
         """The record of ``version``.
 
         Raises:
-            RegistryError: ``version`` is not a version id (``"v<n>"``, ``n >= 1``).
+            FieldError: ``version`` is not a version id (``"v<n>"``, ``n >= 1``).
             UnknownVersionError: ``version`` is not registered; the message lists known versions.
         """
         number = _parse_version(version)
-        with self._database() as conn:
+        with self.database.connect() as conn:
             return _to_version(self._lookup(conn, number, version))
 
     def active(self) -> ModelVersion | None:
         """The active version, or ``None`` before the first activation."""
-        with self._database() as conn:
+        with self.database.connect() as conn:
             row = conn.execute(f"{_SELECT_VERSIONS} WHERE v.number = a.number").fetchone()
         return None if row is None else _to_version(row)
 
@@ -438,30 +449,25 @@ class ModelRegistry:
         Raises:
             ModelRefusedError: The version is in the legacy format, which is never loaded (``format``), or its file
                 does not match its SHA-256 (``sha256``).
-            RegistryError: ``version`` is not a version id, or its model file is missing (the registry is
+            FieldError: ``version`` is not a version id.
+            RegistryError: Its model file is missing (the registry is
                 damaged); the active version is unchanged.
             UnknownVersionError: ``version`` is not registered; the active version is unchanged.
         """
         number = _parse_version(version)
-        with self._database() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                record = _to_version(self._lookup(conn, number, version))
-                if not record.active:  # activating the active version changes nothing
-                    self._verified_bytes(record)
-                conn.execute(_ACTIVATE, (number, number))
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.rollback()
-                raise
+        with self.database.transaction() as conn:
+            record = _to_version(self._lookup(conn, number, version))
+            if not record.active:  # activating the active version changes nothing
+                self._verified_bytes(record)
+            conn.execute(_ACTIVATE, (number, number))
         return replace(record, active=True)
 
     def path(self, version: str) -> Path:
         """The model file of ``version``, ``root/models/<version>.safetensors`` (load it with :meth:`load`).
 
         Raises:
-            RegistryError: ``version`` is not a version id, or its file is missing or has the wrong size
+            FieldError: ``version`` is not a version id.
+            RegistryError: Its file is missing or has the wrong size
                 (the registry is damaged).
             UnknownVersionError: ``version`` is not registered.
         """
@@ -474,69 +480,21 @@ class ModelRegistry:
         its connection for it open: the read costs tens of microseconds, against 0.2-0.4 ms with a new
         connection on a busy 2-core machine.
         """
-        try:
-            row = self._reader().execute("SELECT number, generation FROM active WHERE id = 1").fetchone()
-        except sqlite3.Error as err:
-            self._readers.connection = None  # a fresh connection next time
-            raise RegistryError(f"registry database {str(self.database_path)!r}: {err}") from err
+        row = self.database.read("SELECT number, generation FROM active WHERE id = 1")
+        assert row is not None  # the schema's one row
         number, generation = row
         return (None if number is None else f"v{number}", generation)
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read connection for :meth:`active_token`, kept open (opening one costs more than the read).
-
-        In autocommit mode every read is its own transaction, so it sees the latest committed activation.
-        """
-        conn = getattr(self._readers, "connection", None)
-        if conn is None:
-            conn = connect(self.database_path)
-            self._readers.connection = conn
-        return conn
-
     # -- internals ------------------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _database(self) -> Iterator[sqlite3.Connection]:
-        """A new connection (autocommit; transactions are explicit); SQLite errors become RegistryError."""
-        pragmas = ("PRAGMA foreign_keys = ON", "PRAGMA synchronous = FULL")
-        with connection(self.database_path, RegistryError, "registry database", *pragmas) as conn:
-            yield conn
-
-    def _initialize(self) -> None:
-        """Switch to WAL, create the schema if missing and remove what crashed registrations left."""
-        with self._database() as conn:
-            self._check_schema(conn)  # before WAL: leave a database that is not a registry as it is
-            mode = set_wal(conn)
-            if mode.lower() != "wal":
-                raise RegistryError(
-                    f"database_url {self.database_url!r}: SQLite cannot use WAL mode there (journal_mode {mode!r}); "
-                    "use a file on a local file system"
-                )
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                schema = self._check_schema(conn)  # again under the write lock: another process may have changed it
-                if schema == 0:
-                    for statement in _SCHEMA:
-                        conn.execute(statement)
-                elif schema == 1:  # its versions are SB3 archives: kept and listed, never loaded
-                    conn.execute(_MIGRATE_1_TO_2)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                self._sweep(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.rollback()
-                raise
-
-    def _check_schema(self, conn: sqlite3.Connection) -> int:
-        """The schema version; refuse a newer one and a database holding other tables."""
-        schema, tables = schema_and_tables(conn, SCHEMA_VERSION, self.database_url, RegistryError)
-        if schema == 0 and tables - _TABLES:
-            raise RegistryError(
-                f"database_url {self.database_url!r} is not a model registry: it holds the tables "
-                f"{sorted(tables - _TABLES)}"
-            )
-        return schema
+    def _setup(self, conn: sqlite3.Connection, schema: int) -> None:
+        """Create or upgrade the schema and remove what crashed registrations left (under the write lock)."""
+        if schema == 0:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+        elif schema == 1:  # its versions are SB3 archives: kept and listed, never loaded
+            conn.execute(_MIGRATE_1_TO_2)
+        self._sweep(conn)
 
     def _sweep(self, conn: sqlite3.Connection) -> None:
         """Remove files of crashed registrations; the caller holds the write lock (``BEGIN IMMEDIATE``).
@@ -560,7 +518,7 @@ class ModelRegistry:
     def _temp_file(self) -> Iterator[tuple[Path, IO[bytes]]]:
         """A new temporary file in ``models_dir``, flocked while open, removed on exit unless renamed."""
         while True:
-            temp_path = self.models_dir / f"{_TEMP_PREFIX}{uuid.uuid4().hex}{_SUFFIXES[FORMAT]}"
+            temp_path = self.models_dir / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}{_SUFFIXES[FORMAT]}"
             fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             if fcntl is None:
                 break
@@ -614,18 +572,18 @@ class ModelRegistry:
 def _parse_version(version: Any) -> int:
     match = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
     if match is None:
-        raise RegistryError(f"version must be a version id such as 'v1' ('v' and a number from 1), got {version!r}")
+        raise FieldError("version", "must be a version id such as 'v1' ('v' and a number from 1)", version)
     return int(match[1])
 
 
 def _to_json(name: str, value: Any) -> tuple[str, dict[str, Any]]:
     """``value`` as JSON text and as read back from it (what the registry returns later)."""
     if not isinstance(value, dict):
-        raise RegistryError(f"{name} must be a dict, got {type(value).__name__}")
+        raise FieldError(name, f"must be a dict, got {type(value).__name__}")
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError) as err:
-        raise RegistryError(f"{name} is not JSON-serializable: {err}") from None
+        raise FieldError(name, f"is not JSON-serializable: {err}") from None
     return text, json.loads(text)
 
 
@@ -633,18 +591,18 @@ def _check_score(value: Any) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise RegistryError(f"evaluation_score must be a finite number or None, got {value!r}")
+        raise FieldError("evaluation_score", "must be a finite number or None", value)
     return float(value)
 
 
 def _check_model_file(model_file: Any) -> Path:
     if not isinstance(model_file, (str, os.PathLike)) or not os.fspath(model_file):
-        raise RegistryError(f"model_file must be a file path, got {model_file!r}")
+        raise FieldError("model_file", "must be a file path", model_file)
     path = Path(model_file)
     if not path.exists():
-        raise RegistryError(f"model_file {str(path)!r} does not exist")
+        raise FieldError("model_file", "does not exist", str(path))
     if not path.is_file():
-        raise RegistryError(f"model_file {str(path)!r} is not a regular file")
+        raise FieldError("model_file", "is not a regular file", str(path))
     return path
 
 
@@ -654,17 +612,6 @@ def _write(content: bytes, target: IO[bytes]) -> tuple[str, int]:
     target.flush()
     os.fsync(target.fileno())
     return hashlib.sha256(content).hexdigest(), len(content)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op elsewhere)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_if_abandoned(path: str) -> None:

@@ -5,7 +5,8 @@ The trainee fields are the original API's: ``user_id``, ``age``, ``gender``, ``f
 ``optimization_steps``. Names of subjects and qualities may be English or Chinese, in any case. What the
 schema can say (types, ranges, lengths) it says, so the OpenAPI document describes it; what needs the
 catalog (a subject name, a missing quality) is checked by :meth:`TraineeRequest.to_profile`, which raises
-:class:`RequestFieldError` naming the request field.
+:class:`~fitness_weights_env.errors.FieldError` naming the request field (its ``reason`` never quotes the
+input; ``str(error)`` does, for a command-line user).
 
 The request models are strict, with JSON's types: no bool, string or null for a number, no number or string
 for a bool, no number for a string. A float field takes any number (``1`` as well as ``1.0``: JSON has one
@@ -32,19 +33,21 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError, PydanticKnownError
 from typing_extensions import TypedDict
 
-from fitness_weights_api.jobs import MAX_EVAL_TRAINEES, MAX_N_ENVS, MAX_SEED, POLICIES, PRESET_NAMES, Job
+from fitness_weights_api.job_store import Job
 from fitness_weights_api.registry import ModelVersion
 from fitness_weights_api.weights import MAX_OPTIMIZATION_STEPS, WeightsResult
 from fitness_weights_env import (
     CATALOG,
     METRIC_NAMES,
-    ProfileError,
+    FieldError,
     TraineeProfile,
     UnknownNameError,
     typical_metrics,
     typical_subject_scores,
 )
 from fitness_weights_env.layout import AGE_MAX, AGE_MIN, GENDERS
+from sb3_ext.config import DEFAULT_LEARNING_RATE, MAX_EVAL_TRAINEES, MAX_N_ENVS, MAX_SEED, POLICIES
+from sb3_ext.presets import PRESETS
 
 __all__ = [
     "CatalogResponse",
@@ -56,7 +59,6 @@ __all__ = [
     "OptimizeResponse",
     "PredictRequest",
     "PredictResponse",
-    "RequestFieldError",
     "TrainRequest",
     "TraineeRequest",
     "ValidationErrorResponse",
@@ -96,6 +98,9 @@ SUBJECT_LABELS = [subject.name_en for subject in CATALOG.subjects]
 METRIC_LABELS = list(METRIC_NAMES)
 
 # Profile fields as the API names them.
+PRESET_NAMES = tuple(sorted(PRESETS))
+"""The throughput presets a job may use."""
+
 _API_FIELDS = {"qualities": "current_qualities", "targets": "target_subjects"}
 
 
@@ -140,24 +145,6 @@ SubjectValues = _by_name(SubjectName, CATALOG.n_subjects)
 MetricValues = _by_name(MetricName, len(METRIC_NAMES))
 
 
-class RequestFieldError(ValueError):
-    """A request field that the schema accepts but the catalog or the profile rules refuse.
-
-    ``str(error)`` is ``"{field}: {detail}"``, for a Python or command-line user, who may be shown what they
-    typed; the HTTP API answers ``field`` and ``message`` only.
-
-    Args:
-        field: The request field, as the API names it (``target_subjects``, ``current_qualities``, ...).
-        message: What is wrong, for an HTTP client: it names positions and catalog names, never the input.
-        detail: What is wrong for a Python user; it may quote the input (``message`` when ``None``).
-    """
-
-    def __init__(self, field: str, message: str, detail: str | None = None) -> None:
-        super().__init__(f"{field}: {message if detail is None else detail}")
-        self.field = field
-        self.message = message
-
-
 @dataclass(frozen=True)
 class _Kind:
     """The names of one kind of item (quality, subject or metric) and how a name finds its index.
@@ -178,16 +165,16 @@ class _Kind:
         """The index of ``name``, given at ``where`` (``"item 2"``) of ``field``.
 
         Raises:
-            RequestFieldError: The name is unknown; the message suggests close catalog names.
+            FieldError: The name is unknown; the reason suggests close catalog names.
         """
         try:
             return self.index(name)
-        except UnknownNameError as err:
+        except UnknownNameError:
             display = {choice.casefold(): choice for choice in self.choices}
             close = difflib.get_close_matches(" ".join(name.split()).casefold(), list(display), n=5, cutoff=0.5)
             hint = f"; did you mean {', '.join(repr(display[c]) for c in close)}?" if close else ""
             known = f" (known: {', '.join(self.labels)})" if len(self.labels) <= 5 else ""
-            raise RequestFieldError(field, f"{where} is an unknown {self.kind}{known}{hint}", str(err)) from None
+            raise FieldError(field, f"{where} is an unknown {self.kind}{known}{hint}", name) from None
 
 
 def _metric_index(name: str) -> int:
@@ -214,16 +201,13 @@ def _named_values(field: str, values: dict[str, float], names: _Kind, defaults: 
         i = names.resolve(field, f"entry {position}", name)
         if i in seen:
             first, other = seen[i]
-            raise RequestFieldError(
-                field,
-                f"entries {first} and {position} both give {names.kind} {names.labels[i]!r} (given twice)",
-                f"{names.kind} {name!r} is given twice (also as {other!r})",
-            )
+            reason = f"entries {first} and {position} both give {names.kind} {names.labels[i]!r} (given twice)"
+            raise FieldError(field, reason, [other, name])
         seen[i] = (position, name)
         array[i] = value
     if defaults is None and len(seen) < size:
         missing = [names.labels[i] for i in range(size) if i not in seen]
-        raise RequestFieldError(field, f"missing {names.kind} values: {', '.join(missing)} (all {size} are needed)")
+        raise FieldError(field, f"missing {names.kind} values: {', '.join(missing)} (all {size} are needed)")
     return array
 
 
@@ -234,11 +218,8 @@ def _target_indices(names: list[str]) -> list[int]:
         index = _SUBJECTS.resolve("target_subjects", f"item {position}", name)
         if index in indices:
             label = SUBJECT_LABELS[index]
-            raise RequestFieldError(
-                "target_subjects",
-                f"items {indices.index(index)} and {position} both name subject {label!r} (listed twice)",
-                f"subject {label!r} is listed twice",
-            )
+            reason = f"items {indices.index(index)} and {position} both name subject {label!r} (listed twice)"
+            raise FieldError("target_subjects", reason)
         indices.append(index)
     return indices
 
@@ -326,7 +307,7 @@ class TraineeRequest(_Request):
         """The trainee as a :class:`~fitness_weights_env.TraineeProfile`.
 
         Raises:
-            RequestFieldError: A field the catalog or the profile rules refuse (the error names it, and its
+            FieldError: A field the catalog or the profile rules refuse (the error names it, and its
                 ``message`` names the position without quoting the input).
         """
         qualities = self.current_qualities
@@ -354,13 +335,19 @@ class TraineeRequest(_Request):
                 targets=targets,
                 performance_metrics=metrics,
             )
-        except ProfileError as err:  # not reached by a validated request; its message may quote the value
-            field = _API_FIELDS.get(err.field, err.field)
-            raise RequestFieldError(field, "is not a valid value", str(err).removeprefix(f"{err.field}: ")) from None
+        except FieldError as err:  # not reached by a validated request
+            raise FieldError(_API_FIELDS.get(err.field, err.field), err.reason) from None
 
 
 class PredictRequest(TraineeRequest):
-    """``POST /predict_weights``: a trainee."""
+    """``POST /predict_weights``: a trainee, and the seed of the state the prediction starts from."""
+
+    seed: WholeNumber = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description="Seed of the initial matrices: the network sees the env's starting observation for this seed.",
+    )
 
 
 class OptimizeRequest(TraineeRequest):
@@ -429,7 +416,7 @@ class PredictResponse(_WeightsResponse):
 
 
 class TrainRequest(_Request):
-    """``POST /train``: what a training job trains (see ``fitness_weights_api.TrainConfig``)."""
+    """``POST /train``: what a training job trains (see ``fitness_weights_api.JobConfig``)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"timesteps": 200_000}]})
 
@@ -440,7 +427,7 @@ class TrainRequest(_Request):
         default=None, description="Parallel envs (default: preset's)."
     )
     seed: WholeNumber = Field(default=0, ge=0, le=MAX_SEED)
-    learning_rate: float = Field(default=2e-3, gt=0.0, le=1.0, allow_inf_nan=False)
+    learning_rate: float = Field(default=DEFAULT_LEARNING_RATE, gt=0.0, le=1.0, allow_inf_nan=False)
     eval_trainees: WholeNumber = Field(default=50, ge=2, le=MAX_EVAL_TRAINEES, description="Held-out trainees.")
     activate: bool = Field(default=False, description="Make the model the active one when it is registered.")
 

@@ -19,10 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fitness_weights_api.jobs import Job, JobManager, TrainConfig
+from fitness_weights_api.job_config import JobConfig
+from fitness_weights_api.job_store import Job
+from fitness_weights_api.jobs import JobManager
 from fitness_weights_api.registry import ModelRegistry, ModelVersion, RegistryError
 from fitness_weights_api.weights import WeightsResult, optimize_weights, predict_weights
 from fitness_weights_env.episode import ProfileLike
+from fitness_weights_env.errors import FitnessWeightsError
 
 __all__ = ["RETRY_S", "NoActiveModelError", "ServedResult", "WeightService"]
 
@@ -32,7 +35,7 @@ RETRY_S = 30.0
 logger = logging.getLogger("fitness_weights_api")
 
 
-class NoActiveModelError(RuntimeError):
+class NoActiveModelError(FitnessWeightsError):
     """The registry has no active model version yet, or none that loads (and nothing was served before)."""
 
 
@@ -119,17 +122,17 @@ class WeightService:
         model, version = self.model()
         return ServedResult(optimize_weights(model, profile, steps, seed=seed, deterministic=deterministic), version)
 
-    def predict(self, profile: ProfileLike) -> ServedResult:
+    def predict(self, profile: ProfileLike, *, seed: int = 0) -> ServedResult:
         """One forward pass of the active policy's prediction heads (see :func:`.weights.predict_weights`)."""
         model, version = self.model()
-        return ServedResult(predict_weights(model, profile), version)
+        return ServedResult(predict_weights(model, profile, seed=seed), version)
 
-    def train(self, config: TrainConfig | Mapping[str, Any]) -> Job:
+    def train(self, config: JobConfig | Mapping[str, Any]) -> Job:
         """Start a training job (in its own process; see :meth:`.JobManager.submit`); its model registers here.
 
         Raises:
             RuntimeError: The service was made without a job manager.
-            ConfigError: An invalid config (named field). QueueFullError: too many jobs are waiting.
+            FieldError: An invalid config (named field). QueueFullError: too many jobs are waiting.
         """
         if self.jobs is None:
             raise RuntimeError("this service has no job manager: pass jobs=JobManager(...) to train")

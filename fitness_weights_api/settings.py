@@ -41,6 +41,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fitness_weights_env.errors import FieldError
+
 if TYPE_CHECKING:
     from fitness_weights_api.jobs import JobManager
     from fitness_weights_api.registry import ModelRegistry
@@ -146,19 +148,19 @@ class ServiceSettings:
         object.__setattr__(self, "home", Path(self.home).absolute())
         hosts = self.allowed_hosts
         if isinstance(hosts, str) or not hosts or not all(isinstance(h, str) and _HOST_RE.fullmatch(h) for h in hosts):
-            raise ValueError(f"allowed_hosts must be host names (or '*'), got {hosts!r}")
+            raise FieldError("allowed_hosts", "must be host names (or '*')", hosts)
         object.__setattr__(self, "allowed_hosts", tuple(h.lower() for h in hosts))
         if not isinstance(self.require_token, bool):
-            raise ValueError(f"require_token must be a bool, got {self.require_token!r}")
+            raise FieldError("require_token", "must be a bool", self.require_token)
         memory = self.job_memory_mb
         if isinstance(memory, bool) or not isinstance(memory, int) or not (memory == 0 or memory >= 256):
-            raise ValueError(f"job_memory_mb must be 0 (no limit) or an integer of at least 256, got {memory!r}")
+            raise FieldError("job_memory_mb", "must be 0 (no limit) or an integer of at least 256", memory)
         for name in _POSITIVE_INTS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+                raise FieldError(name, "must be an integer of at least 1", value)
         if isinstance(self.torch_threads, bool) or not isinstance(self.torch_threads, int) or self.torch_threads < 0:
-            raise ValueError(f"torch_threads must be an integer of at least 0, got {self.torch_threads!r}")
+            raise FieldError("torch_threads", "must be an integer of at least 0", self.torch_threads)
 
     @property
     def registry_root(self) -> Path:
@@ -216,7 +218,7 @@ class ServiceSettings:
         """The settings from ``FITNESS_WEIGHTS_*`` variables (``os.environ`` by default); unset ones keep defaults.
 
         Raises:
-            ValueError: A variable holds an invalid value (the message names the variable).
+            FieldError: A variable holds an invalid value (``field`` is the variable).
         """
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -229,10 +231,10 @@ class ServiceSettings:
                 try:
                     values[name] = int(text)
                 except ValueError:
-                    raise ValueError(f"{ENV_PREFIX + suffix} must be an integer, got {text!r}") from None
+                    raise FieldError(ENV_PREFIX + suffix, "must be an integer", text) from None
             elif types[name] == "bool":
                 if text.lower() not in _BOOLEANS:
-                    raise ValueError(f"{ENV_PREFIX + suffix} must be 1 or 0 (true or false), got {text!r}")
+                    raise FieldError(ENV_PREFIX + suffix, "must be 1 or 0 (true or false)", text)
                 values[name] = _BOOLEANS[text.lower()]
             elif types[name] == "tuple[str, ...]":
                 values[name] = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -240,9 +242,10 @@ class ServiceSettings:
                 values[name] = text
         try:
             return cls(**values)
-        except ValueError as err:
-            name = str(err).split()[0]
-            raise ValueError(f"{ENV_PREFIX + _VARIABLES.get(name, name.upper())}: {err}") from None
+        except FieldError as err:
+            variable = ENV_PREFIX + _VARIABLES.get(err.field, err.field.upper())
+            reason, text = f"{err.field} {err.reason}", environ.get(variable)
+            raise (FieldError(variable, reason) if text is None else FieldError(variable, reason, text)) from None
 
     def to_env(self) -> dict[str, str]:
         """The ``FITNESS_WEIGHTS_*`` variables that :meth:`from_env` reads back to these settings."""

@@ -22,20 +22,18 @@ holds :data:`SCHEMA_VERSION`): table ``tokens`` with ``token_id`` (unique), ``na
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
 import re
 import secrets
 import sqlite3
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fitness_weights_api.sqlite import connect, connection, schema_and_tables, set_wal
+from fitness_weights_api.storage import Database
+from fitness_weights_env.errors import FieldError, FitnessWeightsError
 
 __all__ = ["ROLES", "SCHEMA_VERSION", "TokenError", "TokenRecord", "TokenStore", "role_allows"]
 
@@ -70,8 +68,8 @@ _SCHEMA = (
 _COLUMNS = "token_id, name, role, created, revoked"
 
 
-class TokenError(ValueError):
-    """An invalid argument (named in the message) or a failed token-store operation."""
+class TokenError(FitnessWeightsError):
+    """A failed token-store operation, or a file that is not a token store."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +114,8 @@ class TokenStore:
         TokenError: The file is not a token store, has a newer schema, or cannot be created.
     """
 
+    database: Database
+
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).absolute()
         try:
@@ -123,8 +123,8 @@ class TokenStore:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))  # owner-only from the first byte
         except OSError as err:
             raise TokenError(f"token store {str(self.path)!r}: {err.strerror}") from None
-        self._readers = threading.local()
-        self._initialize()
+        self.database = Database(self.path, TokenError, "token store")
+        self.database.initialize(SCHEMA_VERSION, _TABLES, _create_schema)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -133,20 +133,18 @@ class TokenStore:
         """Make a new token of ``role``; the record and the token (shown once: the store keeps only its hash).
 
         Raises:
-            TokenError: ``role`` is not one of :data:`ROLES`, or ``name`` is too long or has odd characters.
+            FieldError: ``role`` is not one of :data:`ROLES`, or ``name`` is too long or has odd characters.
         """
         if role not in ROLES:
-            raise TokenError(f"role must be one of {list(ROLES)}, got {role!r}")
+            raise FieldError("role", f"must be one of {list(ROLES)}", role)
         if not isinstance(name, str) or len(name) > MAX_NAME_CHARS or not _NAME_RE.fullmatch(name):
-            raise TokenError(
-                f"name must be at most {MAX_NAME_CHARS} letters, digits, spaces or '.@:/+-_', got {name!r}"
-            )
+            raise FieldError("name", f"must be at most {MAX_NAME_CHARS} letters, digits, spaces or '.@:/+-_'", name)
         while True:
             token_id = secrets.token_hex(_ID_HEX_DIGITS // 2)
             token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
             record = TokenRecord(token_id, name, role, _now(), None)
             try:
-                with self._database() as conn:
+                with self.database.connect() as conn:
                     conn.execute(
                         "INSERT INTO tokens (token_id, name, role, sha256, created) VALUES (?, ?, ?, ?, ?)",
                         (token_id, name, role, _digest(token), record.created),
@@ -159,7 +157,7 @@ class TokenStore:
 
     def list(self) -> list[TokenRecord]:
         """Every token, valid and revoked, oldest first."""
-        with self._database() as conn:
+        with self.database.connect() as conn:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM tokens ORDER BY number").fetchall()
         return [TokenRecord(*row) for row in rows]
 
@@ -167,15 +165,15 @@ class TokenStore:
         """Revoke a token by its id: from now on every worker refuses it. Revoking twice keeps the first time.
 
         Raises:
-            TokenError: ``token_id`` is not 12 hex digits, or no token has it.
+            FieldError: ``token_id`` is not 12 hex digits, or no token has it.
         """
         if not isinstance(token_id, str) or not _ID_RE.fullmatch(token_id):
-            raise TokenError(f"token_id must be {_ID_HEX_DIGITS} lowercase hex digits (see 'tokens list')")
-        with self._database() as conn:
+            raise FieldError("token_id", f"must be {_ID_HEX_DIGITS} lowercase hex digits (see 'tokens list')")
+        with self.database.connect() as conn:
             conn.execute("UPDATE tokens SET revoked = ? WHERE token_id = ? AND revoked IS NULL", (_now(), token_id))
             row = conn.execute(f"SELECT {_COLUMNS} FROM tokens WHERE token_id = ?", (token_id,)).fetchone()
         if row is None:
-            raise TokenError("token_id: no token has this id (see 'tokens list')")
+            raise FieldError("token_id", "no token has this id (see 'tokens list')")
         return TokenRecord(*row)
 
     def verify(self, token: str) -> TokenRecord | None:
@@ -183,15 +181,7 @@ class TokenStore:
         match = _TOKEN_RE.fullmatch(token) if isinstance(token, str) and len(token) <= MAX_TOKEN_CHARS else None
         if match is None:
             return None
-        try:
-            row = (
-                self._reader()
-                .execute(f"SELECT {_COLUMNS}, sha256 FROM tokens WHERE token_id = ?", (match[1],))
-                .fetchone()
-            )
-        except sqlite3.Error as err:
-            self._readers.connection = None  # a fresh connection next time
-            raise TokenError(f"token store: {err}") from err
+        row = self.database.read(f"SELECT {_COLUMNS}, sha256 FROM tokens WHERE token_id = ?", (match[1],))
         if row is None or not hmac.compare_digest(row[5], _digest(token)) or row[4] is not None:
             return None
         return TokenRecord(*row[:5])
@@ -200,43 +190,11 @@ class TokenStore:
         """Whether some valid token allows ``role``."""
         allowed = ROLES[ROLES.index(role) :]
         marks = ", ".join("?" for _ in allowed)
-        row = (
-            self._reader()
-            .execute(f"SELECT 1 FROM tokens WHERE revoked IS NULL AND role IN ({marks}) LIMIT 1", allowed)
-            .fetchone()
-        )
-        return row is not None
+        sql = f"SELECT 1 FROM tokens WHERE revoked IS NULL AND role IN ({marks}) LIMIT 1"
+        return self.database.read(sql, allowed) is not None
 
-    # -- internals ------------------------------------------------------------------------------------------
 
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._readers, "connection", None)
-        if conn is None:
-            conn = connect(self.path)
-            self._readers.connection = conn
-        return conn
-
-    @contextlib.contextmanager
-    def _database(self) -> Iterator[sqlite3.Connection]:
-        with connection(self.path, TokenError, "token store", "PRAGMA synchronous = FULL") as conn:
-            yield conn
-
-    def _initialize(self) -> None:
-        url = str(self.path)
-        with self._database() as conn:
-            schema, tables = schema_and_tables(conn, SCHEMA_VERSION, url, TokenError)
-            if tables - _TABLES:
-                raise TokenError(f"{url!r} is not a token store: it holds the tables {sorted(tables - _TABLES)}")
-            set_wal(conn)
-            if schema == 0:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # another process may have made it
-                        for statement in _SCHEMA:
-                            conn.execute(statement)
-                        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.rollback()
-                    raise
+def _create_schema(conn: sqlite3.Connection, schema: int) -> None:
+    if schema == 0:
+        for statement in _SCHEMA:
+            conn.execute(statement)

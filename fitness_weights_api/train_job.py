@@ -13,16 +13,18 @@ whole life (that is how the manager knows it lives; see :mod:`fitness_weights_ap
 What it does:
 
 0. Limits its address space (``RLIMIT_AS``, soft and hard) to ``--memory-mb`` MiB, first thing: this module
-   imports torch, numpy and SB3 only after that, so the limit bounds the whole job (its imports included) and a
-   job whose limit is too small even for them fails as cleanly as one that outgrows it later. A few MiB of the
+   imports torch and SB3 only after that, so the limit bounds the whole job (its imports included) and a job
+   whose limit is too small even for them fails as cleanly as one that outgrows it later. (numpy and Gymnasium,
+   which the job's config and errors need, are loaded before; the limit counts them too.) A few MiB of the
    limit are held in reserve and released when an allocation fails, so that the failure can still be reported.
 1. Checks that the job runs under its pid (after the manager's commit); if not, exits with code 3, writing
    nothing.
-2. Trains ``sb3_ext.PPO`` with the job's :class:`~fitness_weights_api.jobs.TrainConfig`. After every rollout it
-   records the progress (timesteps, mean episode return) and reads the job's ``cancel_requested`` flag. At the
-   end of the first rollout, then once ``--checkpoint-rollouts`` rollouts or ``--checkpoint-seconds`` seconds
-   have passed since the last checkpoint, it saves ``checkpoint.zip`` in the job folder atomically (a temporary
-   file, then ``os.replace``) and records its path.
+2. Trains ``sb3_ext.recipe.make_model(config)`` for the job's config
+   (:class:`~fitness_weights_api.job_config.JobConfig`). After every rollout it records the progress (timesteps,
+   mean episode return) and reads the job's ``cancel_requested`` flag. At the end of the first rollout, then once
+   ``--checkpoint-rollouts`` rollouts or ``--checkpoint-seconds`` seconds have passed since the last checkpoint,
+   it saves ``checkpoint.zip`` in the job folder atomically (a temporary file, then ``os.replace``) and records
+   its path.
 3. Saves ``model.zip`` atomically, evaluates it on ``eval_trainees`` held-out trainees (``evaluation.json``),
    registers it (metadata ``{"job_id", "policy", "timesteps"}``, the normalized score as
    ``evaluation_score``, activated if the config says so) and marks the job ``succeeded`` with the version.
@@ -39,9 +41,8 @@ running under this pid is left alone (3). The log's last line gives the peak add
 
 from __future__ import annotations
 
-# Only light imports here (no torch, numpy, SB3 or the env): main() sets the memory limit before they load.
+# No torch or SB3 here: main() sets the memory limit before they load.
 import argparse
-import contextlib
 import errno
 import json
 import math
@@ -52,26 +53,24 @@ import signal
 import sys
 import time
 import traceback
-import uuid
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from fitness_weights_api.jobs import (
+from fitness_weights_api.job_config import JobConfig
+from fitness_weights_api.job_store import (
     CANCELLED,
     CHECKPOINT_FILE,
     FAILED,
     MEMORY_SETTING,
     MODEL_FILE,
-    PARTIAL_PREFIX,
     SUCCEEDED,
     JobCancelled,
     JobDatabase,
     JobLostError,
-    TrainConfig,
 )
 from fitness_weights_api.registry import ModelRegistry
-from fitness_weights_api.sqlite import database_path
+from fitness_weights_api.storage import database_path, write_atomically
 
 try:
     import resource
@@ -79,15 +78,12 @@ except ImportError:  # pragma: no cover - not POSIX: the job manager refuses to 
     resource = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from sb3_ext import PPO
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 __all__ = ["main"]
 
 EXIT_LOST = 3
 """Exit code of a process whose job is not running under its pid."""
-
-FINAL_LEARNING_RATE_FRACTION = 0.1
-"""The cosine schedule anneals the learning rate to this fraction of the initial one (as examples/train_ppo.py)."""
 
 RESERVE_BYTES = 16 << 20
 """Address space mapped at the start under the memory limit and unmapped when an allocation fails: room to report."""
@@ -129,7 +125,7 @@ class _JobProcess:
         """Train, register and record the outcome; the process's exit code."""
         config = None
         try:
-            config = self.database.claimed_config(self.job_id, self.pid)  # validating it imports torch
+            config = self.database.claimed_config(self.job_id, self.pid)
             print(f"job {self.job_id} (pid {self.pid}) trains {json.dumps(config.to_dict())}", flush=True)
             self._train_and_register(config)
         except JobCancelled as err:
@@ -169,27 +165,12 @@ class _JobProcess:
         print(f"job {self.job_id}: {state}" + (f": {error}" if error else ""), flush=True)
         return 1 if state == FAILED else 0
 
-    def _train_and_register(self, config: TrainConfig) -> None:
-        import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
-        from sb3_ext import PPO, CosineSchedule, get_preset, make_vec_env
+    def _train_and_register(self, config: JobConfig) -> None:
         from sb3_ext.evaluate import evaluate_model
+        from sb3_ext.recipe import make_model
 
         registry = ModelRegistry(self.registry_root, self.registry_url)  # fail before training if it is amiss
-        preset = get_preset(config.preset)
-        n_envs = preset.n_envs if config.n_envs is None else config.n_envs
-        settings: dict[str, Any] = preset.ppo_kwargs()
-        settings["batch_size"] = min(settings["batch_size"], n_envs * preset.n_steps)
-        env = make_vec_env("FitnessWeights-v0", n_envs=n_envs, vectorization="batched", seed=config.seed)
-        rate = config.learning_rate
-        model = PPO(
-            config.policy,
-            env,
-            learning_rate=CosineSchedule(rate, rate * FINAL_LEARNING_RATE_FRACTION),
-            policy_kwargs=config.policy_kwargs,
-            seed=config.seed,
-            device=config.device,
-            **settings,
-        )
+        model = make_model(config)
         start = time.perf_counter()
         model.learn(config.timesteps, callback=_progress_callback(self))
         seconds = time.perf_counter() - start
@@ -198,7 +179,8 @@ class _JobProcess:
         model_path = self.job_dir / MODEL_FILE
         _save_atomically(model, model_path)
         report = evaluate_model(model, n_trainees=config.eval_trainees, seed=config.seed)
-        (self.job_dir / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2))
+        evaluation = json.dumps(report.to_dict(), indent=2)
+        write_atomically(self.job_dir / "evaluation.json", lambda temp: temp.write_text(evaluation))
         score = report.normalized_score if math.isfinite(report.normalized_score) else None
         print(f"job {self.job_id}: normalized score {score}", flush=True)
         if self.database.record_progress(self.job_id, self.pid, model.num_timesteps, _mean_reward(model), None):
@@ -227,7 +209,7 @@ class _JobProcess:
         rollouts, at = self.last_checkpoint
         return self.rollouts - rollouts >= self.checkpoint_rollouts or time.monotonic() - at >= self.checkpoint_seconds
 
-    def on_rollout_end(self, model: PPO) -> None:
+    def on_rollout_end(self, model: BaseAlgorithm) -> None:
         """Save a checkpoint when due, record the progress, and stop if the job was cancelled."""
         self.rollouts += 1
         checkpoint = None
@@ -257,7 +239,7 @@ def _progress_callback(job: _JobProcess) -> Any:
     return ProgressCallback()
 
 
-def _mean_reward(model: PPO) -> float | None:
+def _mean_reward(model: BaseAlgorithm) -> float | None:
     import numpy as np
 
     buffer = model.ep_info_buffer
@@ -275,13 +257,14 @@ def _out_of_memory(err: BaseException) -> bool:
     when the limit is too small even for torch's libraries).
     """
     seen = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno == errno.ENOMEM):
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MemoryError) or (isinstance(current, OSError) and current.errno == errno.ENOMEM):
             return True
-        if isinstance(err, (RuntimeError, ImportError, OSError)) and _OUT_OF_MEMORY_RE.search(str(err)):
+        if isinstance(current, (RuntimeError, ImportError, OSError)) and _OUT_OF_MEMORY_RE.search(str(current)):
             return True
-        err = err.__cause__ or err.__context__
+        current = current.__cause__ or current.__context__
     return False
 
 
@@ -311,22 +294,9 @@ def _memory_report() -> str:
     return f"peak address space {peak} MiB (VmPeak), peak resident memory {resident} MiB (VmHWM)"
 
 
-def _save_atomically(model: PPO, path: Path) -> None:
-    """Save to a temporary file beside ``path``, fsync it, rename it to ``path``, fsync the folder."""
-    temp = path.parent / f"{PARTIAL_PREFIX}{uuid.uuid4().hex}.zip"
-    try:
-        model.save(temp)
-        with open(temp, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+def _save_atomically(model: BaseAlgorithm, path: Path) -> None:
+    """Save the model to ``path`` whole or not at all (:func:`~fitness_weights_api.storage.write_atomically`)."""
+    write_atomically(path, model.save)
 
 
 def main(argv: list[str] | None = None) -> int:

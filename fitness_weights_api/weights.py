@@ -17,6 +17,7 @@ import numpy as np
 
 from fitness_weights_env import CATALOG, LAYOUT, METRIC_NAMES, FitnessWeightsVectorEnv, TraineeProfile, dynamics
 from fitness_weights_env.episode import ProfileLike
+from fitness_weights_env.errors import FieldError, FitnessWeightsError
 from sb3_ext.actions import PolicyActions
 
 __all__ = ["MAX_OPTIMIZATION_STEPS", "NoPredictionHeadsError", "WeightsResult", "optimize_weights", "predict_weights"]
@@ -25,7 +26,7 @@ MAX_OPTIMIZATION_STEPS = 1024
 """Most steps one ``optimize`` request may run (16 episodes' worth)."""
 
 
-class NoPredictionHeadsError(TypeError):
+class NoPredictionHeadsError(FitnessWeightsError):
     """The model's policy has no ``predict_weights`` (e.g. SB3's ``MlpPolicy``): it can optimize, not predict."""
 
 
@@ -76,10 +77,10 @@ def optimize_weights(
         deterministic: The policy's most likely action at each step instead of sampled actions.
 
     Raises:
-        ValueError: ``steps`` out of range. ``ProfileError`` (a ``ValueError``) names a bad profile field.
+        FieldError: ``steps`` out of range, or a bad profile field (named).
     """
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_OPTIMIZATION_STEPS:
-        raise ValueError(f"steps must be an integer in [1, {MAX_OPTIMIZATION_STEPS}], got {steps!r}")
+        raise FieldError("steps", f"must be an integer in [1, {MAX_OPTIMIZATION_STEPS}]", steps)
     profile = TraineeProfile.coerce(profile)
     env = FitnessWeightsVectorEnv(1, max_episode_steps=None)
     observation, _ = env.reset(seed=seed, options={"profiles": [profile]})
@@ -92,12 +93,21 @@ def optimize_weights(
     return WeightsResult(state.cq[0].copy(), state.qx[0].copy(), scores, metrics, steps=int(steps))
 
 
-def predict_weights(model: Model, profile: ProfileLike) -> WeightsResult:
-    """One forward pass of the policy's CQ/QX heads on the trainee's state, with its confidence.
+def predict_weights(model: Model, profile: ProfileLike, *, seed: int = 0) -> WeightsResult:
+    """One forward pass of the policy's CQ/QX heads on the trainee's starting state, with its confidence.
+
+    The network sees exactly what it sees in training and in the evaluation: the env's observation at reset for
+    this trainee and ``seed`` (its metrics computed from the initial matrices, whose target rows ``seed`` draws),
+    not the profile's recorded metrics.
+
+    Args:
+        model: A trained model whose policy has prediction heads (``AttnCQQXPolicy``).
+        profile: The trainee (a ``TraineeProfile`` or a dict of its fields).
+        seed: Seed of the initial matrices, as in :func:`optimize_weights`.
 
     Raises:
         NoPredictionHeadsError: The model's policy has no ``predict_weights`` (e.g. SB3's ``MlpPolicy``).
-        ProfileError: A bad profile field (named).
+        FieldError: A bad profile field (named).
     """
     predict = getattr(model.policy, "predict_weights", None)
     if predict is None:
@@ -105,7 +115,10 @@ def predict_weights(model: Model, profile: ProfileLike) -> WeightsResult:
             f"{type(model.policy).__name__} has no predict_weights; use an AttnCQQXPolicy model"
         )
     profile = TraineeProfile.coerce(profile)
-    vector = profile.to_vector()
+    observation, _ = FitnessWeightsVectorEnv(1, max_episode_steps=None).reset(
+        seed=seed, options={"profiles": [profile]}
+    )
+    vector = observation[0]
     cq, qx, confidence = predict(vector)
     state = dynamics.WeightState.zeros(1, step_size=0.05)
     dynamics.reset(state, slice(None), vector[None], np.asarray(cq, np.float64)[None], np.asarray(qx, np.float64)[None])

@@ -17,9 +17,10 @@ from fitness_weights_env.catalog import CATALOG, Catalog, UnknownNameError
 from fitness_weights_env.dynamics import N_ACTIONS, InvalidActionError, decode_action
 from fitness_weights_env.env import FitnessWeightsEnv
 from fitness_weights_env.episode import DEFAULT_MAX_EPISODE_STEPS, EpisodeConfig
+from fitness_weights_env.errors import FieldError, FitnessWeightsError
 from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
 from fitness_weights_env.population import sample_profile, sample_profiles, typical_metrics, typical_subject_scores
-from fitness_weights_env.profile import ProfileError, TraineeProfile
+from fitness_weights_env.profile import TraineeProfile
 from fitness_weights_env.vector_env import FitnessWeightsVectorEnv
 
 __all__ = [
@@ -30,10 +31,11 @@ __all__ = [
     "N_ACTIONS",
     "Catalog",
     "EpisodeConfig",
+    "FieldError",
     "FitnessWeightsEnv",
+    "FitnessWeightsError",
     "FitnessWeightsVectorEnv",
     "InvalidActionError",
-    "ProfileError",
     "TraineeProfile",
     "UnknownNameError",
     "decode_action",

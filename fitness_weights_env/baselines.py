@@ -48,9 +48,9 @@ class GreedyPolicy:
     averaged over ``quadrature`` evenly spaced changes in ``[-step_size, step_size]``.
 
     Args:
-        chunk_size: Trainees evaluated at once. Each temporary array takes about 0.24 MB per trainee;
-            small chunks keep them in the allocator's heap rather than in fresh pages, which made the
-            default of 8 2.4 times faster than 64 on a 2-core machine.
+        chunk_size: Trainees evaluated at once. Small chunks keep the temporary arrays in the
+            allocator's heap rather than in fresh pages (measured in ``benchmarks/RESULTS.md``,
+            "Where a step's time goes").
         quadrature: Number of changes averaged for ``adjustment="random"``.
     """
 

@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from fitness_weights_env.errors import FieldError
+
 __all__ = ["CATALOG", "Catalog", "Exercise", "Quality", "Subject", "UnknownNameError", "load_catalog"]
 
 
-class UnknownNameError(ValueError):
-    """A subject, quality or exercise name that is not in the catalog."""
+class UnknownNameError(FieldError):
+    """A subject, quality or exercise name (or index) that is not in the catalog; ``field`` is the kind."""
 
 
 @dataclass(frozen=True)
@@ -173,19 +175,20 @@ class Catalog:
         if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
             if 0 <= name < size:
                 return int(name)
-            raise UnknownNameError(f"{kind} index {name} is out of range [0, {size})")
+            raise UnknownNameError(kind, f"index is out of range [0, {size})", value=name)
         if not isinstance(name, str):
-            raise UnknownNameError(f"{kind} must be a name or an index, got {type(name).__name__}")
+            raise UnknownNameError(kind, f"must be a name or an index, got {type(name).__name__}")
         key = " ".join(name.split()).casefold()
         if key in self._index[kind]:
             return self._index[kind][key]
         names = self._display_names(kind)
         close = difflib.get_close_matches(key, list(names), n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(repr(names[c]) for c in close)}?" if close else ""
-        raise UnknownNameError(f"unknown {kind} {name!r}{hint}")
+        raise UnknownNameError(kind, f"unknown {kind}{hint}", value=name)
 
     def _display_names(self, kind: str) -> dict[str, str]:
-        items = {"quality": self.qualities, "subject": self.subjects, "exercise": self.exercises}[kind]
+        items: tuple[Quality | Subject | Exercise, ...]
+        items = self.qualities if kind == "quality" else self.subjects if kind == "subject" else self.exercises
         return {n.casefold(): n for item in items for n in (item.name_en, item.name_zh)}
 
     def subject_index(self, name: str | int) -> int:

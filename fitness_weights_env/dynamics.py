@@ -39,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 
 from fitness_weights_env.catalog import CATALOG
+from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
 
 __all__ = [
@@ -93,8 +94,8 @@ _INJURY_SCALE = 1.0 / (N_QUALITIES * (1.0 - 1.0 / N_EXERCISES))
 _INJURY_OFFSET = (1.0 / N_EXERCISES) / (1.0 - 1.0 / N_EXERCISES)
 
 
-class InvalidActionError(ValueError):
-    """An action that is not an integer in [0, 685), or a batch of the wrong shape."""
+class InvalidActionError(FieldError):
+    """An action that is not an integer in [0, 685), or a batch of the wrong shape (``field`` is ``"actions"``)."""
 
 
 def decode_action(action: int) -> tuple[Literal["cq", "qx"], int, int]:
@@ -114,16 +115,16 @@ def check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
     if not shape and isinstance(actions, (int, np.integer)) and not isinstance(actions, bool):  # fast path
         if 0 <= actions < N_ACTIONS:
             return np.array([actions], dtype=np.int64)
-        raise InvalidActionError(f"actions must be in [0, {N_ACTIONS}), got {actions}")
+        raise InvalidActionError("actions", f"must be in [0, {N_ACTIONS})", actions)
     array = np.asarray(actions)
     if array.dtype.kind not in "iu":
-        raise InvalidActionError(f"actions must be integers in [0, {N_ACTIONS}), got {actions!r} ({array.dtype})")
+        raise InvalidActionError("actions", f"must be integers in [0, {N_ACTIONS}), got dtype {array.dtype}", actions)
     if array.shape != shape:
-        raise InvalidActionError(f"expected actions of shape {shape}, got shape {array.shape}")
+        raise InvalidActionError("actions", f"expected shape {shape}, got shape {array.shape}")
     flat = array.reshape(-1).astype(np.int64, copy=False)
     if flat.size and (flat.min() < 0 or flat.max() >= N_ACTIONS):
         bad = flat[(flat < 0) | (flat >= N_ACTIONS)]
-        raise InvalidActionError(f"actions must be in [0, {N_ACTIONS}), got {bad.tolist()[:5]}")
+        raise InvalidActionError("actions", f"must be in [0, {N_ACTIONS})", bad.tolist()[:5])
     return flat
 
 

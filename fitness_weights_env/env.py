@@ -15,6 +15,7 @@ from fitness_weights_env.episode import (
     ProfileLike,
     check_max_episode_steps,
 )
+from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import LAYOUT
 from fitness_weights_env.profile import TraineeProfile
 from fitness_weights_env.render import RENDER_MODES, check_render_mode, render_trainee
@@ -26,10 +27,10 @@ def check_options(options: dict[str, Any] | None, allowed: set[str]) -> dict[str
     """Reject reset options other than ``allowed``."""
     options = {} if options is None else options
     if not isinstance(options, dict):
-        raise ValueError(f"options must be a dict, got {type(options).__name__}")
+        raise FieldError("options", f"must be a dict, got {type(options).__name__}")
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise ValueError(f"unknown reset option(s) {unknown}; expected {sorted(allowed)}")
+        raise FieldError("options", f"unknown reset option(s); expected {sorted(allowed)}", unknown)
     return options
 
 
@@ -142,7 +143,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         """Start an episode with ``options["profile"]`` or a trainee drawn from the population.
 
         Raises:
-            ProfileError: The given profile is invalid (the error names the field).
+            FieldError: The given profile is invalid (the error names the field).
         """
         super().reset(seed=seed)
         profile: ProfileLike | None = check_options(options, {"profile"}).get("profile")

@@ -17,6 +17,7 @@ import numpy as np
 
 from fitness_weights_env import dynamics
 from fitness_weights_env.catalog import CATALOG
+from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import LAYOUT
 from fitness_weights_env.population import sample_vectors
 from fitness_weights_env.profile import TraineeProfile
@@ -52,13 +53,13 @@ class EpisodeConfig:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.step_size, (int, float)) and math.isfinite(self.step_size) and self.step_size > 0):
-            raise ValueError(f"step_size must be a positive number, got {self.step_size!r}")
+            raise FieldError("step_size", "must be a positive number", self.step_size)
         if not (isinstance(self.drift_coef, (int, float)) and math.isfinite(self.drift_coef) and self.drift_coef >= 0):
-            raise ValueError(f"drift_coef must be a non-negative number, got {self.drift_coef!r}")
+            raise FieldError("drift_coef", "must be a non-negative number", self.drift_coef)
         if self.adjustment not in ("increase", "random"):
-            raise ValueError(f"adjustment must be 'increase' or 'random', got {self.adjustment!r}")
+            raise FieldError("adjustment", "must be 'increase' or 'random'", self.adjustment)
         if self.init not in ("uniform", "prior"):
-            raise ValueError(f"init must be 'uniform' or 'prior', got {self.init!r}")
+            raise FieldError("init", "must be 'uniform' or 'prior'", self.init)
 
     def draw_starts(
         self, rngs: Sequence[np.random.Generator], profiles: Sequence[ProfileLike | None]
@@ -96,5 +97,5 @@ class EpisodeConfig:
 def check_max_episode_steps(value: int | None) -> int | None:
     """Validate an episode length (a positive integer, or ``None`` for no limit)."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-        raise ValueError(f"max_episode_steps must be a positive integer or None, got {value!r}")
+        raise FieldError("max_episode_steps", "must be a positive integer or None", value)
     return None if value is None else int(value)

@@ -23,9 +23,34 @@ range, the middle is used. They are estimates meant to make plausible trainees, 
   0.2 + N(0, 0.1), training_efficiency ~ fitness_level + N(0, 0.1), consistency ~ 0.7 + N(0, 0.15),
   each clipped to [0, 1].
 
-Each trainee's random numbers come from its own generator, in two calls, and a batched transform
-turns them into vectors. So a trainee is the same whether drawn alone or in a batch, which keeps the
-single env and the vector env identical on the same seeds.
+**Wide trainees** (``EDGE_FRACTION`` = 15% of the draws by default). A request can carry any valid
+profile, and some natural ones lie far outside the population above (every quality 0.5, a default; one
+quality only; age 16 or 65). So a share of the draws ignores the population's figures and covers every
+field's valid range, with the degenerate corners given weight of their own:
+
+=====================  ===================================================================================
+field                  wide draw
+=====================  ===================================================================================
+age                    16 or 65 (10% each), else uniform over the whole years ``AGE_MIN`` to ``AGE_MAX``
+sex                    female 50%
+qualities              independent ``U[0, 1]`` (40%); all equal at a ``U[0, 1]`` level (20%); all equal
+                       at 0, 0.5 or 1 (15%, a third each); one-hot, one quality at 1 and the rest 0 (25%)
+fitness level          0 or 1 (10% each), else ``U[0, 1]``
+subject scores         the population's scores for those qualities (50%, as above), else ``U[0, 1]`` each
+targets                ``floor(94^u)`` distinct subjects for ``u ~ U[0, 1)`` (log-uniform over 1 to 93:
+                       1 target 15%, up to 3 30%, 10 or more 49%), uniform over subjects
+performance metrics    ``U[0, 1]`` each
+=====================  ===================================================================================
+
+The env draws from this mixture (``sample_vectors``' default), so training sees it. ``edge_fraction=0``
+draws the population alone: the held-out trainees of ``sb3_ext.evaluate`` are drawn so, and its
+table of named edge profiles measures the corners on their own.
+
+Each trainee's random numbers come from its own generator, in three calls (the population's uniforms
+and normals, then the wide draw's uniforms, made whatever the fraction), and a batched transform turns
+them into vectors. So a trainee is the same whether drawn alone or in a batch, which keeps the single
+env and the vector env identical on the same seeds; and with ``edge_fraction=0`` a generator gives the
+trainee the population alone gave before the wide draws were added.
 """
 
 from __future__ import annotations
@@ -38,7 +63,14 @@ from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.layout import AGE_MAX, AGE_MIN, LAYOUT
 from fitness_weights_env.profile import TraineeProfile
 
-__all__ = ["sample_profile", "sample_profiles", "sample_vectors", "typical_metrics", "typical_subject_scores"]
+__all__ = [
+    "EDGE_FRACTION",
+    "sample_profile",
+    "sample_profiles",
+    "sample_vectors",
+    "typical_metrics",
+    "typical_subject_scores",
+]
 
 AGE_BANDS = np.array([[18, 24], [25, 32], [33, 45]])
 AGE_BAND_PROBS = np.array([0.60, 0.25, 0.15])
@@ -67,19 +99,46 @@ _Z_SCORES = slice(_Z_FITNESS + 1, _Z_FITNESS + 1 + CATALOG.n_subjects)
 _Z_METRICS = slice(_Z_SCORES.stop, _Z_SCORES.stop + len(METRIC_MEAN))
 _N_NORMALS = _Z_METRICS.stop
 
+EDGE_FRACTION = 0.15
+"""Default share of wide trainees (every field over its valid range, with the degenerate corners)."""
+WIDE_AGE_CORNER_PROB = 0.2  # age 16 or 65, half each
+WIDE_FEMALE_PROB = 0.5
+WIDE_FITNESS_CORNER_PROB = 0.2  # fitness level 0 or 1, half each
+WIDE_QUALITY_KIND_PROBS = np.array([0.40, 0.20, 0.15, 0.25])  # independent, equal, equal at a corner, one-hot
+WIDE_EQUAL_CORNERS = np.array([0.0, 0.5, 1.0])
+WIDE_TYPICAL_SCORES_PROB = 0.5
 
-def sample_vectors(rngs: Sequence[np.random.Generator]) -> np.ndarray:
+# Layout of each trainee's wide draws (the third call).
+_W_KIND, _W_AGE_CORNER, _W_AGE, _W_SEX, _W_FITNESS_CORNER, _W_FITNESS = range(6)
+_W_QUALITY_KIND, _W_QUALITY_PICK, _W_SCORES_KIND, _W_N_TARGETS = range(6, 10)
+_W_QUALITIES = slice(10, 10 + CATALOG.n_qualities)
+_W_SCORES = slice(_W_QUALITIES.stop, _W_QUALITIES.stop + CATALOG.n_subjects)
+_W_METRICS = slice(_W_SCORES.stop, _W_SCORES.stop + len(METRIC_MEAN))
+_N_WIDE = _W_METRICS.stop
+
+
+def sample_vectors(rngs: Sequence[np.random.Generator], edge_fraction: float = EDGE_FRACTION) -> np.ndarray:
     """Draw one trainee per generator and return their vectors, shape ``(len(rngs), 198)`` float32.
 
-    Each generator is advanced by exactly two calls, whatever the batch size.
+    Each generator is advanced by exactly three calls, whatever the batch size and the fraction.
+
+    Args:
+        rngs: One generator per trainee.
+        edge_fraction: Share of wide trainees, in [0, 1] (module docstring); 0 draws the population alone.
     """
+    if not 0.0 <= edge_fraction <= 1.0:
+        raise ValueError(f"edge_fraction must be in [0, 1], got {edge_fraction!r}")
     uniforms = np.stack([rng.random(_N_UNIFORMS) for rng in rngs])
     normals = np.stack([rng.standard_normal(_N_NORMALS) for rng in rngs])
-    return _vectors_from_draws(uniforms, normals)
+    wide = np.stack([rng.random(_N_WIDE) for rng in rngs])
+    vectors = _vectors_from_draws(uniforms, normals)
+    is_wide = wide[:, _W_KIND] < edge_fraction
+    if np.any(is_wide):
+        vectors[is_wide] = _wide_vectors_from_draws(uniforms[is_wide], normals[is_wide], wide[is_wide])
+    return vectors
 
 
 def _vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray) -> np.ndarray:
-    n = uniforms.shape[0]
     band = np.searchsorted(np.cumsum(AGE_BAND_PROBS), uniforms[:, _U_AGE_BAND], side="right")
     low, high = AGE_BANDS[band, 0], AGE_BANDS[band, 1]
     age = low + np.floor(uniforms[:, _U_AGE] * (high - low + 1)).astype(np.int64)
@@ -93,16 +152,58 @@ def _vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray) -> np.ndarray
 
     fitness = np.clip(qualities.mean(axis=1) + FITNESS_NOISE * normals[:, _Z_FITNESS], 0.0, 1.0)
     scores = np.clip(_subject_score_means(qualities) + SCORE_NOISE * normals[:, _Z_SCORES], 0.0, 1.0)
-
     n_targets = 1 + np.searchsorted(np.cumsum(TARGET_COUNT_PROBS), uniforms[:, _U_N_TARGETS], side="right")
-    order = np.argsort(uniforms[:, _U_TARGET_KEYS], axis=1)[:, : len(TARGET_COUNT_PROBS)]
-    targets = np.zeros((n, CATALOG.n_subjects), dtype=bool)
-    chosen = np.arange(order.shape[1]) < n_targets[:, None]  # the first n_targets of the random order
-    targets[np.nonzero(chosen)[0], order[chosen]] = True
-
     metrics = np.clip(_metric_means(fitness) + METRIC_SD * normals[:, _Z_METRICS], 0.0, 1.0)
+    return _assemble(age, female, fitness, qualities, scores, _target_mask(uniforms, n_targets), metrics)
 
-    vectors = np.empty((n, LAYOUT.size), dtype=np.float32)
+
+def _wide_vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray, wide: np.ndarray) -> np.ndarray:
+    """Wide trainees: every field over its valid range, with the corners of the module docstring."""
+    corner_age = np.where(wide[:, _W_AGE] < 0.5, AGE_MIN, AGE_MAX)
+    uniform_age = AGE_MIN + np.floor(wide[:, _W_AGE] * (AGE_MAX - AGE_MIN + 1)).astype(np.int64)
+    age = np.where(wide[:, _W_AGE_CORNER] < WIDE_AGE_CORNER_PROB, corner_age, np.minimum(uniform_age, AGE_MAX))
+    female = wide[:, _W_SEX] < WIDE_FEMALE_PROB
+    corner_fitness = (wide[:, _W_FITNESS] >= 0.5).astype(np.float64)
+    fitness = np.where(wide[:, _W_FITNESS_CORNER] < WIDE_FITNESS_CORNER_PROB, corner_fitness, wide[:, _W_FITNESS])
+
+    kind = np.searchsorted(np.cumsum(WIDE_QUALITY_KIND_PROBS), wide[:, _W_QUALITY_KIND], side="right")
+    kind = np.minimum(kind, len(WIDE_QUALITY_KIND_PROBS) - 1)
+    pick = wide[:, _W_QUALITY_PICK]
+    corner_level = WIDE_EQUAL_CORNERS[np.minimum((pick * len(WIDE_EQUAL_CORNERS)).astype(np.int64), 2)]
+    hot = np.minimum((pick * CATALOG.n_qualities).astype(np.int64), CATALOG.n_qualities - 1)
+    qualities = wide[:, _W_QUALITIES].copy()
+    qualities[kind == 1] = pick[kind == 1, None]
+    qualities[kind == 2] = corner_level[kind == 2, None]
+    one_hot = np.arange(CATALOG.n_qualities) == hot[:, None]
+    qualities[kind == 3] = one_hot[kind == 3]
+
+    typical = np.clip(_subject_score_means(qualities) + SCORE_NOISE * normals[:, _Z_SCORES], 0.0, 1.0)
+    scores = np.where(wide[:, [_W_SCORES_KIND]] < WIDE_TYPICAL_SCORES_PROB, typical, wide[:, _W_SCORES])
+    n_targets = np.clip(np.floor((CATALOG.n_subjects + 1) ** wide[:, _W_N_TARGETS]), 1, CATALOG.n_subjects)
+    targets = _target_mask(uniforms, n_targets.astype(np.int64))
+    return _assemble(age, female, fitness, qualities, scores, targets, wide[:, _W_METRICS])
+
+
+def _target_mask(uniforms: np.ndarray, n_targets: np.ndarray) -> np.ndarray:
+    """The first ``n_targets`` subjects of each trainee's random order (its target keys), as a mask."""
+    order = np.argsort(uniforms[:, _U_TARGET_KEYS], axis=1)[:, : int(n_targets.max(initial=1))]
+    targets = np.zeros((uniforms.shape[0], CATALOG.n_subjects), dtype=bool)
+    chosen = np.arange(order.shape[1]) < n_targets[:, None]
+    targets[np.nonzero(chosen)[0], order[chosen]] = True
+    return targets
+
+
+def _assemble(
+    age: np.ndarray,
+    female: np.ndarray,
+    fitness: np.ndarray,
+    qualities: np.ndarray,
+    scores: np.ndarray,
+    targets: np.ndarray,
+    metrics: np.ndarray,
+) -> np.ndarray:
+    """Lay the fields of a batch of trainees out as float32 vectors (``LAYOUT``)."""
+    vectors = np.empty((age.shape[0], LAYOUT.size), dtype=np.float32)
     vectors[:, LAYOUT.age] = ((age - AGE_MIN) / (AGE_MAX - AGE_MIN))[:, None]
     vectors[:, LAYOUT.gender] = female[:, None]
     vectors[:, LAYOUT.fitness_level] = fitness[:, None]
@@ -141,11 +242,17 @@ def typical_metrics(fitness_level: float) -> np.ndarray:
     return np.clip(_metric_means(np.float64(fitness_level)), 0.0, 1.0)
 
 
-def sample_profile(rng: np.random.Generator) -> TraineeProfile:
-    """Draw one trainee with ``rng``."""
-    return TraineeProfile.from_vector(sample_vectors([rng])[0])
+def sample_profile(rng: np.random.Generator, edge_fraction: float = EDGE_FRACTION) -> TraineeProfile:
+    """Draw one trainee with ``rng``; ``edge_fraction`` as in :func:`sample_vectors`."""
+    return TraineeProfile.from_vector(sample_vectors([rng], edge_fraction)[0])
 
 
-def sample_profiles(n: int, seed: int) -> list[TraineeProfile]:
-    """Draw ``n`` trainees, the i-th with ``np.random.default_rng([seed, i])``: a reproducible held-out set."""
-    return [sample_profile(np.random.default_rng([seed, i])) for i in range(n)]
+def sample_profiles(n: int, seed: int, edge_fraction: float = EDGE_FRACTION) -> list[TraineeProfile]:
+    """Draw ``n`` trainees, the i-th with ``np.random.default_rng([seed, i])``: a reproducible held-out set.
+
+    Args:
+        n: Number of trainees.
+        seed: Seed of the set.
+        edge_fraction: Share of wide trainees, as in :func:`sample_vectors`; 0 draws the population alone.
+    """
+    return [sample_profile(np.random.default_rng([seed, i]), edge_fraction) for i in range(n)]

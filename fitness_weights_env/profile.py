@@ -10,42 +10,36 @@ from typing import Any
 import numpy as np
 
 from fitness_weights_env.catalog import CATALOG, UnknownNameError
+from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import AGE_MAX, AGE_MIN, GENDERS, LAYOUT, METRIC_NAMES
 
-__all__ = ["ProfileError", "TraineeProfile"]
-
-
-class ProfileError(ValueError):
-    """An invalid trainee profile field. ``field`` names the field; the message starts with it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+__all__ = ["TraineeProfile"]
 
 
 def _unit_array(field: str, values: Any, size: int, names: Sequence[str] | None = None) -> np.ndarray:
     """Validate ``size`` finite values in [0, 1] (a sequence, or a mapping by ``names``) as read-only float32."""
     if isinstance(values, Mapping):
         if names is None:
-            raise ProfileError(field, f"expected a list of {size} values, got a mapping")
+            raise FieldError(field, f"expected a list of {size} values, got a mapping")
         unknown = sorted(set(values) - set(names))
         missing = [n for n in names if n not in values]
         if unknown or missing:
-            raise ProfileError(field, f"expected keys {list(names)}; unknown {unknown}, missing {missing}")
+            reason = f"expected keys {list(names)}" + ("; unknown keys" if unknown else "") + f"; missing {missing}"
+            raise FieldError(field, reason, value=unknown) if unknown else FieldError(field, reason)
         values = [values[n] for n in names]
     if isinstance(values, (str, bytes)):
-        raise ProfileError(field, f"expected {size} numbers, got a string")
+        raise FieldError(field, f"expected {size} numbers, got a string")
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ProfileError(field, f"expected {size} numbers") from None
+        raise FieldError(field, f"expected {size} numbers") from None
     if array.shape != (size,):
-        raise ProfileError(field, f"expected {size} values, got shape {array.shape}")
+        raise FieldError(field, f"expected {size} values, got shape {array.shape}")
     bad = np.flatnonzero(~np.isfinite(array) | (array < 0.0) | (array > 1.0))
     if bad.size:
         i = int(bad[0])
         label = names[i] if names is not None else f"[{i}]"
-        raise ProfileError(field, f"{label} = {array[i]} must be a finite number in [0, 1]")
+        raise FieldError(field, f"{label} must be a finite number in [0, 1]", value=float(array[i]))
     array = array.astype(np.float32)
     array.setflags(write=False)
     return array
@@ -53,9 +47,9 @@ def _unit_array(field: str, values: Any, size: int, names: Sequence[str] | None 
 
 def _unit_scalar(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ProfileError(field, f"expected a number in [0, 1], got {value!r}")
+        raise FieldError(field, "expected a number in [0, 1]", value=value)
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ProfileError(field, f"{value} must be a finite number in [0, 1]")
+        raise FieldError(field, "must be a finite number in [0, 1]", value=value)
     return float(np.float32(value))
 
 
@@ -63,15 +57,15 @@ def _targets(value: Any) -> tuple[int, ...]:
     if isinstance(value, (str, int, np.integer)):
         value = [value]
     if not isinstance(value, (Sequence, np.ndarray)) or len(value) == 0:
-        raise ProfileError("targets", "at least one target subject is required")
+        raise FieldError("targets", "at least one target subject is required")
     indices: list[int] = []
     for name in value:
         try:
             index = CATALOG.subject_index(name.item() if isinstance(name, np.generic) else name)
         except UnknownNameError as error:
-            raise ProfileError("targets", str(error)) from None
+            raise FieldError("targets", error.reason, value=name) from None
         if index in indices:
-            raise ProfileError("targets", f"subject {CATALOG.subjects[index].name_en!r} is listed twice")
+            raise FieldError("targets", f"subject {CATALOG.subjects[index].name_en!r} is listed twice")
         indices.append(index)
     return tuple(sorted(indices))
 
@@ -80,8 +74,8 @@ def _targets(value: Any) -> tuple[int, ...]:
 class TraineeProfile:
     """A validated trainee profile.
 
-    Construction validates every field and raises :class:`ProfileError` (a ``ValueError``) naming
-    the field. Values are stored as float32 so that :meth:`to_vector` and :meth:`from_vector` are
+    Construction validates every field and raises :class:`~fitness_weights_env.errors.FieldError` (a
+    ``ValueError``) naming the field. Values are stored as float32 so that :meth:`to_vector` and :meth:`from_vector` are
     exact inverses: ``TraineeProfile.from_vector(p.to_vector()) == p``.
 
     Args:
@@ -110,12 +104,12 @@ class TraineeProfile:
         if isinstance(age, (float, np.floating)) and float(age).is_integer():
             age = int(age)
         if isinstance(age, bool) or not isinstance(age, (int, np.integer)):
-            raise ProfileError("age", f"expected whole years, got {self.age!r}")
+            raise FieldError("age", "expected whole years", value=self.age)
         if not AGE_MIN <= age <= AGE_MAX:
-            raise ProfileError("age", f"{age} is outside [{AGE_MIN}, {AGE_MAX}]")
+            raise FieldError("age", f"is outside [{AGE_MIN}, {AGE_MAX}]", value=age)
         gender = self.gender.lower() if isinstance(self.gender, str) else self.gender
         if gender not in GENDERS:
-            raise ProfileError("gender", f"expected one of {list(GENDERS)}, got {self.gender!r}")
+            raise FieldError("gender", f"expected one of {list(GENDERS)}", value=self.gender)
         quality_names = [q.name_en for q in CATALOG.qualities]
         fields = {
             "age": int(age),
@@ -161,31 +155,31 @@ class TraineeProfile:
         """Decode a 198-dim vector; the age is rounded to whole years.
 
         Raises:
-            ProfileError: The vector has the wrong shape, or a slice holds an invalid value
+            FieldError: The vector has the wrong shape, or a slice holds an invalid value
                 (the error names the slice).
         """
         vector = np.asarray(vector)
         if vector.shape != (LAYOUT.size,):
-            raise ProfileError("vector", f"expected shape ({LAYOUT.size},), got {vector.shape}")
+            raise FieldError("vector", f"expected shape ({LAYOUT.size},), got {vector.shape}")
         if not np.all(np.isfinite(vector)):
             name = next(n for n, s in LAYOUT.fields.items() if not np.all(np.isfinite(vector[s])))
-            raise ProfileError(name, "contains NaN or infinity")
+            raise FieldError(name, "contains NaN or infinity")
         age_code = float(vector[LAYOUT.age][0])
         if not 0.0 <= age_code <= 1.0:
-            raise ProfileError("age", f"code {age_code} is outside [0, 1]")
+            raise FieldError("age", "code is outside [0, 1]", value=age_code)
         gender_code = float(vector[LAYOUT.gender][0])
         if gender_code not in (0.0, 1.0):
-            raise ProfileError("gender", f"code must be 0 (male) or 1 (female), got {gender_code}")
+            raise FieldError("gender", "code must be 0 (male) or 1 (female)", value=gender_code)
         mask = vector[LAYOUT.targets]
         if not np.all((mask == 0.0) | (mask == 1.0)):
-            raise ProfileError("targets", "the target mask must hold only 0 and 1")
+            raise FieldError("targets", "the target mask must hold only 0 and 1")
         return cls(
             age=AGE_MIN + round(age_code * (AGE_MAX - AGE_MIN)),
             gender=GENDERS[int(gender_code)],
             fitness_level=float(vector[LAYOUT.fitness_level][0]),
             qualities=vector[LAYOUT.qualities],
             subject_scores=vector[LAYOUT.subject_scores],
-            targets=[int(i) for i in np.flatnonzero(mask)],
+            targets=tuple(int(i) for i in np.flatnonzero(mask)),
             performance_metrics=vector[LAYOUT.metrics],
         )
 
@@ -206,17 +200,17 @@ class TraineeProfile:
         """Build a profile from a mapping with the constructor's field names.
 
         Raises:
-            ProfileError: A field is missing, unknown or invalid.
+            FieldError: A field is missing, unknown or invalid.
         """
         if not isinstance(data, Mapping):
-            raise ProfileError("profile", f"expected a mapping of fields, got {type(data).__name__}")
+            raise FieldError("profile", f"expected a mapping of fields, got {type(data).__name__}")
         names = list(cls.__dataclass_fields__)
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise ProfileError(unknown[0], f"unknown field; expected {names}")
+            raise FieldError(str(unknown[0]), f"unknown field; expected {names}")
         missing = [n for n in names if n not in data]
         if missing:
-            raise ProfileError(missing[0], "is required")
+            raise FieldError(missing[0], "is required")
         return cls(**data)
 
     @classmethod

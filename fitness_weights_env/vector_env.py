@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
+from gymnasium.utils.env_checker import data_equivalence
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -21,10 +22,53 @@ from fitness_weights_env.episode import (
     ProfileLike,
     check_max_episode_steps,
 )
+from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import LAYOUT
+from fitness_weights_env.profile import TraineeProfile
 from fitness_weights_env.render import RENDER_MODES, check_render_mode, render_trainee
 
-__all__ = ["FitnessWeightsVectorEnv"]
+__all__ = ["TRAINEE_ATTRIBUTES", "FitnessWeightsVectorEnv"]
+
+InfoMatrices = Literal["final", "every_step"]
+
+TRAINEE_ATTRIBUTES = ("profile", "np_random", "np_random_seed", "observation_space", "action_space", "render")
+"""The names that :meth:`FitnessWeightsVectorEnv.get_attr` and ``call`` answer with one value per trainee."""
+
+_FIXED_ATTRIBUTES = frozenset(
+    {
+        "num_envs",
+        "state",
+        "config",
+        "autoreset_mode",
+        "metadata",
+        "render_mode",
+        "single_observation_space",
+        "single_action_space",
+        "observation_space",
+        "action_space",
+        "profile",
+        "np_random_seed",
+        "render",
+        "reset",
+        "step",
+        "call",
+        "get_attr",
+        "set_attr",
+    }
+)
+"""Names that :meth:`FitnessWeightsVectorEnv.set_attr` refuses: fixed when the env is made, read-only, or methods."""
+
+_AUTORESET_MODES = ", ".join(f"AutoresetMode.{mode.name} ({mode.value!r})" for mode in AutoresetMode)
+
+
+def _check_autoreset_mode(value: Any) -> AutoresetMode:
+    """An ``AutoresetMode`` from a member or its value (``"NextStep"``, ``"SameStep"``, ``"Disabled"``)."""
+    if isinstance(value, AutoresetMode):
+        return value
+    try:
+        return AutoresetMode(value)
+    except (ValueError, TypeError):
+        raise FieldError("autoreset_mode", f"must be one of {_AUTORESET_MODES}", value) from None
 
 
 class FitnessWeightsVectorEnv(VectorEnv):
@@ -32,146 +76,463 @@ class FitnessWeightsVectorEnv(VectorEnv):
 
     Observation, action, reward and info are those of
     :class:`~fitness_weights_env.env.FitnessWeightsEnv`, batched along a leading axis of size
-    ``num_envs``; info follows Gymnasium's vector convention (each key has a boolean ``_key`` mask).
-    Create it with ``gym.make_vec("FitnessWeights-v0", num_envs=N)`` or directly.
+    ``num_envs``; info follows Gymnasium's vector convention (each key has a boolean ``_key`` mask, and
+    values are 0 where the mask is false). Create it with ``gym.make_vec("FitnessWeights-v0", num_envs=N)``
+    (keyword arguments go to the constructor) or directly. Step for step, it equals Gymnasium's
+    ``SyncVectorEnv`` over N ``gym.make("FitnessWeights-v0")`` seeded alike, in every autoreset mode, but
+    one call of :mod:`~fitness_weights_env.dynamics` steps every trainee.
 
-    **Autoreset: same step** (``AutoresetMode.SAME_STEP``, as in Stable-Baselines3). When a trainee's
-    episode is truncated, ``step`` returns the first observation of its next episode, and its last
-    observation and info go to ``info["final_obs"]`` and ``info["final_info"]`` (masked by
-    ``info["_final_obs"]`` and ``info["_final_info"]``). The aux targets of an episode, its final
-    matrices, are ``info["final_info"]["cq_matrix"]`` and ``["qx_matrix"]``.
+    ## Autoreset modes
 
-    **Matrices in info**: copying both matrices of every trainee costs more than the step itself, so
-    by default (``info_matrices="final"``) ``cq_matrix`` and ``qx_matrix`` appear only in ``reset``'s
-    info and in ``final_info``, the episode-final matrices that training uses as aux targets;
-    :attr:`state` (``state.cq``, ``state.qx``) gives the live matrices without a copy.
-    ``info_matrices="every_step"`` adds them to every step's info, like the single env.
+    ``autoreset_mode`` (also ``metadata["autoreset_mode"]``) says what follows the step that ends an
+    episode, as Gymnasium 1.x defines it (https://farama.org/Vector-Autoreset-Mode):
 
-    **Seeding**: ``reset(seed=s)`` seeds trainee ``i`` with ``s + i`` (a list seeds each), so the vector
-    env reproduces N single envs seeded alike, step for step.
+    - ``AutoresetMode.SAME_STEP`` (default): that step already returns the first observation of the
+      trainee's next episode; its last observation and info are in ``info["final_obs"]`` and
+      ``info["final_info"]`` (masked by ``info["_final_obs"]`` and ``info["_final_info"]``).
+    - ``AutoresetMode.NEXT_STEP``: that step returns the last observation and info; the trainee's next
+      step ignores its action (which must still be valid) and restarts it: the first observation,
+      reward 0, ``terminated`` and ``truncated`` false, the new episode's info.
+    - ``AutoresetMode.DISABLED``: that step returns the last observation and info; ``step`` raises
+      ``ResetNeeded`` until ``reset(options={"reset_mask": mask})`` restarts the trainee.
+
+    ``SAME_STEP`` is what Stable-Baselines3 expects (``sb3_ext.FitnessWeightsVecEnv`` relies on it);
+    Gymnasium's observation wrappers (``NormalizeObservation``, ``TransformObservation``, ...) take
+    ``NEXT_STEP`` (most also ``DISABLED``). Nothing terminates; an episode is truncated after
+    ``max_episode_steps`` steps.
+
+    ## Matrices in info
+
+    Copying both matrices of every trainee costs more than the step itself, so by default
+    (``info_matrices="final"``) ``cq_matrix`` and ``qx_matrix`` appear in ``reset``'s info and in the info
+    of an episode's last step only: ``info["final_info"]`` with ``SAME_STEP``, the step's own info (masked
+    by the trainees that finished) with ``NEXT_STEP`` and ``DISABLED``. Those are the episode-final
+    matrices that training uses as aux targets; :attr:`state` (``state.cq``, ``state.qx``) gives the live
+    matrices without a copy. ``info_matrices="every_step"`` adds them to every info, like the single env.
+
+    ## Reset
+
+    ``reset(seed=s)`` seeds trainee ``i`` with ``s + i`` (a list seeds each; ``None`` keeps a trainee's
+    generator), so the vector env reproduces N single envs seeded alike. The options are:
+
+    | Option            | Meaning                                                                  |
+    |-------------------|--------------------------------------------------------------------------|
+    | ``"reset_mask"``  | (num_envs,) bool numpy array: restart only these trainees (the others    |
+    |                   | keep their episode and observation); with it, seeds and profiles of the   |
+    |                   | unmasked trainees are ignored and the info holds the masked ones only    |
+    | ``"profiles"``    | one profile (or ``None``: drawn from the population) per trainee         |
+    | ``"profile"``     | one profile for every trainee reset, the single env's option             |
+
+    ``options`` itself is left unchanged (``SyncVectorEnv`` removes ``"reset_mask"`` from it), so the vector
+    wrappers that read the mask after the env, such as ``RecordEpisodeStatistics``, see it.
+
+    ## Attributes of the trainees
+
+    A ``SyncVectorEnv`` answers ``get_attr(name)`` with one value per sub-env object; this env has no
+    sub-env objects, so :meth:`get_attr`, :meth:`set_attr` and :meth:`call` give names one of two meanings:
+
+    - **Per trainee** (:data:`TRAINEE_ATTRIBUTES`): ``profile`` (the trainee as a
+      :class:`~fitness_weights_env.profile.TraineeProfile`, as the single env's ``profile``), ``np_random``
+      (its generator; settable), ``np_random_seed`` (its seed, ``-1`` once ``np_random`` is set),
+      ``observation_space`` and ``action_space`` (the single spaces, as a single env's), and ``render``
+      (its frame). Each gives a tuple of ``num_envs`` values, trainee ``i``'s at ``i``.
+    - **Env level**: any other attribute of this env (``max_episode_steps``, ``info_matrices``, ``config``,
+      ``state``, ...), which all trainees share. ``get_attr`` returns the value ``num_envs`` times (the same
+      object); ``call`` calls a method once, since one batched call serves every trainee, and returns its
+      result ``num_envs`` times. ``set_attr`` takes one value, or a list of ``num_envs`` equal values
+      (``max_episode_steps`` and ``info_matrices`` are validated, and apply from the next step on); names
+      fixed when the env is made (``num_envs``, ``state``, ``config``, the spaces, ``render_mode``,
+      ``autoreset_mode``, ``metadata``) or private raise ``AttributeError``.
 
     Args:
         num_envs: Number of trainees N.
         render_mode: ``"ansi"`` or ``"rgb_array"``: :meth:`render` returns one text summary or heatmap per trainee.
-        max_episode_steps: Episodes are truncated after this many steps (default 64).
+        autoreset_mode: ``AutoresetMode.SAME_STEP`` (default), ``NEXT_STEP`` or ``DISABLED``, or its value
+            (``"SameStep"``, ...); see above.
+        max_episode_steps: Episodes are truncated after this many steps (default 64; ``None``: never).
         step_size: Size of one adjustment.
         adjustment: ``"increase"`` or ``"random"`` (one draw per trainee and step).
         init: Initial matrices, ``"uniform"`` or ``"prior"``.
         drift_coef: Drift penalty coefficient.
         info_matrices: ``"final"`` or ``"every_step"`` (see above).
+
+    Raises:
+        FieldError: An argument is invalid (the error names it).
     """
 
-    metadata = {"render_modes": list(RENDER_MODES), "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4, "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(
         self,
         num_envs: int = 1,
         render_mode: str | None = None,
         *,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
         max_episode_steps: int | None = DEFAULT_MAX_EPISODE_STEPS,
         step_size: float = 0.05,
         adjustment: Adjustment = "increase",
         init: dynamics.Init = "uniform",
         drift_coef: float = 0.01,
-        info_matrices: Literal["final", "every_step"] = "final",
+        info_matrices: InfoMatrices = "final",
     ) -> None:
-        if info_matrices not in ("final", "every_step"):
-            raise ValueError(f"info_matrices must be 'final' or 'every_step', got {info_matrices!r}")
-        self.info_matrices = info_matrices
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+            raise FieldError("num_envs", "must be a positive integer", num_envs)
         self.num_envs = int(num_envs)
+        self.autoreset_mode = _check_autoreset_mode(autoreset_mode)
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
+        self.info_matrices = info_matrices
         self.render_mode = check_render_mode(render_mode)
-        self.max_episode_steps = check_max_episode_steps(max_episode_steps)
+        self.max_episode_steps = max_episode_steps
         self.config = EpisodeConfig(step_size=step_size, adjustment=adjustment, init=init, drift_coef=drift_coef)
         self.single_observation_space = spaces.Box(0.0, 1.0, shape=(LAYOUT.size,), dtype=np.float32)
         self.single_action_space = spaces.Discrete(dynamics.N_ACTIONS)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.state = dynamics.WeightState.zeros(self.num_envs, self.config.step_size)
-        self._rngs: list[np.random.Generator] | None = None
+        self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
+        self._seeds: list[int | None] = [None] * self.num_envs
+        self._started = np.zeros(self.num_envs, dtype=bool)  # reset at least once
+        self._all_started = False
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)  # finished at the last step, not restarted yet
         self._elapsed_steps = np.zeros(self.num_envs, dtype=np.int64)
         self._all = np.ones(self.num_envs, dtype=bool)
+
+    @property
+    def info_matrices(self) -> InfoMatrices:
+        """When infos carry the matrices: ``"final"`` or ``"every_step"`` (see the class docstring)."""
+        return self._info_matrices
+
+    @info_matrices.setter
+    def info_matrices(self, value: InfoMatrices) -> None:
+        if value not in ("final", "every_step"):
+            raise FieldError("info_matrices", "must be 'final' or 'every_step'", value)
+        self._info_matrices: InfoMatrices = value
+
+    @property
+    def max_episode_steps(self) -> int | None:
+        """Episodes are truncated after this many steps (``None``: never)."""
+        return self._max_episode_steps
+
+    @max_episode_steps.setter
+    def max_episode_steps(self, value: int | None) -> None:
+        self._max_episode_steps = check_max_episode_steps(value)
+
+    @property
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
+        """Each trainee's generator, as ``SyncVectorEnv``'s (a trainee without one gets a randomly seeded one)."""
+        return tuple(self._generator(i) for i in range(self.num_envs))
+
+    @property
+    def np_random_seed(self) -> tuple[int, ...]:  # type: ignore[override]
+        """Each trainee's seed (``-1`` for a generator set with ``set_attr("np_random", ...)``)."""
+        for i in range(self.num_envs):
+            self._generator(i)  # creates the missing generators and their seeds
+        return tuple(cast("int", seed) for seed in self._seeds)
+
+    def _generator(self, i: int) -> np.random.Generator:
+        rng = self._rngs[i]
+        if rng is None:
+            rng, self._seeds[i] = seeding.np_random()
+            self._rngs[i] = rng
+        return rng
+
+    # --- reset and step ---------------------------------------------------------------------------------------------
 
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start new episodes for every trainee.
+        """Start new episodes for every trainee, or for those in ``options["reset_mask"]``.
 
         Args:
-            seed: ``s`` seeds trainee ``i`` with ``s + i``; a list gives each trainee's seed;
-                ``None`` keeps the current generators (fresh ones on the first reset).
-            options: ``{"profiles": [profile or None, ...]}`` with one entry per trainee; ``None``
-                entries, or no option, draw from the population.
+            seed: ``s`` seeds trainee ``i`` with ``s + i``; a list gives each trainee's seed; ``None`` (or a
+                ``None`` entry) keeps the trainee's generator (a fresh one on its first reset).
+            options: ``{"reset_mask": mask, "profiles": [...]}`` or ``{"profile": p}`` (see the class docstring).
+
+        Returns:
+            The observations of all trainees (those outside the mask unchanged) and the info of the reset ones.
+
+        Raises:
+            FieldError: A bad seed or option (the error names it), or a bad profile field.
         """
-        super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
-        profiles = check_options(options, {"profiles"}).get("profiles")
-        if profiles is None:
-            profiles = [None] * self.num_envs
-        elif len(profiles) != self.num_envs:
-            raise ValueError(f"options['profiles'] must have num_envs={self.num_envs} entries, got {len(profiles)}")
+        options = check_options(options, {"reset_mask", "profiles", "profile"})
+        mask = self._check_reset_mask(options.get("reset_mask"))
+        seeds = self._check_seeds(seed)
+        profiles = self._check_profiles(options)
+        index = np.arange(self.num_envs) if mask is None else np.flatnonzero(mask)
+        for i in index:
+            if seeds[i] is not None:
+                self._rngs[i], self._seeds[i] = seeding.np_random(seeds[i])
+        self._start(slice(None) if mask is None else index, [profiles[i] for i in index])
+        self._started[index] = True
+        self._all_started = bool(self._started.all())
+        self._autoreset[index] = False
+        return self.state.observation.copy(), self._batched_info(mask, matrices=True)
+
+    def _check_reset_mask(self, mask: Any) -> np.ndarray | None:
+        """The validated ``options["reset_mask"]``; ``None`` when it selects every trainee (or is absent)."""
+        if mask is None:
+            return None
+        field = "options['reset_mask']"
+        if not isinstance(mask, np.ndarray):
+            raise FieldError(field, f"must be a numpy array of dtype bool, got {type(mask).__name__}")
+        if mask.shape != (self.num_envs,):
+            raise FieldError(field, f"must have shape ({self.num_envs},) (num_envs), got shape {mask.shape}")
+        if mask.dtype != np.bool_:
+            raise FieldError(field, f"must have dtype bool, got dtype {mask.dtype}")
+        if not mask.any():
+            raise FieldError(field, "must select at least one trainee, got no True value")
+        return None if mask.all() else mask.copy()
+
+    def _check_seeds(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
+        """One seed (or ``None``) per trainee."""
         if seed is None:
-            seeds: Sequence[int | None] = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            return [int(seed) + i for i in range(self.num_envs)]
+        if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence) or len(seed) != self.num_envs:
+            raise FieldError("seed", f"must be an int, None or a list of num_envs={self.num_envs} seeds", seed)
+        bad = [s for s in seed if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)))]
+        if bad or any(s is not None and s < 0 for s in seed):
+            raise FieldError("seed", "entries must be non-negative integers or None", bad or list(seed))
+        return [None if s is None else int(s) for s in seed]
+
+    def _check_profiles(self, options: dict[str, Any]) -> list[TraineeProfile | None]:
+        """One validated profile (or ``None``: drawn from the population) per trainee."""
+        if "profile" in options:
+            if "profiles" in options:
+                raise FieldError("options", "give 'profile' (one for all trainees) or 'profiles', not both")
+            profile = options["profile"]
+            profiles: Sequence[ProfileLike | None] = [profile] * self.num_envs
         else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"seed must be an int or a list of num_envs={self.num_envs} seeds, got {len(seeds)}")
-        if self._rngs is None or seed is not None:
-            self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        self._start(slice(None), profiles)
-        return self.state.observation.copy(), self._info()
+            profiles = options.get("profiles")
+            if profiles is None:
+                return [None] * self.num_envs
+            if isinstance(profiles, (str, bytes)) or not isinstance(profiles, Sequence):
+                raise FieldError("options['profiles']", f"must be a list of num_envs={self.num_envs} profiles")
+            if len(profiles) != self.num_envs:
+                raise FieldError(
+                    "options['profiles']", f"must have num_envs={self.num_envs} entries, got {len(profiles)}"
+                )
+        coerced: dict[int, TraineeProfile] = {}  # one coercion per distinct profile object
+        checked: list[TraineeProfile | None] = []
+        for profile in profiles:
+            if profile is not None and id(profile) not in coerced:
+                coerced[id(profile)] = TraineeProfile.coerce(profile)
+            checked.append(None if profile is None else coerced[id(profile)])
+        return checked
 
     def _start(self, index: np.ndarray | slice, profiles: Sequence[ProfileLike | None]) -> None:
-        assert self._rngs is not None
-        rngs = self._rngs[index] if isinstance(index, slice) else [self._rngs[i] for i in index]
+        """Start new episodes for the trainees at ``index`` (their generators exist or are created)."""
+        positions = range(self.num_envs)[index] if isinstance(index, slice) else index
+        rngs = [self._generator(int(i)) for i in positions]
         dynamics.reset(self.state, index, *self.config.draw_starts(rngs, profiles))
         self._elapsed_steps[index] = 0
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Adjust one cell per trainee; truncated trainees restart in the same step."""
-        if self._rngs is None:
-            raise gym.error.ResetNeeded("call reset() before step()")
+        """Adjust one cell per trainee; finished trainees restart as ``autoreset_mode`` says.
+
+        Args:
+            actions: One action in [0, 685) per trainee.
+
+        Returns:
+            Observations (N, 198), rewards (N,) float64, terminated and truncated (N,) bool, and the info.
+
+        Raises:
+            ResetNeeded: A trainee was never reset, or (``DISABLED``) finished its episode and was not reset.
+            InvalidActionError: ``actions`` are not ``num_envs`` integers in [0, 685).
+        """
+        if not self._all_started:
+            missing = np.flatnonzero(~self._started).tolist()
+            raise gym.error.ResetNeeded(f"call reset() before step(): trainees {missing} were never reset")
         actions = dynamics.check_actions(actions, (self.num_envs,))
-        deltas = self.config.draw_deltas(self._rngs)
-        rewards = dynamics.step(self.state, actions, deltas, self.config.drift_coef)
+        restarting = self._autoreset
+        any_restarting = bool(restarting.any())
+        if any_restarting and self.autoreset_mode == AutoresetMode.DISABLED:
+            raise gym.error.ResetNeeded(
+                f"trainees {np.flatnonzero(restarting).tolist()} finished their episodes and autoreset_mode is "
+                "AutoresetMode.DISABLED: restart them with reset(options={'reset_mask': mask}) before step()"
+            )
+        every_step = self.info_matrices == "every_step"
+        n = self.num_envs
+        if any_restarting and restarting.all():  # NEXT_STEP, every trainee restarts: no adjustment to make
+            self._start(slice(None), [None] * n)
+            self._autoreset = np.zeros(n, dtype=bool)
+            no = np.zeros(n, dtype=bool)
+            return self.state.observation.copy(), np.zeros(n), no, no.copy(), self._batched_info(None, every_step)
+
+        # One kernel call for the batch. NEXT_STEP: restarting trainees are adjusted too (without a random
+        # draw), then restarted, which overwrites their state; their reward is 0.
+        stepping = ~restarting if any_restarting else None
+        rewards = dynamics.step(self.state, actions, self._draw_deltas(stepping), self.config.drift_coef)
         self._elapsed_steps += 1
-        terminated = np.zeros(self.num_envs, dtype=bool)
+        if any_restarting:
+            index = np.flatnonzero(restarting)
+            self._start(index, [None] * len(index))
+            rewards[index] = 0.0
+        terminated = np.zeros(n, dtype=bool)
         if self.max_episode_steps is None:
-            truncated = np.zeros(self.num_envs, dtype=bool)
+            truncated = np.zeros(n, dtype=bool)
         else:
             truncated = self._elapsed_steps >= self.max_episode_steps
+        done = terminated | truncated
+        any_done = bool(done.any())
         observation = self.state.observation.copy()
-        info = self._info(matrices=self.info_matrices == "every_step" or bool(truncated.any()))
-        if truncated.any():
-            all_done = bool(truncated.all())
-            done = np.flatnonzero(truncated)
-            final_obs = np.full(self.num_envs, None, dtype=object)
-            final_obs[done] = list(observation[done])
-            final_info: dict[str, Any] = {}
-            for key, value in info.items():
-                if not key.startswith("_"):  # as Gymnasium's SyncVectorEnv: zeros where not done
-                    mask = truncated.reshape((-1,) + (1,) * (value.ndim - 1))
-                    final_info[key] = value if all_done else np.where(mask, value, 0).astype(value.dtype)
-                    final_info[f"_{key}"] = truncated.copy()
-            self._start(slice(None) if all_done else done, [None] * len(done))
+
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            if not any_done:
+                return observation, rewards, terminated, truncated, self._batched_info(None, every_step)
+            done_index = np.flatnonzero(done)
+            final_obs = np.full(n, None, dtype=object)
+            for i, row in zip(done_index, observation[done_index], strict=True):  # rows of a copy
+                final_obs[i] = row
+            final_info = self._batched_info(done, matrices=True)
+            self._start(slice(None) if done.all() else done_index, [None] * len(done_index))
             observation[done] = self.state.observation[done]
-            info = self._info(matrices=self.info_matrices == "every_step")
-            info.update(final_obs=final_obs, _final_obs=truncated.copy(), final_info=final_info)
-            info["_final_info"] = truncated.copy()
+            info = self._batched_info(None, every_step)
+            info.update(final_obs=final_obs, _final_obs=done.copy(), final_info=final_info, _final_info=done.copy())
+            return observation, rewards, terminated, truncated, info
+
+        self._autoreset = done
+        info = self._batched_info(None, every_step)
+        if any_done and not every_step:  # the episode-final matrices of the finished trainees
+            final = self._batched_info(done, matrices=True)
+            for key in final.keys() - info.keys():
+                info[key] = final[key]
         return observation, rewards, terminated, truncated, info
 
-    def _info(self, matrices: bool = True) -> dict[str, Any]:
-        info = dynamics.step_info(self.state, matrices=matrices)
+    def _draw_deltas(self, stepping: np.ndarray | None) -> np.ndarray | float:
+        """The change of each adjusted cell: a draw only for the trainees in ``stepping`` (all for ``None``)."""
+        rngs = cast("list[np.random.Generator]", self._rngs)  # every trainee has been reset
+        if stepping is None:
+            return self.config.draw_deltas(rngs)
+        index = np.flatnonzero(stepping)
+        drawn = self.config.draw_deltas([rngs[i] for i in index])
+        if isinstance(drawn, float):
+            return drawn
+        deltas = np.zeros(self.num_envs)
+        deltas[index] = drawn
+        return deltas
+
+    def _batched_info(self, mask: np.ndarray | None, matrices: bool) -> dict[str, Any]:
+        """The info of the trainees in ``mask`` (all for ``None``), batched as Gymnasium's ``_add_info`` does.
+
+        Each key has its ``_key`` mask, and the values of trainees outside the mask are 0.
+        """
+        if mask is None or mask.all():
+            info = dynamics.step_info(self.state, matrices=matrices)
+            present = self._all
+        else:
+            index = np.flatnonzero(mask)
+            info = {}
+            for key, value in dynamics.step_info(self.state, index, matrices=matrices).items():
+                full = np.zeros((self.num_envs, *value.shape[1:]), dtype=value.dtype)
+                full[index] = value
+                info[key] = full
+            present = mask
         for key in list(info):
-            info[f"_{key}"] = self._all.copy()
+            info[f"_{key}"] = present.copy()
         return info
 
+    # --- rendering --------------------------------------------------------------------------------------------------
+
     def render(self) -> tuple[str, ...] | tuple[np.ndarray, ...] | None:
-        """One text summary (``render_mode="ansi"``) or heatmap image (``"rgb_array"``) per trainee."""
+        """One text summary (``render_mode="ansi"``) or heatmap image (``"rgb_array"``) per trainee.
+
+        Raises:
+            ResetNeeded: A trainee was never reset.
+        """
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi' or 'rgb_array'")
             return None
+        if not self._all_started:
+            raise gym.error.ResetNeeded("call reset() before render()")
         steps = self._elapsed_steps
         return tuple(render_trainee(self.render_mode, self.state, i, int(steps[i])) for i in range(self.num_envs))
+
+    # --- attributes, as SyncVectorEnv's ------------------------------------------------------------------------------
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """Call a method (or read an attribute) for every trainee, as ``SyncVectorEnv.call``.
+
+        A per-trainee name (:data:`TRAINEE_ATTRIBUTES`) gives each trainee's value; any other is the env's
+        own: a method is called once with ``args`` and ``kwargs`` and its result repeated, an attribute
+        repeated (see the class docstring).
+
+        Args:
+            name: The method or attribute.
+            *args: Positional arguments of the method.
+            **kwargs: Keyword arguments of the method.
+
+        Returns:
+            One result per trainee.
+
+        Raises:
+            AttributeError: The env has no attribute ``name``.
+            ResetNeeded: ``profile`` or ``render`` of a trainee that was never reset.
+        """
+        n = self.num_envs
+        if name in TRAINEE_ATTRIBUTES:
+            if name == "render":
+                frames = self.render(*args, **kwargs)
+                return (None,) * n if frames is None else frames
+            if name == "profile":
+                if not self._all_started:
+                    raise gym.error.ResetNeeded("call reset() first: a trainee that was never reset has no profile")
+                return tuple(TraineeProfile.from_vector(row) for row in self.state.observation)
+            if name in ("observation_space", "action_space"):
+                return (getattr(self, f"single_{name}"),) * n
+            return getattr(self, name)  # np_random, np_random_seed: tuples already
+        try:
+            value = getattr(self, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {name!r} (per-trainee names: {', '.join(TRAINEE_ATTRIBUTES)})"
+            ) from None
+        if callable(value):
+            value = value(*args, **kwargs)
+        return (value,) * n
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """The attribute ``name`` for every trainee, as ``SyncVectorEnv.get_attr`` (which is :meth:`call`).
+
+        Args:
+            name: The attribute (see the class docstring for per-trainee and env-level names).
+
+        Returns:
+            One value per trainee.
+        """
+        return self.call(name)
+
+    def set_attr(self, name: str, values: list[Any] | tuple[Any, ...] | Any) -> None:
+        """Set the attribute ``name``, as ``SyncVectorEnv.set_attr``.
+
+        Args:
+            name: ``"np_random"`` (one generator per trainee) or an env-level attribute (one value for all).
+            values: A list or tuple of ``num_envs`` values, trainee ``i``'s at ``i``, or a single value for every
+                trainee. An env-level attribute takes one value: the list's values must be equal.
+
+        Raises:
+            AttributeError: ``name`` cannot be set (fixed when the env is made, read-only, or private).
+            FieldError: ``values`` has the wrong length, differs between trainees for an env-level attribute, or
+                (``np_random``) holds something other than numpy generators; or the attribute refuses the value.
+        """
+        n = self.num_envs
+        if isinstance(values, (list, tuple)):
+            if len(values) != n:
+                raise FieldError("values", f"must be one value or a list of num_envs={n} values, got {len(values)}")
+            per_trainee = list(values)
+        else:
+            per_trainee = [values] * n
+        if name == "np_random":
+            bad = [type(v).__name__ for v in per_trainee if not isinstance(v, np.random.Generator)]
+            if bad:
+                raise FieldError("values", f"np_random takes numpy Generators, got {sorted(set(bad))}")
+            self._rngs = per_trainee
+            self._seeds = [-1] * n
+            return
+        if name in _FIXED_ATTRIBUTES or name.startswith("_"):
+            raise AttributeError(f"set_attr: {name!r} of {type(self).__name__} cannot be set (make a new env instead)")
+        first = per_trainee[0]
+        if not all(v is first or data_equivalence(v, first, exact=True) for v in per_trainee[1:]):
+            raise FieldError("values", f"{name!r} is one value for all trainees of the batched env; got different ones")
+        setattr(self, name, first)

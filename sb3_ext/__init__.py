@@ -12,16 +12,48 @@ actor-critic that also predicts the optimized matrices::
     model.learn(100_000, progress_bar=True)
     obs, _ = env.reset(seed=0)
     cq, qx, confidence = model.policy.predict_weights(obs)
+
+The names below load their module on first use (PEP 562), so ``from sb3_ext.config import TrainConfig`` and
+``from sb3_ext import TrainConfig`` do not import torch; ``from sb3_ext import PPO`` does.
 """
 
-from sb3_ext.actions import PolicyActions
-from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
-from sb3_ext.callbacks import AuxTargetCallback, MultiMetricEarlyStopping, StopTrainingOnNoMetricImprovement
-from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
-from sb3_ext.ppo import PPO
-from sb3_ext.presets import PRESETS, Preset, get_preset
-from sb3_ext.schedules import CosineSchedule
-from sb3_ext.vec_env import FitnessWeightsVecEnv, GymnasiumVecEnv, make_vec_env
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sb3_ext.actions import PolicyActions
+    from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
+    from sb3_ext.callbacks import AuxTargetCallback, MultiMetricEarlyStopping, StopTrainingOnNoMetricImprovement
+    from sb3_ext.config import TrainConfig
+    from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
+    from sb3_ext.ppo import PPO
+    from sb3_ext.presets import PRESETS, Preset, get_preset
+    from sb3_ext.recipe import make_model
+    from sb3_ext.schedules import CosineSchedule
+    from sb3_ext.vec_env import FitnessWeightsVecEnv, GymnasiumVecEnv, make_vec_env
+
+_MODULES = {
+    "PolicyActions": "sb3_ext.actions",
+    "AuxRolloutBuffer": "sb3_ext.buffers",
+    "AuxRolloutBufferSamples": "sb3_ext.buffers",
+    "AuxTargetCallback": "sb3_ext.callbacks",
+    "MultiMetricEarlyStopping": "sb3_ext.callbacks",
+    "StopTrainingOnNoMetricImprovement": "sb3_ext.callbacks",
+    "TrainConfig": "sb3_ext.config",
+    "GymnasiumVecEnv": "sb3_ext.vec_env",
+    "AttnCQQXPolicy": "sb3_ext.policies",
+    "AuxPrediction": "sb3_ext.policies",
+    "PPO": "sb3_ext.ppo",
+    "PRESETS": "sb3_ext.presets",
+    "Preset": "sb3_ext.presets",
+    "get_preset": "sb3_ext.presets",
+    "make_model": "sb3_ext.recipe",
+    "CosineSchedule": "sb3_ext.schedules",
+    "FitnessWeightsVecEnv": "sb3_ext.vec_env",
+    "make_vec_env": "sb3_ext.vec_env",
+}
 
 __all__ = [
     "PPO",
@@ -38,6 +70,21 @@ __all__ = [
     "PolicyActions",
     "Preset",
     "StopTrainingOnNoMetricImprovement",
+    "TrainConfig",
     "get_preset",
+    "make_model",
     "make_vec_env",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sb3_ext' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULES])

@@ -3,15 +3,14 @@
 The "optimize" outcome of a model is what running its policy produces, as in training, where the
 episodes sample their actions. :class:`PolicyActions` draws trainee ``i``'s actions with a generator
 of its own, seeded with ``seeds[i]``, so a trainee's outcome depends only on its profile and its seed:
-the evaluation of 200 trainees in one batch and the service's optimization of one trainee give the
-same matrices for the same trainee and seed (up to the last bits of the policy's probabilities, which
-can differ between batch sizes: a draw within about 1e-6 of a boundary may go the other way).
+the evaluation of a batch of trainees and the service's optimization of one trainee give the same
+matrices for the same trainee and seed (up to the last bits of the policy's probabilities, which can
+differ between batch sizes, so a draw that falls within rounding of a boundary may go the other way).
 Without seeds it takes the most likely action (SB3's ``deterministic=True``).
 
-Why sampling: the observation shows the mean target score but not each target subject's progress,
-so at the states a trainee visits the policy's most likely action stays on one target subject, and a
-trainee with several targets only gets the first pushed. Sampling shares the steps between the
-targets as training does (``benchmarks/RESULTS.md`` has both outcomes of the README run).
+Why sampling: the observation does not show each target subject's progress, so the most likely action
+stays on one target; sampling shares the steps between targets as training does (measured in
+``benchmarks/RESULTS.md``, "Measurements behind design choices in the code").
 """
 
 from __future__ import annotations

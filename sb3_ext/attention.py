@@ -22,8 +22,8 @@ subject embeddings ``u_s`` and exercise embeddings ``w_e``; ``h_s = u_s + x_s G 
 
 * actor: CQ logits ``h_s . (A g_k) + (v_s + x_s H) . (K c)`` for every (subject, quality) cell and QX
   logits ``(B g_k) . w_e`` for every (quality, exercise) cell: 465 + 220 = 685 logits, in action order.
-  The second CQ term scores each subject in the current state before the choice of quality; without it,
-  training often stayed near the uniform start for most of the README run (``benchmarks/RESULTS.md``).
+  The second CQ term scores each subject in the current state before the choice of quality; it is what
+  makes training reliable (measured in ``benchmarks/RESULTS.md``, "Measurements behind design choices in the code").
   ``h_s`` is never formed: ``h_s . a = u_s . a + x_s (G a) + c . a`` takes one matrix product with
   the subject table for the whole batch. The actor and the predictions do not share cell
   embeddings, so the prediction loss cannot steer the actor through them;
@@ -257,7 +257,8 @@ class CQQXNetwork(nn.Module):
         ``q`` are the same for every sample. So, per head, the scores are ``q . t_i + (G q) . x_i`` and the
         result is ``w T_s + (w X) H`` for the attention weights ``w``: the (B, 100, d) keys and values are
         never formed. The result is that of :func:`torch.nn.functional.scaled_dot_product_attention` on
-        the formed tokens (a test checks it), 3.4 times faster forward and backward at B = 256 on CPU.
+        the formed tokens (a test checks it), at a fraction of the cost on CPU, where forming them dominated
+        the read (measured in ``benchmarks/RESULTS.md``, "Policy cost").
 
         Args:
             features: The entities' features (B, 100, n_features).
@@ -293,7 +294,7 @@ class CQQXNetwork(nn.Module):
         With ``aux=False`` (acting) the CQ/QX predictions and the error are left out (``None``).
         """
         batch = observation.shape[0]
-        # (B, 100, 10); index_select on the flat index is 3x faster than advanced indexing on CPU
+        # (B, 100, 10); index_select on the flat index, cheaper on CPU than advanced indexing (benchmarks/RESULTS.md)
         features = observation.index_select(1, self.feature_index.flatten()).view(batch, *self.feature_index.shape)
         features = features * self.feature_mask
 
@@ -317,7 +318,7 @@ class CQQXNetwork(nn.Module):
         return NetworkOutput(
             logits=logits,
             value=self.critic(pooled),
-            # softmax over the 5 qualities with the 93 subjects innermost: 5x faster than over a last axis of 5
+            # softmax over the 5 qualities with the 93 subjects innermost: a last axis of 5 is slow on CPU (RESULTS.md)
             cq=th.softmax(cq_scores.transpose(1, 2), dim=1).transpose(1, 2),
             qx=th.softmax(qx_scores, dim=-1),
             log_error=self.error(pooled).squeeze(-1),

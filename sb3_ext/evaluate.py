@@ -9,7 +9,17 @@ mean return and the normalized score ``(R - R_random) / (R_greedy - R_random)`` 
 confidence interval, and the same for the policy's most likely actions (deterministic), beside it.
 It also gives the original design's table for ``predict_weights`` on each trainee's initial state
 against the matrices the optimization ended with, the same table against the deterministic run's
-matrices, and the prediction latency::
+matrices, and the prediction latency.
+
+The held-out trainees are drawn from the population alone (``edge_fraction=0``), not from the mixture
+with wide trainees that training sees: the headline score stays the score of the trainees the
+population describes, comparable across versions, and is not dominated by the one-hot trainees, whose
+greedy-random gap is six times the population's. The wide part is measured by a fixed table of named
+edge profiles (:data:`EDGE_PROFILES`): for each, ``edge_trainees`` trainees of the population (seeded
+apart from the held-out set) with the named fields set, each run by the greedy oracle, random, the
+sampled policy and the most likely actions, with the normalized score per profile. The report keeps
+every held-out trainee's returns (``per_trainee``) so that runs of several seeds can be aggregated
+(``benchmarks/seeds.py``)::
 
     python -m sb3_ext.evaluate runs/model.zip --trainees 200 --seed 0 --out runs/
 """
@@ -21,27 +31,121 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from fitness_weights_env import FitnessWeightsVectorEnv, sample_profiles
-from fitness_weights_env.baselines import GreedyPolicy, RandomPolicy, normalized_score, run_episodes
+from fitness_weights_env import CATALOG, FitnessWeightsVectorEnv, TraineeProfile, sample_profiles
+from fitness_weights_env.baselines import EpisodeResults, GreedyPolicy, RandomPolicy, normalized_score, run_episodes
+from fitness_weights_env.layout import AGE_MAX, AGE_MIN
 from fitness_weights_env.metrics import MatrixMetrics, matrix_metrics
+from fitness_weights_env.population import typical_subject_scores
 from sb3_ext.actions import PolicyActions
 from sb3_ext.ppo import PPO
 
-__all__ = ["EvaluationReport", "evaluate_model", "main"]
+__all__ = ["EDGE_PROFILES", "EdgeProfileResult", "EvaluationReport", "edge_profiles", "evaluate_model", "main"]
 
 HELD_OUT_SEED = 10_000
 """Offset of the held-out trainees' seeds, away from the seeds training envs use."""
+EDGE_SEED = 20_000
+"""Offset of the seeds of the edge profiles' base trainees, away from the held-out set."""
+EDGE_GAP = 0.05
+"""Greedy-random gap in mean return below which an edge profile's normalized score is mostly noise."""
+
+POLICY_NAMES = ("policy (optimize: sampled, seeded)", "policy (deterministic)", "greedy", "random")
+"""The four runs of every trainee, in the report's order."""
+
+
+def _with_qualities(qualities: Sequence[float]) -> Callable[[TraineeProfile, int], dict[str, Any]]:
+    """Set every quality, and the subject scores the population has for them (what the service assumes)."""
+    levels = np.asarray(qualities, dtype=np.float64)
+    return lambda profile, i: {"qualities": levels, "subject_scores": typical_subject_scores(levels)}
+
+
+def _with_targets(count: int) -> Callable[[TraineeProfile, int], dict[str, Any]]:
+    """``count`` distinct target subjects, drawn per trainee with a generator of its own."""
+    return lambda profile, i: {
+        "targets": np.random.default_rng([EDGE_SEED, count, i]).permutation(CATALOG.n_subjects)[:count].tolist()
+    }
+
+
+def _one_hot(index: int) -> list[float]:
+    return [1.0 if j == index else 0.0 for j in range(CATALOG.n_qualities)]
+
+
+EDGE_PROFILES: dict[str, Callable[[TraineeProfile, int], dict[str, Any]]] = {
+    "all qualities 0.5": _with_qualities([0.5] * CATALOG.n_qualities),
+    "all qualities 0": _with_qualities([0.0] * CATALOG.n_qualities),
+    "all qualities 1": _with_qualities([1.0] * CATALOG.n_qualities),
+    **{f"one-hot {q.name_en}": _with_qualities(_one_hot(j)) for j, q in enumerate(CATALOG.qualities)},
+    f"youngest age ({AGE_MIN})": lambda profile, i: {"age": AGE_MIN},
+    f"oldest age ({AGE_MAX})": lambda profile, i: {"age": AGE_MAX},
+    "lowest fitness (0)": lambda profile, i: {"fitness_level": 0.0},
+    "highest fitness (1)": lambda profile, i: {"fitness_level": 1.0},
+    "5 targets": _with_targets(5),
+    "10 targets": _with_targets(10),
+    "30 targets": _with_targets(30),
+    f"all {CATALOG.n_subjects} targets": _with_targets(CATALOG.n_subjects),
+}
+"""The named edge profiles: each maps a population trainee (and its index) to the fields it sets.
+
+A profile that sets the qualities also sets the subject scores to the population's for those qualities,
+as the service does for a trainee whose scores were not measured. ``"wide draws"`` (trainees drawn from
+the wide distribution of :mod:`fitness_weights_env.population`) is added after these."""
+
+WIDE_ROW = "wide draws"
+"""The edge table's last row: trainees drawn from the population's wide distribution alone."""
+
+
+def edge_profiles(n_per_profile: int, seed: int) -> dict[str, list[TraineeProfile]]:
+    """The trainees of each edge profile: ``n_per_profile`` population trainees with the profile's fields set.
+
+    Every profile starts from the same base trainees (``sample_profiles(n, EDGE_SEED + seed, edge_fraction=0)``),
+    so the rows differ only in what they name; ``"wide draws"`` are ``edge_fraction=1`` draws of the same seeds.
+    """
+    base = sample_profiles(n_per_profile, seed=EDGE_SEED + seed, edge_fraction=0.0)
+    rows = {
+        name: [TraineeProfile.from_dict({**profile.to_dict(), **change(profile, i)}) for i, profile in enumerate(base)]
+        for name, change in EDGE_PROFILES.items()
+    }
+    rows[WIDE_ROW] = sample_profiles(n_per_profile, seed=EDGE_SEED + seed, edge_fraction=1.0)
+    return rows
+
+
+@dataclass
+class EdgeProfileResult:
+    """One row of the edge table.
+
+    Attributes:
+        name: The profile's name (a key of :data:`EDGE_PROFILES`, or ``"wide draws"``).
+        n_trainees: Trainees in the row.
+        mean_return: Mean return of each run, keyed as the report's ``mean_return``.
+        normalized_score: The sampled policy's (the optimize outcome's) normalized score on the row.
+        deterministic_score: The most likely actions' normalized score on the row.
+    """
+
+    name: str
+    n_trainees: int
+    mean_return: dict[str, float]
+    normalized_score: float
+    deterministic_score: float
+
+    @property
+    def gap(self) -> float:
+        """Greedy minus random mean return: the scale of the row's normalized scores."""
+        return self.mean_return["greedy"] - self.mean_return["random"]
 
 
 @dataclass
 class EvaluationReport:
-    """Everything :func:`evaluate_model` measures. ``to_markdown`` and ``to_dict`` render it."""
+    """Everything :func:`evaluate_model` measures. ``to_markdown`` and ``to_dict`` render it.
+
+    ``per_trainee`` holds, for each held-out trainee in order, its return under each of ``POLICY_NAMES``
+    and its number of target subjects (``"n_targets"``); ``edge_profiles`` is the edge table.
+    """
 
     n_trainees: int
     seed: int
@@ -55,6 +159,8 @@ class EvaluationReport:
     latency_ms: dict[str, float]
     cq_deterministic: MatrixMetrics | None = None
     qx_deterministic: MatrixMetrics | None = None
+    edge_profiles: list[EdgeProfileResult] = field(default_factory=list)
+    per_trainee: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +193,7 @@ class EvaluationReport:
             f"{self.deterministic_score:.3f} ({deterministic_low:.3f} to {deterministic_high:.3f})",
             "",
         ]
+        lines += self._edge_lines()
         if self.cq is None or self.qx is None:
             lines.append("The policy has no `predict_weights`: no prediction table.")
             return "\n".join(lines) + "\n"
@@ -109,6 +216,29 @@ class EvaluationReport:
         lines += ["", "| prediction latency | ms |", "|---|---:|"]
         lines += [f"| {name} | {value:.3f} |" for name, value in self.latency_ms.items()]
         return "\n".join(lines) + "\n"
+
+    def _edge_lines(self) -> list[str]:
+        """The edge table, or nothing when it was not measured."""
+        if not self.edge_profiles:
+            return []
+        n = self.edge_profiles[0].n_trainees
+        lines = [
+            f"Edge profiles ({n} trainees each; normalized score 0 = random, 1 = greedy, per profile; "
+            f"* where greedy and random differ by at most {EDGE_GAP} in mean return, so the score is mostly noise):",
+            "",
+            "| profile | greedy | random | greedy - random | optimize (sampled) | deterministic "
+            "| score (sampled) | score (deterministic) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in self.edge_profiles:
+            returns = [row.mean_return[name] for name in ("greedy", "random")]
+            policies = [row.mean_return[name] for name in POLICY_NAMES[:2]]
+            mark = "*" if abs(row.gap) <= EDGE_GAP else ""
+            lines.append(
+                f"| {row.name} | {returns[0]:.3f} | {returns[1]:.3f} | {row.gap:.3f}{mark} | {policies[0]:.3f} "
+                f"| {policies[1]:.3f} | {row.normalized_score:.3f} | {row.deterministic_score:.3f} |"
+            )
+        return [*lines, ""]
 
     def write(self, folder: str | Path) -> None:
         """Write ``evaluation.json`` and ``evaluation.md`` in ``folder`` (created if missing)."""
@@ -153,24 +283,71 @@ class HasPolicy(Protocol):
     policy: Any
 
 
-def evaluate_model(model: PPO | HasPolicy, n_trainees: int = 200, seed: int = 0, **env_kwargs: Any) -> EvaluationReport:
+def _score_or_nan(returns: np.ndarray, random: np.ndarray, greedy: np.ndarray) -> float:
+    """The normalized score, NaN where greedy and random have the same mean return."""
+    try:
+        return normalized_score(returns, random, greedy)
+    except ValueError:
+        return math.nan
+
+
+def _run_all(
+    policy: Any, profiles: Sequence[TraineeProfile], seed: int, env_kwargs: dict[str, Any]
+) -> dict[str, EpisodeResults]:
+    """One episode of each trainee under each of ``POLICY_NAMES``, all from the same starts.
+
+    Trainee ``i`` starts from episode seed ``seed + i`` and, sampled, draws its actions with seed ``seed + i``.
+    """
+    seeds = [seed + i for i in range(len(profiles))]
+    runs = (PolicyActions(policy, seeds), PolicyActions(policy), GreedyPolicy(), RandomPolicy(seed=seed))
+    return {
+        name: run_episodes(actions, profiles, seed=seed, **env_kwargs)
+        for name, actions in zip(POLICY_NAMES, runs, strict=True)
+    }
+
+
+def _edge_table(policy: Any, n_per_profile: int, seed: int, env_kwargs: dict[str, Any]) -> list[EdgeProfileResult]:
+    """Run every edge profile's trainees in one batch and score each profile on its own rows."""
+    rows = edge_profiles(n_per_profile, seed)
+    results = _run_all(policy, [profile for trainees in rows.values() for profile in trainees], seed, env_kwargs)
+    table = []
+    for k, name in enumerate(rows):
+        part = {key: value.returns[k * n_per_profile : (k + 1) * n_per_profile] for key, value in results.items()}
+        table.append(
+            EdgeProfileResult(
+                name=name,
+                n_trainees=n_per_profile,
+                mean_return={key: float(value.mean()) for key, value in part.items()},
+                normalized_score=_score_or_nan(part[POLICY_NAMES[0]], part["random"], part["greedy"]),
+                deterministic_score=_score_or_nan(part[POLICY_NAMES[1]], part["random"], part["greedy"]),
+            )
+        )
+    return table
+
+
+def evaluate_model(
+    model: PPO | HasPolicy, n_trainees: int = 200, seed: int = 0, edge_trainees: int = 16, **env_kwargs: Any
+) -> EvaluationReport:
     """Run the policy, the greedy oracle and random on the same held-out trainees and measure the predictions.
 
     Args:
         model: A trained model (only its ``policy`` is used). Without ``predict_weights`` on its policy
             (``MlpPolicy``), the report has no prediction table.
-        n_trainees: Number of held-out trainees K.
-        seed: Seed of the held-out set and of the episodes.
+        n_trainees: Number of held-out trainees K, drawn from the population alone (``edge_fraction=0``).
+        seed: Seed of the held-out set, of the edge profiles' trainees and of the episodes.
+        edge_trainees: Trainees per edge profile (:data:`EDGE_PROFILES`); 0 leaves the edge table out.
         **env_kwargs: Passed to the environment (``step_size``, ``init``...); use the training settings.
     """
     if n_trainees < 2:
         raise ValueError(f"n_trainees must be at least 2, got {n_trainees}")
-    profiles = sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed)
-    seeds = [seed + i for i in range(n_trainees)]  # trainee i's episode seed (run_episodes), and its actions'
-    outcome = run_episodes(PolicyActions(model.policy, seeds), profiles, seed=seed, **env_kwargs)
-    deterministic = run_episodes(PolicyActions(model.policy), profiles, seed=seed, **env_kwargs)
-    greedy = run_episodes(GreedyPolicy(), profiles, seed=seed, **env_kwargs)
-    random = run_episodes(RandomPolicy(seed=seed), profiles, seed=seed, **env_kwargs)
+    if edge_trainees < 0:
+        raise ValueError(f"edge_trainees must be at least 0, got {edge_trainees}")
+    profiles = sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed, edge_fraction=0.0)
+    runs = _run_all(model.policy, profiles, seed, env_kwargs)
+    outcome, deterministic, greedy, random = (runs[name] for name in POLICY_NAMES)
+    per_trainee = {name: runs[name].returns.tolist() for name in POLICY_NAMES}
+    per_trainee["n_targets"] = [float(len(profile.targets)) for profile in profiles]
+    edges = _edge_table(model.policy, edge_trainees, seed, env_kwargs) if edge_trainees else []
 
     mean_return = {
         "policy (optimize: sampled, seeded)": float(outcome.returns.mean()),
@@ -186,7 +363,17 @@ def evaluate_model(model: PPO | HasPolicy, n_trainees: int = 200, seed: int = 0,
     }
     predict = getattr(model.policy, "predict_weights", None)
     if predict is None:
-        return EvaluationReport(n_trainees, seed, mean_return, **scores, cq=None, qx=None, latency_ms={})
+        return EvaluationReport(
+            n_trainees,
+            seed,
+            mean_return,
+            **scores,
+            cq=None,
+            qx=None,
+            latency_ms={},
+            edge_profiles=edges,
+            per_trainee=per_trainee,
+        )
 
     env = FitnessWeightsVectorEnv(n_trainees, **env_kwargs)
     initial, _ = env.reset(seed=seed, options={"profiles": profiles})
@@ -208,6 +395,8 @@ def evaluate_model(model: PPO | HasPolicy, n_trainees: int = 200, seed: int = 0,
         qx=matrix_metrics(qx, outcome.qx, confidence),
         cq_deterministic=matrix_metrics(cq, deterministic.cq, confidence),
         qx_deterministic=matrix_metrics(qx, deterministic.qx, confidence),
+        edge_profiles=edges,
+        per_trainee=per_trainee,
         latency_ms={
             "one trainee (median)": 1e3 * statistics.median(single),
             f"batch of {n_trainees}, per trainee": 1e3 * batched / n_trainees,
@@ -221,13 +410,14 @@ def main(argv: list[str] | None = None) -> EvaluationReport:
     parser.add_argument("model", type=Path, help="a model saved by sb3_ext.PPO (.zip)")
     parser.add_argument("--trainees", type=int, default=200, help="held-out trainees (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out set and episodes")
+    parser.add_argument("--edge-trainees", type=int, default=16, help="trainees per edge profile (0: no edge table)")
     parser.add_argument("--out", type=Path, default=None, help="folder for evaluation.json and evaluation.md")
     parser.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
     args = parser.parse_args(argv)
     if not args.model.exists() and not args.model.with_suffix(".zip").exists():
         parser.error(f"model file {args.model} does not exist")
     model = PPO.load(args.model, device=args.device)
-    report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed)
+    report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed, edge_trainees=args.edge_trainees)
     print(report.to_markdown())
     if args.out is not None:
         report.write(args.out)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from fitness_weights_env import LAYOUT, N_ACTIONS
 from sb3_ext.attention import CQQXNetwork, NetworkOutput
@@ -47,7 +47,8 @@ class AttnCQQXPolicy(ActorCriticPolicy):
             (``confidence = 1 / (1 + error / confidence_scale)``).
         optimizer_class: Optimizer (default Adam).
         optimizer_kwargs: Extra optimizer arguments (default ``eps=1e-5`` as SB3, and ``fused=True``
-            for Adam: one kernel for all parameters, 2.7 times faster on CPU than the per-tensor loop).
+            for Adam: one kernel for all parameters instead of a loop over them; measured in
+            ``benchmarks/RESULTS.md``, "Policy cost").
         **kwargs: Other ``ActorCriticPolicy`` arguments (``normalize_images``...). The MLP
             arguments (``net_arch``, ``activation_fn``, ``ortho_init``) are accepted and unused.
     """
@@ -96,13 +97,14 @@ class AttnCQQXPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         self.network = CQQXNetwork(**self.network_kwargs)
         aux = {id(p) for p in self.network.aux_parameters}
-        groups = [
+        groups: list[dict[str, Any]] = [
             {"params": [p for p in self.parameters() if id(p) not in aux], "lr_multiplier": 1.0},
             {"params": self.network.aux_parameters, "lr_multiplier": self.aux_lr_multiplier},
         ]
         initial = lr_schedule(1)
         for group in groups:
             group["lr"] = initial * group["lr_multiplier"]
+        # call-arg: torch's Optimizer base class takes no lr, every optimizer class does (SB3 ignores it alike)
         self.optimizer = self.optimizer_class(groups, lr=initial, **self.optimizer_kwargs)  # type: ignore[call-arg]
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
@@ -111,11 +113,12 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         data.update(aux_lr_multiplier=self.aux_lr_multiplier, confidence_scale=self.confidence_scale)
         return data
 
-    def _run(self, obs: th.Tensor, aux: bool = False) -> NetworkOutput:
-        return self.network(self.extract_features(obs), aux=aux)  # type: ignore[arg-type]
+    def _run(self, obs: PyTorchObs, aux: bool = False) -> NetworkOutput:
+        return self.network(self.extract_features(obs), aux=aux)
 
     def _distribution(self, logits: th.Tensor) -> CategoricalDistribution:
-        return self.action_dist.proba_distribution(action_logits=logits)  # type: ignore[union-attr]
+        # the action space is Discrete (checked in __init__), so SB3 made a CategoricalDistribution
+        return cast(CategoricalDistribution, self.action_dist).proba_distribution(action_logits=logits)
 
     def forward(self, obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Actions, values and log-probabilities for a batch of observations."""
@@ -124,25 +127,24 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         actions = distribution.get_actions(deterministic=deterministic)
         return actions, out.value, distribution.log_prob(actions)
 
-    def evaluate_actions(self, obs: th.Tensor, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def evaluate_actions(self, obs: PyTorchObs, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """Values, log-probabilities and entropy of ``actions``."""
         values, log_prob, entropy, _ = self.evaluate_actions_with_aux(obs, actions)
         return values, log_prob, entropy
 
     def evaluate_actions_with_aux(
-        self, obs: th.Tensor, actions: th.Tensor
+        self, obs: PyTorchObs, actions: th.Tensor
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor, AuxPrediction]:
         """As :meth:`evaluate_actions`, plus the auxiliary predictions, from one forward pass."""
         out = self._run(obs, aux=True)
         distribution = self._distribution(out.logits)
-        aux = AuxPrediction(out.cq, out.qx, out.log_error)
-        return out.value, distribution.log_prob(actions), distribution.entropy(), aux
+        return out.value, distribution.log_prob(actions), distribution.entropy(), _aux_prediction(out)
 
-    def get_distribution(self, obs: th.Tensor) -> CategoricalDistribution:
+    def get_distribution(self, obs: PyTorchObs) -> CategoricalDistribution:
         """The action distribution for a batch of observations."""
         return self._distribution(self._run(obs).logits)
 
-    def predict_values(self, obs: th.Tensor) -> th.Tensor:
+    def predict_values(self, obs: PyTorchObs) -> th.Tensor:
         """The critic's values (B, 1)."""
         return self._run(obs).value
 
@@ -150,7 +152,9 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         """Map the predicted log squared error to a confidence in [0, 1]: ``1 / (1 + error / scale)``."""
         return th.sigmoid(np.log(self.confidence_scale) - log_error)
 
-    def predict_weights(self, observation: np.ndarray | th.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict_weights(
+        self, observation: np.ndarray | th.Tensor
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
         """Predict the optimized CQ and QX matrices, and a confidence, in one forward pass.
 
         Args:
@@ -177,7 +181,14 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         if self.training:  # SB3's predict does the same; skipped when already off (it walks every module)
             self.set_training_mode(False)
         with th.no_grad():
-            out = self._run(th.as_tensor(batch, dtype=th.float32, device=self.device), aux=True)
-            confidence = self.confidence(out.log_error)
-        cq, qx, conf = (t.float().cpu().numpy() for t in (out.cq, out.qx, confidence))
+            aux = _aux_prediction(self._run(th.as_tensor(batch, dtype=th.float32, device=self.device), aux=True))
+            confidence = self.confidence(aux.log_error)
+        cq, qx, conf = (t.float().cpu().numpy() for t in (aux.cq, aux.qx, confidence))
         return (cq[0], qx[0], float(conf[0])) if single else (cq, qx, conf)
+
+
+def _aux_prediction(out: NetworkOutput) -> AuxPrediction:
+    """The auxiliary predictions of a forward pass run with ``aux=True``."""
+    if out.cq is None or out.qx is None or out.log_error is None:
+        raise RuntimeError("the network ran without its auxiliary heads (aux=False)")
+    return AuxPrediction(out.cq, out.qx, out.log_error)

@@ -51,7 +51,8 @@ class PPO(SB3PPO):
         error_coef: Weight of the error head's loss, which makes the confidence rank errors.
         value_loss: ``"huber"`` (smooth L1, the original design), ``"mse"`` (SB3's), or ``"auto"``:
             Huber for policies with auxiliary heads, MSE otherwise.
-        use_amp: Mixed precision on CUDA: ``"auto"`` (bf16 autocast on CUDA, off on CPU), ``"bf16"``,
+        use_amp: Mixed precision on CUDA: ``"auto"`` (bf16 autocast on CUDA for policies with auxiliary
+            heads; off for the others, so that they train as SB3's PPO on every device), ``"bf16"``,
             ``"fp16"`` (autocast with a gradient scaler; gradients are unscaled before clipping) or
             ``"off"``. Always off on CPU.
         grad_accum_steps: Minibatches whose gradients are summed before each optimizer step
@@ -177,7 +178,7 @@ class PPO(SB3PPO):
         return super()._init_callback(callback, progress_bar)
 
     def _amp_dtype(self) -> th.dtype | None:
-        if self.device.type != "cuda" or self.use_amp == "off":
+        if self.device.type != "cuda" or self.use_amp == "off" or (self.use_amp == "auto" and not self.has_aux_heads):
             return None
         return th.float16 if self.use_amp == "fp16" else th.bfloat16
 
@@ -265,7 +266,10 @@ class PPO(SB3PPO):
 
     # Adapted from stable_baselines3.PPO.train (the one copy of SB3 code in this package, since SB3 has
     # no hook for the loss): the loss moved to compute_loss, and mixed precision, gradient
-    # accumulation and the extra logs were added. Without them the update is SB3's, operation for operation.
+    # accumulation and the extra logs were added. Without them the update is SB3's, operation for operation,
+    # and so are SB3's logs: the losses and clip_fraction are means over every epoch's minibatches, approx_kl
+    # the mean over the last epoch's (the one early stopping may cut short), std is logged for policies
+    # with a log_std (continuous actions), and loss is the last minibatch's.
     def train(self) -> None:
         """Update the policy on the rollout buffer (``n_epochs`` passes of minibatches)."""
         self.policy.set_training_mode(True)
@@ -291,16 +295,20 @@ class PPO(SB3PPO):
 
         continue_training = True
         for epoch in range(self.n_epochs):
+            approx_kl_divs: list[np.float32] = []  # reset every epoch, so the log is the last epoch's mean (as SB3)
             pending = 0  # minibatches whose gradients wait for an optimizer step
             for index, rollout_data in enumerate(self.rollout_buffer.get(self.batch_size)):
                 with autocast:
                     loss, stats = self.compute_loss(rollout_data, clip_range, clip_range_vf)
+                # float32, as SB3 keeps it: its early-stopping comparison and mean are float32 arithmetic
+                approx_kl_div = np.float32(stats.pop("approx_kl"))
+                approx_kl_divs.append(approx_kl_div)
                 for name, value in stats.items():
                     history.setdefault(name, []).append(value)
-                if self.target_kl is not None and stats["approx_kl"] > 1.5 * self.target_kl:
+                if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
                     continue_training = False
                     if self.verbose >= 1:
-                        print(f"Early stopping at step {epoch} due to reaching max kl: {stats['approx_kl']:.2f}")
+                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
                     break
                 if pending == 0:
                     optimizer.zero_grad()
@@ -316,11 +324,14 @@ class PPO(SB3PPO):
                 break
 
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
-        means = {name: float(np.mean(values)) for name, values in history.items()}
+        means = {name: float(np.mean(values)) for name, values in history.items()}  # over all epochs
+        means["approx_kl"] = float(np.mean(approx_kl_divs))  # over the last epoch only
         for name, value in means.items():
             self.logger.record(f"train/{name}", value)
         self.logger.record("train/loss", loss.item())
         self.logger.record("train/explained_variance", explained_var)
+        if hasattr(self.policy, "log_std"):  # continuous actions: the policy's mean standard deviation
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         if grad_norms:
             self.logger.record("train/grad_norm", float(np.mean(grad_norms)))
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ import pytest
 import torch as th
 
 from fitness_weights_env import TraineeProfile, sample_profile
+
+with warnings.catch_warnings():  # starlette suggests httpx2 (not installed here): its TestClient runs on httpx
+    warnings.filterwarnings("ignore", message=".*httpx2.*")
+    from starlette.testclient import TestClient
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -59,7 +64,7 @@ def reference_episode():
     return ReferenceEpisode
 
 
-# -- the HTTP API: tiny trained models and real servers on loopback ---------------------------------------------
+# -- the HTTP API: tiny trained models, the app in process, real servers on loopback ----------------------------------
 
 
 def train_tiny_model(path: Path, policy: str = "AttnCQQXPolicy", seed: int = 0) -> Path:
@@ -83,6 +88,10 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
         "attn1": train_tiny_model(folder / "attn1.zip", seed=1),
         "mlp": train_tiny_model(folder / "mlp.zip", policy="MlpPolicy", seed=0),
     }
+
+
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""The environment of the servers' and the apps' job processes: tiny models, one thread each."""
 
 
 def free_port() -> int:
@@ -112,7 +121,7 @@ class ApiServer:
         self.auth = {"Authorization": f"Bearer {self.admin_token}"} if with_token else {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "FITNESS_WEIGHTS_TORCH_THREADS": "1"}
+        env = {**os.environ, **ONE_THREAD_ENV, "FITNESS_WEIGHTS_TORCH_THREADS": "1"}
         env.update({f"FITNESS_WEIGHTS_{name.upper()}": str(value) for name, value in settings.items()})
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(self.home), "serve"]
@@ -178,6 +187,73 @@ def api_servers():
     yield start
     for server in servers:
         server.stop()
+
+
+class InProcessApi:
+    """``create_app(settings)`` in this process behind starlette's ``TestClient``: the real app, without a socket.
+
+    The settings are real (``home``'s SQLite registry, token store and job database; job processes are real too);
+    only uvicorn and the loopback socket are left out. ``TestClient`` sends ``Host: testserver``, so that is the one
+    host allowed unless ``allowed_hosts`` (and a matching ``base_url``) say otherwise. ``admin_token`` and ``auth``
+    are as in :class:`ApiServer`; ``client`` sends no token unless a request (or ``client.headers``) adds one.
+    ``close`` cancels the jobs still queued or running, then ends the app's lifespan.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        with_token: bool = True,
+        base_url: str = "http://testserver",
+        allowed_hosts: tuple[str, ...] = ("testserver",),
+        **settings,
+    ) -> None:
+        from fitness_weights_api.app import create_app
+        from fitness_weights_api.settings import ServiceSettings
+
+        self.settings = ServiceSettings(home=home, allowed_hosts=allowed_hosts, **settings)
+        self.home = self.settings.home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.admin_token = make_token(self.home) if with_token else None
+        self.auth = {"Authorization": f"Bearer {self.admin_token}"} if with_token else {}
+        self.app = create_app(self.settings)
+        jobs = self.app.state.service.jobs
+        assert isinstance(jobs.env, dict)
+        jobs.env = {**jobs.env, **ONE_THREAD_ENV}  # what ApiServer's workers pass their jobs (tiny models)
+        # A 500 comes back as the answer a real server gives, not as the exception (the app logs it either way)
+        self.client = TestClient(self.app, base_url=base_url, raise_server_exceptions=False)
+        self.client.__enter__()  # runs the lifespan: the model loaded, the job refresher started
+
+    def cancel_jobs(self) -> None:
+        jobs = self.app.state.service.jobs
+        for job in jobs.list(limit=1000):
+            if job.state in ("queued", "running"):
+                jobs.cancel(job.job_id)
+
+    def close(self) -> None:
+        try:
+            self.cancel_jobs()
+        finally:
+            self.client.__exit__(None, None, None)
+
+    def __enter__(self) -> "InProcessApi":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+@pytest.fixture
+def api_apps():
+    """Build in-process apps with ``api_apps(home, **settings)``; every one is closed at the test's end."""
+    apps: list[InProcessApi] = []
+
+    def build(home: Path, with_token: bool = True, **settings) -> InProcessApi:
+        apps.append(InProcessApi(home, with_token, **settings))
+        return apps[-1]
+
+    yield build
+    for app in reversed(apps):
+        app.close()
 
 
 # -- hostile model files ----------------------------------------------------------------------------------------

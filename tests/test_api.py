@@ -1,8 +1,11 @@
-"""The HTTP API, end to end: `fitness-weights serve` on loopback, real SQLite, real job processes."""
+"""The HTTP API over real SQLite files and real job processes.
+
+Most tests run ``create_app(settings)`` in this process behind starlette's ``TestClient`` (``InProcessApi`` in
+conftest.py): the same app, middleware and error handlers as a served one, without a socket. The tests of two
+worker processes run ``fitness-weights serve --workers 2`` on loopback (``api_servers``).
+"""
 
 import json
-import os
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+from conftest import InProcessApi
 
 from fitness_weights_api import JobManager, ModelRegistry
 from fitness_weights_api.schemas import OptimizeRequest
@@ -56,16 +60,17 @@ def home(tmp_path_factory, tiny_models):
 
 
 @pytest.fixture(scope="module")
-def server(home, api_servers):
+def api(home):
     # jobs in this module train 2 envs x 64 steps per rollout; max_timesteps bounds the big ones
-    return api_servers(home, workers=1, max_timesteps=1_000_000, max_queued=20)
+    with InProcessApi(home, max_timesteps=1_000_000, max_queued=20) as api:
+        api.client.headers.update(api.auth)  # the routes that mutate need one (test_api_security.py: without)
+        yield api
 
 
 @pytest.fixture
-def client(server, home):
-    """A client with the server's admin token (the routes that mutate need one; test_api_security.py: without)."""
-    with httpx.Client(base_url=server.url, timeout=60, headers=server.auth) as client:
-        yield client
+def client(api, home):
+    """The in-process app's client, with its admin token."""
+    yield api.client
     registry_of(home).activate("v1")  # every test starts and ends with v1 active
 
 
@@ -255,13 +260,12 @@ def test_an_mlp_model_optimizes_but_cannot_predict(client, trainee):
     assert response.status_code == 200 and response.json()["model_version"] == "v3"
 
 
-def test_no_active_model_is_a_503(api_servers, tmp_path, trainee):
-    server = api_servers(tmp_path / "empty")
+def test_no_active_model_is_a_503(api_apps, tmp_path, trainee):
+    client = api_apps(tmp_path / "empty").client
     for endpoint in ("/predict_weights", "/optimize_weights"):
-        response = httpx.post(server.url + endpoint, json=request_body(trainee))
+        response = client.post(endpoint, json=request_body(trainee))
         assert response.status_code == 503 and "no model version is active" in response.json()["detail"]
-    assert httpx.get(server.url + "/health").json()["active_model"] is None
-    server.stop()
+    assert client.get("/health").json()["active_model"] is None
 
 
 # -- models, catalog, health, metrics ---------------------------------------------------------------------------
@@ -286,7 +290,7 @@ def test_catalog_lists_the_domain_in_matrix_order(client):
     assert catalog["performance_metrics"] == list(METRIC_NAMES)
 
 
-def test_health_and_prometheus_metrics(client, server, trainee):
+def test_health_and_prometheus_metrics(client, trainee):
     health = client.get("/health")
     assert health.json()["status"] == "ok" and health.json()["active_model"] == health.json()["served_model"] == "v1"
     assert health.json()["problem"] is None
@@ -345,24 +349,6 @@ def test_a_tiny_job_is_registered_activated_and_served(client, trainee, home):
     )
 
 
-def test_a_killed_job_fails_keeps_its_checkpoint_and_the_old_model_serves(client, trainee, home):
-    config = {"timesteps": 1_000_000, "n_envs": 2, "eval_trainees": 2, "activate": True}
-    job = client.post("/train", json=config).json()
-    running = wait_for_job(client, job["job_id"], lambda j: j["state"] == "running" and j["has_checkpoint"])
-    assert running["timesteps_done"] > 0
-    pid = jobs_of(home).get(job["job_id"]).pid
-    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)  # niced
-    os.killpg(pid, signal.SIGKILL)
-    failed = wait_for_job(client, job["job_id"], lambda j: j["state"] != "running", timeout_s=30)
-    assert failed["state"] == "failed" and "SIGKILL" in failed["error"]
-    assert failed["has_checkpoint"] and failed["model_version"] is None
-    assert (jobs_of(home).job_dir(job["job_id"]) / "checkpoint.zip").is_file()
-    assert client.get("/models").json()["active"] == "v1"
-    assert all(m["metadata"].get("job_id") != job["job_id"] for m in client.get("/models").json()["models"])
-    answer = client.post("/predict_weights", json=request_body(trainee))
-    assert answer.status_code == 200 and answer.json()["model_version"] == "v1"
-
-
 def test_cancel_and_bad_training_configs(client):
     job = client.post("/train", json={"timesteps": 1_000_000, "n_envs": 2, "eval_trainees": 2}).json()
     wait_for_job(client, job["job_id"], lambda j: j["state"] == "running")
@@ -388,17 +374,16 @@ def test_cancel_and_bad_training_configs(client):
             assert str(config[field]) not in detail["msg"], detail
 
 
-def test_a_full_queue_is_a_429(api_servers, tmp_path):
-    server = api_servers(tmp_path / "queue", max_jobs=1, max_queued=1)
-    with httpx.Client(base_url=server.url, timeout=60, headers=server.auth) as client:
-        config = {"timesteps": 1_000_000, "n_envs": 2, "eval_trainees": 2}
-        states = [client.post("/train", json=config) for _ in range(3)]
-        assert [r.status_code for r in states] == [202, 202, 429]
-        assert "queue is full" in states[2].json()["detail"]
-    server.stop()
+def test_a_full_queue_is_a_429(api_apps, tmp_path):
+    api = api_apps(tmp_path / "queue", max_jobs=1, max_queued=1)
+    config = {"timesteps": 1_000_000, "n_envs": 2, "eval_trainees": 2}
+    states = [api.client.post("/train", json=config, headers=api.auth) for _ in range(3)]
+    assert [r.status_code for r in states] == [202, 202, 429]
+    assert "queue is full" in states[2].json()["detail"]
+    assert [job.state for job in jobs_of(api.home).list()] == ["queued", "running"]  # the third was not queued
 
 
-# -- two workers -----------------------------------------------------------------------------------------------------
+# -- two workers: `serve --workers 2` on loopback -------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Request input over HTTP: strict JSON types, and 422s that name the field and its position but never echo the input.
 
-Run against ``fitness-weights serve`` on loopback (``api_servers`` in conftest.py), so the checks see what FastAPI
-does with a body: parse the JSON, then validate the Python values (strict mode must hold there).
+Run against ``create_app(settings)`` in this process behind starlette's ``TestClient`` (``InProcessApi`` in
+conftest.py): each body goes through the app as bytes, so the checks see what FastAPI does with it (parse the
+JSON, then validate the Python values: strict mode must hold there), without a socket or a server process.
 """
 
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import InProcessApi
 from pydantic import ValidationError
 
 from fitness_weights_api import ModelRegistry
@@ -36,14 +38,11 @@ def home(tmp_path_factory, tiny_models) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(home, api_servers):
-    return api_servers(home, workers=1)
-
-
-@pytest.fixture(scope="module")
-def client(server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=60, headers=server.auth) as client:  # /train needs a token
-        yield client
+def client(home) -> Iterator[httpx.Client]:
+    """The in-process app's client (a ``TestClient``, an ``httpx.Client``), with an admin token: /train needs one."""
+    with InProcessApi(home) as api:
+        api.client.headers.update(api.auth)
+        yield api.client
 
 
 @pytest.fixture(scope="module")

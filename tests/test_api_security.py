@@ -1,8 +1,11 @@
-"""The service tried as an attacker and as an operator would try it: every attack fails safely, on real servers.
+"""The service tried as an attacker and as an operator would try it: every attack fails safely.
 
 Each test reproduces one way the service was broken before (anonymous mutations, code in a model archive, broken
 models, huge bodies, oversized jobs, cross-site requests and DNS rebinding, reloading storms) and checks that it
-is refused now and that nothing changed.
+is refused now and that nothing changed. The requests go to ``create_app(settings)`` in this process behind
+starlette's ``TestClient`` (``InProcessApi`` in conftest.py), over the real token store, registry and job
+database; what needs a socket or worker processes (a 100 MB upload, a worker killed and restarted) goes to
+``fitness-weights serve`` on loopback.
 """
 
 import contextlib
@@ -17,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import hostile_archive, make_token
+from conftest import InProcessApi, hostile_archive, make_token
 
 from fitness_weights_api import ModelRegistry
 from fitness_weights_api.cli import main
@@ -52,8 +55,21 @@ def home(tmp_path_factory, tiny_models) -> Path:
 
 
 @pytest.fixture(scope="module")
+def api(home):
+    with InProcessApi(home, max_timesteps=1_000_000) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def client(api):
+    """The in-process app's client: it sends no token unless a request does."""
+    return api.client
+
+
+@pytest.fixture(scope="module")
 def server(home, api_servers):
-    return api_servers(home, max_timesteps=1_000_000)
+    """``serve`` on loopback, for what needs its socket: a 100 MB upload while /health answers."""
+    return api_servers(home)
 
 
 @pytest.fixture
@@ -65,87 +81,83 @@ def active_v1(home):
 # -- authentication and authorization ----------------------------------------------------------------------
 
 
-def test_anonymous_mutations_are_refused_and_change_nothing(server, home, active_v1):
-    url = server.url
-    response = httpx.post(f"{url}/train", json=ATTACK_TRAIN)
+def test_anonymous_mutations_are_refused_and_change_nothing(api, client, home, active_v1):
+    response = client.post("/train", json=ATTACK_TRAIN)
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
     assert "Authorization: Bearer" in response.json()["detail"]
-    assert httpx.get(f"{url}/train", headers=server.auth).json() == []  # nothing was queued
-    assert httpx.post(f"{url}/models/v2/activate").status_code == 401
+    assert client.get("/train", headers=api.auth).json() == []  # nothing was queued
+    assert client.post("/models/v2/activate").status_code == 401
     assert registry_of(home).active().version == "v1"
 
-    job = httpx.post(f"{url}/train", json={"timesteps": 1_000_000, "n_envs": 2}, headers=server.auth).json()
+    job = client.post("/train", json={"timesteps": 1_000_000, "n_envs": 2}, headers=api.auth).json()
     try:
-        assert httpx.delete(f"{url}/train/{job['job_id']}").status_code == 401  # nobody cancels anyone's job
-        assert httpx.get(f"{url}/train/{job['job_id']}", headers=server.auth).json()["state"] in ("queued", "running")
-        for elsewhere in ({"params": {"token": server.admin_token}}, {"cookies": {"token": server.admin_token}}):
-            assert httpx.post(f"{url}/models/v2/activate", **elsewhere).status_code == 401  # the header only
+        assert client.delete(f"/train/{job['job_id']}").status_code == 401  # nobody cancels anyone's job
+        assert client.get(f"/train/{job['job_id']}", headers=api.auth).json()["state"] in ("queued", "running")
+        for elsewhere in ({"params": {"token": api.admin_token}}, {"headers": {"Cookie": f"token={api.admin_token}"}}):
+            assert client.post("/models/v2/activate", **elsewhere).status_code == 401  # the header only
         for reader in (f"/train/{job['job_id']}", "/train", "/models", "/metrics"):
-            assert httpx.get(url + reader).status_code == 401, reader
+            assert client.get(reader).status_code == 401, reader
     finally:
-        httpx.delete(f"{url}/train/{job['job_id']}", headers=server.auth, timeout=60)
+        client.delete(f"/train/{job['job_id']}", headers=api.auth)
     assert registry_of(home).active().version == "v1"
 
 
-def test_roles_and_revocation(server, home, active_v1):
+def test_roles_and_revocation(client, home, active_v1):
     read = make_token(home, "read")
-    assert httpx.get(f"{server.url}/models", headers=bearer(read)).status_code == 200
+    assert client.get("/models", headers=bearer(read)).status_code == 200
     for method, path in (("POST", "/train"), ("POST", "/models/v2/activate"), ("DELETE", "/train/" + "0" * 32)):
-        response = httpx.request(method, server.url + path, json=ATTACK_TRAIN, headers=bearer(read))
+        response = client.request(method, path, json=ATTACK_TRAIN, headers=bearer(read))
         assert response.status_code == 403 and "role 'admin'" in response.json()["detail"], path
     admin = make_token(home, "admin")
-    assert httpx.post(f"{server.url}/models/v2/activate", headers=bearer(admin)).status_code == 200
+    assert client.post("/models/v2/activate", headers=bearer(admin)).status_code == 200
     record = ServiceSettings(home=home).open_tokens().verify(admin)
     assert main(["--home", str(home), "tokens", "revoke", record.token_id]) == 0
-    response = httpx.post(f"{server.url}/models/v1/activate", headers=bearer(admin))
+    response = client.post("/models/v1/activate", headers=bearer(admin))
     assert response.status_code == 401 and "unknown or revoked" in response.json()["detail"]
     assert registry_of(home).active().version == "v2"
 
 
-def test_a_service_without_tokens_refuses_mutations_and_says_how_to_make_one(api_servers, tmp_path, tiny_models):
+def test_a_service_without_tokens_refuses_mutations_and_says_how_to_make_one(api_apps, tmp_path, tiny_models):
     home = tmp_path / "no-tokens"
     registry_of(home).register(tiny_models["attn0"], training_config={}, activate=True)
-    server = api_servers(home, with_token=False)
+    client = api_apps(home, with_token=False).client
     for method, path in (("POST", "/train"), ("POST", "/models/v1/activate")):
-        response = httpx.request(method, server.url + path, json=ATTACK_TRAIN)
+        response = client.request(method, path, json=ATTACK_TRAIN)
         assert response.status_code == 401 and "fitness-weights tokens create --role admin" in response.text
-    assert httpx.post(f"{server.url}/predict_weights", json=body()).status_code == 200  # open by default
-    server.stop()
+    assert client.post("/predict_weights", json=body()).status_code == 200  # open by default
+    assert ServiceSettings(home=home).open_tokens().list() == []  # and still no token
 
 
-def test_require_token_guards_optimize_and_predict(api_servers, tmp_path, tiny_models):
+def test_require_token_guards_optimize_and_predict(api_apps, tmp_path, tiny_models):
     home = tmp_path / "required"
     registry_of(home).register(tiny_models["attn0"], training_config={}, activate=True)
-    server = api_servers(home, require_token="1")
+    client = api_apps(home, require_token=True).client
     read = make_token(home, "read")
     for path in ("/predict_weights", "/optimize_weights"):
-        assert httpx.post(server.url + path, json=body()).status_code == 401
-        assert httpx.post(server.url + path, json=body(), headers=bearer(read)).status_code == 200
-    server.stop()
+        assert client.post(path, json=body()).status_code == 401
+        assert client.post(path, json=body(), headers=bearer(read)).status_code == 200
 
 
 # -- cross-site requests and DNS rebinding -----------------------------------------------------------------
 
 
-def test_host_and_origin_attacks_are_refused(server, home, active_v1):
-    url = server.url
-    for host in ("evil.example", "evil.example:80", "127.0.0.1.evil.example", ""):
-        response = httpx.get(f"{url}/health", headers={"Host": host})
+def test_host_and_origin_attacks_are_refused(api_apps, home, active_v1):
+    # the default allowed hosts (loopback names), the service on 127.0.0.1:8000 as the browser sees it
+    api = api_apps(home, base_url="http://127.0.0.1:8000", allowed_hosts=ServiceSettings().allowed_hosts)
+    client = api.client
+    assert client.get("/health").status_code == 200
+    for host in ("evil.example", "evil.example:80", "127.0.0.1.evil.example", "testserver", ""):
+        response = client.get("/health", headers={"Host": host})
         assert response.status_code == 400 and "Host" in response.json()["detail"], host
     # the CORS "simple request" a page on another site can send: no body, the operator's browser, even a token
-    for origin in (
-        "http://evil.example",
-        "null",
-        f"http://127.0.0.1:{server.port + 1}",
-        f"https://127.0.0.1:{server.port}",
-    ):
-        response = httpx.post(f"{url}/models/v2/activate", headers={"Origin": origin, **server.auth})
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:8001", "https://127.0.0.1:8000"):
+        response = client.post("/models/v2/activate", headers={"Origin": origin, **api.auth})
         assert response.status_code == 403 and "cross-origin" in response.json()["detail"], origin
     assert registry_of(home).active().version == "v1"
-    same = httpx.post(f"{url}/models/v2/activate", headers={"Origin": f"http://127.0.0.1:{server.port}", **server.auth})
+    same = client.post("/models/v2/activate", headers={"Origin": "http://127.0.0.1:8000", **api.auth})
     assert same.status_code == 200  # the service's own pages (/docs) may
-    preflight = httpx.options(
-        f"{url}/train", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    preflight = client.options(
+        "/train", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
     )
     assert preflight.status_code == 403 and not any(h.startswith("access-control") for h in preflight.headers)
 
@@ -209,7 +221,7 @@ def test_a_100_mb_body_is_refused_before_parsing_while_health_answers(server):
     assert _rss_kb(server.process.pid) - rss_before < 50_000  # no body was buffered
 
 
-def test_the_largest_valid_request_fits_well_under_the_body_limit(server):
+def test_the_largest_valid_request_fits_well_under_the_body_limit(client):
     def longest(item) -> str:
         return max((item.name_en, item.name_zh), key=lambda name: len(name.encode()))
 
@@ -224,23 +236,23 @@ def test_the_largest_valid_request_fits_well_under_the_body_limit(server):
     }
     text = json.dumps(largest, indent=2).encode()
     assert len(text) * 4 < ServiceSettings().max_body_bytes
-    response = httpx.post(f"{server.url}/optimize_weights", content=text, headers={"content-type": "application/json"})
+    response = client.post("/optimize_weights", content=text, headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
 
 
-def test_an_oversized_job_is_refused_naming_the_field(server):
-    before = httpx.get(f"{server.url}/train", headers=server.auth).json()
+def test_an_oversized_job_is_refused_naming_the_field(api, client):
+    before = client.get("/train", headers=api.auth).json()
     for config, field in ((HUGE_JOB, "n_envs"), ({"timesteps": 1, "eval_trainees": 10000}, "eval_trainees")):
-        response = httpx.post(f"{server.url}/train", json=config, headers=server.auth)
+        response = client.post("/train", json=config, headers=api.auth)
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"] == ["body", field]
-    assert httpx.get(f"{server.url}/train", headers=server.auth).json() == before  # nothing was queued
+    assert client.get("/train", headers=api.auth).json() == before  # nothing was queued
 
 
-def test_reactivating_the_active_version_reloads_nothing(server, home):
+def test_reactivating_the_active_version_reloads_nothing(api, client, home):
     _, generation = registry_of(home).active_token()
     for _ in range(50):
-        assert httpx.post(f"{server.url}/models/v1/activate", headers=server.auth).status_code == 200
+        assert client.post("/models/v1/activate", headers=api.auth).status_code == 200
     assert registry_of(home).active_token() == ("v1", generation)
 
 
@@ -281,9 +293,9 @@ def test_a_hostile_archive_never_runs_register_activate_serve_restart_cli(api_se
     server.stop()
 
 
-def test_a_version_that_does_not_load_leaves_the_previous_one_serving(server, home, active_v1):
-    assert httpx.post(f"{server.url}/predict_weights", json=body()).json()["model_version"] == "v1"
-    assert httpx.post(f"{server.url}/models/v2/activate", headers=server.auth).status_code == 200
+def test_a_version_that_does_not_load_leaves_the_previous_one_serving(api, client, home, active_v1):
+    assert client.post("/predict_weights", json=body()).json()["model_version"] == "v1"
+    assert client.post("/models/v2/activate", headers=api.auth).status_code == 200
     path = registry_of(home).path("v2")
     original = path.read_bytes()
     changed = bytearray(original)
@@ -291,30 +303,30 @@ def test_a_version_that_does_not_load_leaves_the_previous_one_serving(server, ho
     path.write_bytes(bytes(changed))
     try:
         for _ in range(3):
-            response = httpx.post(f"{server.url}/predict_weights", json=body())
+            response = client.post("/predict_weights", json=body())
             assert response.status_code == 200 and response.json()["model_version"] == "v1"
-        health = httpx.get(f"{server.url}/health").json()
+        health = client.get("/health").json()
         assert health["status"] == "degraded" and (health["active_model"], health["served_model"]) == ("v2", "v1")
         assert "v2" in health["problem"] and "sha256" in health["problem"] and str(home) not in health["problem"]
     finally:
         path.write_bytes(original)
-    assert httpx.post(f"{server.url}/models/v1/activate", headers=server.auth).status_code == 200
-    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+    assert client.post("/models/v1/activate", headers=api.auth).status_code == 200
+    assert client.get("/health").json()["status"] == "ok"
 
 
-def test_answers_carry_no_internals(server, home, active_v1):
-    response = httpx.get(f"{server.url}/train/{'0' * 32}", headers=server.auth)
+def test_answers_carry_no_internals(api, client, home, active_v1):
+    response = client.get(f"/train/{'0' * 32}", headers=api.auth)
     assert response.status_code == 404 and "0" * 32 not in response.text
-    response = httpx.post(f"{server.url}/models/v77/activate", headers=server.auth)
+    response = client.post("/models/v77/activate", headers=api.auth)
     assert response.status_code == 404 and "v77" not in response.text and "known versions: v1, v2" in response.text
-    health = httpx.get(f"{server.url}/health")
+    health = client.get("/health")
     assert "x-worker-pid" not in health.headers and "pid" not in health.json()
-    assert str(os.getpid()) not in health.text and str(server.process.pid) not in health.text
+    assert str(os.getpid()) not in health.text  # the app runs in this process: its pid is this one
     path = registry_of(home).path("v2")
     saved = path.read_bytes()
     path.unlink()  # a damaged registry: the version's file is gone
     try:
-        response = httpx.post(f"{server.url}/models/v2/activate", headers=server.auth)
+        response = client.post("/models/v2/activate", headers=api.auth)
         assert response.status_code == 409 and "damaged" in response.text and str(home) not in response.text
     finally:
         path.write_bytes(saved)

@@ -51,10 +51,13 @@ def test_quality_and_exercise_names_resolve():
 
 
 def test_unknown_name_lists_close_matches():
-    with pytest.raises(UnknownNameError, match=r"unknown subject 'pullups'; did you mean .*'Pull-ups'"):
+    with pytest.raises(
+        UnknownNameError, match=r"^subject: unknown subject; did you mean .*'Pull-ups'.*\(got 'pullups'\)"
+    ):
         CATALOG.subject_index("pullups")
-    with pytest.raises(UnknownNameError, match=r"unknown exercise 'zzzz'$"):
+    with pytest.raises(UnknownNameError, match=r"^exercise: unknown exercise \(got 'zzzz'\)$") as error:
         CATALOG.exercise_index("zzzz")
+    assert (error.value.field, error.value.reason) == ("exercise", "unknown exercise")
     with pytest.raises(UnknownNameError, match="out of range"):
         CATALOG.subject_index(93)
     with pytest.raises(UnknownNameError, match="name or an index"):

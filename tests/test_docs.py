@@ -1,11 +1,15 @@
-"""The ``/docs`` page of a real server on loopback: Swagger UI 5 from the service itself, nothing from a CDN."""
+"""The ``/docs`` page: Swagger UI 5 from the service itself, nothing from a CDN.
+
+The page and its files come from ``create_app(settings)`` in this process behind starlette's ``TestClient``
+(``InProcessApi`` in conftest.py): the app's routes and static mount, as a served app answers them.
+"""
 
 import re
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
+from conftest import InProcessApi
 
 JS_TYPES = ("text/javascript", "application/javascript")
 
@@ -31,14 +35,10 @@ class AssetLinks(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, api_servers):
-    return api_servers(tmp_path_factory.mktemp("docs") / "home")
-
-
-@pytest.fixture
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=60) as client:
-        yield client
+def client(tmp_path_factory):
+    """An anonymous client: the docs page and its files need no token."""
+    with InProcessApi(tmp_path_factory.mktemp("docs") / "home", with_token=False) as api:
+        yield api.client
 
 
 @pytest.fixture

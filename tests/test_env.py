@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import fitness_weights_env
-from fitness_weights_env import LAYOUT, FitnessWeightsEnv, InvalidActionError, ProfileError
+from fitness_weights_env import LAYOUT, FieldError, FitnessWeightsEnv, InvalidActionError
 
 
 def _rollout(env: gym.Env, seed: int, steps: int, action_seed: int = 0):
@@ -94,9 +94,9 @@ def test_reset_with_a_profile(profile):
 
 def test_reset_rejects_bad_options(profile):
     env = gym.make("FitnessWeights-v0")
-    with pytest.raises(ProfileError, match=r"^age:"):
+    with pytest.raises(FieldError, match=r"^age:"):
         env.reset(options={"profile": {**profile.to_dict(), "age": 200}})
-    with pytest.raises(ProfileError, match=r"^targets: unknown subject"):
+    with pytest.raises(FieldError, match=r"^targets: unknown subject"):
         env.reset(options={"profile": {**profile.to_dict(), "targets": ["nope"]}})
     with pytest.raises(ValueError, match="unknown reset option"):
         env.reset(options={"trainee": profile})

@@ -7,11 +7,12 @@ import pytest
 import torch as th
 
 import fitness_weights_env  # noqa: F401
-from fitness_weights_env import sample_profiles
+from fitness_weights_env import CATALOG, sample_profiles
 from fitness_weights_env.baselines import run_episodes
+from fitness_weights_env.layout import AGE_MAX, AGE_MIN
 from sb3_ext import PPO
 from sb3_ext.actions import PolicyActions
-from sb3_ext.evaluate import HELD_OUT_SEED, evaluate_model, main
+from sb3_ext.evaluate import EDGE_PROFILES, HELD_OUT_SEED, POLICY_NAMES, WIDE_ROW, edge_profiles, evaluate_model, main
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def saved_model(tmp_path_factory):
 def test_report_compares_policy_greedy_and_random_on_the_same_trainees(saved_model):
     model, _ = saved_model
     rng_state = th.random.get_rng_state()
-    report = evaluate_model(model, n_trainees=6, seed=1)
+    report = evaluate_model(model, n_trainees=6, seed=1, edge_trainees=2)
     assert th.equal(th.random.get_rng_state(), rng_state), "the evaluation must leave torch's generator alone"
     returns = report.mean_return
     assert set(returns) == {"policy (optimize: sampled, seeded)", "policy (deterministic)", "greedy", "random"}
@@ -49,8 +50,9 @@ def test_report_compares_policy_greedy_and_random_on_the_same_trainees(saved_mod
     assert math.isfinite(report.cq.mse) and 0.0 <= report.cq.mean_cosine <= 1.0
     assert 0.0 <= report.cq.mean_confidence <= 1.0
     assert all(value > 0 for value in report.latency_ms.values())
-    again = evaluate_model(model, n_trainees=6, seed=1)
+    again = evaluate_model(model, n_trainees=6, seed=1, edge_trainees=2)
     assert again.mean_return == report.mean_return and again.cq == report.cq
+    assert again.edge_profiles == report.edge_profiles and again.per_trainee == report.per_trainee
     # the predictions are also scored against the deterministic run's outcome, which differs from the optimize one
     assert report.cq_deterministic is not None and report.cq_deterministic.mse != report.cq.mse
     assert "against the outcome of the deterministic run" in report.to_markdown()
@@ -92,11 +94,13 @@ def test_sampled_actions_follow_the_policy_distribution():
 
 def test_command_line_writes_json_and_markdown(saved_model, tmp_path, capsys):
     _, path = saved_model
-    main([str(path), "--trainees", "4", "--out", str(tmp_path)])
+    main([str(path), "--trainees", "4", "--edge-trainees", "2", "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     assert "Normalized score" in printed and "| mse |" in printed
     data = json.loads((tmp_path / "evaluation.json").read_text())
     assert data["n_trainees"] == 4 and "cq" in data and "normalized_score_ci" in data
+    assert [row["name"] for row in data["edge_profiles"]] == [*EDGE_PROFILES, WIDE_ROW]
+    assert all(len(data["per_trainee"][name]) == 4 for name in (*POLICY_NAMES, "n_targets"))
     assert (tmp_path / "evaluation.md").read_text() == printed.rstrip("\n") + "\n"
 
 
@@ -109,7 +113,67 @@ def test_command_line_rejects_a_missing_model(tmp_path):
 
 def test_a_policy_without_predictions_gets_returns_only():
     model = PPO("MlpPolicy", gym.make("FitnessWeights-v0"), n_steps=64, batch_size=64, seed=0, device="cpu")
-    report = evaluate_model(model, n_trainees=4)
-    assert report.cq is None and report.qx is None
+    report = evaluate_model(model, n_trainees=4, edge_trainees=0)
+    assert report.cq is None and report.qx is None and report.edge_profiles == []
+    assert "Edge profiles" not in report.to_markdown()
     assert "no prediction table" in report.to_markdown()
     assert report.to_dict()["cq"] is None
+
+
+def test_edge_profiles_set_what_they_name_on_the_same_base_trainees():
+    rows = edge_profiles(3, seed=0)
+    assert list(rows) == [*EDGE_PROFILES, WIDE_ROW] and all(len(trainees) == 3 for trainees in rows.values())
+    for name, trainees in rows.items():
+        q = np.array([trainee.qualities for trainee in trainees])
+        if name.startswith("all qualities"):
+            assert np.all(q == float(name.split()[-1]))
+        if name.startswith("one-hot"):
+            hot = CATALOG.quality_index(name.removeprefix("one-hot "))
+            assert np.all(q[:, hot] == 1.0) and np.all(np.delete(q, hot, axis=1) == 0.0)
+        if name.endswith("targets"):
+            count = int(name.split()[-2])
+            assert all(len(trainee.targets) == count for trainee in trainees)
+    assert {t.age for t in rows[f"youngest age ({AGE_MIN})"]} == {AGE_MIN}
+    assert {t.age for t in rows[f"oldest age ({AGE_MAX})"]} == {AGE_MAX}
+    assert {t.fitness_level for t in rows["lowest fitness (0)"]} == {0.0}
+    # every row but the wide draws starts from the same base trainees: the ages differ only where a row sets them
+    base_ages = [t.age for t in rows["all qualities 0.5"]]
+    assert [t.age for t in rows["10 targets"]] == base_ages != [t.age for t in rows[f"oldest age ({AGE_MAX})"]]
+    assert edge_profiles(3, seed=0) == rows and edge_profiles(3, seed=1) != rows
+
+
+def test_edge_table_scores_each_profile_and_catches_a_policy_that_pushes_one_cell():
+    """A policy that always pushes one QX cell drifts at no gain: below random where the qualities are equal."""
+    model = PPO("MlpPolicy", gym.make("FitnessWeights-v0"), seed=0, device="cpu")
+    with th.no_grad():
+        model.policy.action_net.bias[465] += 30.0  # QX cell (endurance, exercise 0): almost all the mass
+    report = evaluate_model(model, n_trainees=4, seed=0, edge_trainees=3)
+    rows = {row.name: row for row in report.edge_profiles}
+    assert list(rows) == [*EDGE_PROFILES, WIDE_ROW]
+    for row in rows.values():
+        assert row.n_trainees == 3 and set(row.mean_return) == set(POLICY_NAMES)
+        assert row.mean_return["greedy"] > row.mean_return["random"], row.name
+    for name in ("all qualities 0.5", "all qualities 0", "all qualities 1"):
+        assert 0.05 < rows[name].gap < 1.0  # greedy only avoids drift: a small, well-defined gap
+        assert rows[name].deterministic_score < -0.5 and rows[name].normalized_score < -0.5
+    assert rows["one-hot power"].gap > 3 * rows[f"youngest age ({AGE_MIN})"].gap > 0
+    table = report.to_markdown()
+    assert all(f"| {name} |" in table for name in rows)
+    row = rows["all qualities 0.5"]
+    returns = [row.mean_return[name] for name in ("greedy", "random", *POLICY_NAMES[:2])]
+    assert f"| all qualities 0.5 | {returns[0]:.3f} | {returns[1]:.3f} |" in table
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["edge_profiles"][0]["deterministic_score"] == pytest.approx(row.deterministic_score)
+
+
+def test_held_out_trainees_are_the_population_alone_and_their_returns_are_kept(saved_model):
+    model, _ = saved_model
+    report = evaluate_model(model, n_trainees=12, seed=3, edge_trainees=0)
+    profiles = sample_profiles(12, seed=HELD_OUT_SEED + 3, edge_fraction=0.0)
+    assert report.per_trainee["n_targets"] == [float(len(p.targets)) for p in profiles]
+    assert max(report.per_trainee["n_targets"]) <= 3  # the population draws 1 to 3 targets; wide draws up to 93
+    for name in POLICY_NAMES:
+        assert len(report.per_trainee[name]) == 12
+        assert np.mean(report.per_trainee[name]) == pytest.approx(report.mean_return[name])
+    sampled = run_episodes(PolicyActions(model.policy, [3 + i for i in range(12)]), profiles, seed=3)
+    np.testing.assert_allclose(report.per_trainee[POLICY_NAMES[0]], sampled.returns, atol=1e-9)

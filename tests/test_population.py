@@ -2,21 +2,77 @@ import numpy as np
 import pytest
 
 from fitness_weights_env import CATALOG, LAYOUT, TraineeProfile, sample_profile, sample_profiles
-from fitness_weights_env.population import sample_vectors
+from fitness_weights_env.layout import AGE_MAX, AGE_MIN
+from fitness_weights_env.population import EDGE_FRACTION, sample_vectors
 
 
 @pytest.fixture(scope="module")
 def population() -> np.ndarray:
-    return sample_vectors([np.random.default_rng([7, i]) for i in range(4000)])
+    """The population alone, without the wide trainees."""
+    return sample_vectors([np.random.default_rng([7, i]) for i in range(4000)], edge_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def wide() -> np.ndarray:
+    """Wide trainees alone."""
+    return sample_vectors([np.random.default_rng([8, i]) for i in range(4000)], edge_fraction=1.0)
+
+
+def ages(vectors: np.ndarray) -> np.ndarray:
+    return np.rint(AGE_MIN + (AGE_MAX - AGE_MIN) * vectors[:, LAYOUT.age][:, 0])
 
 
 def test_same_generator_same_trainee_alone_or_in_a_batch():
-    batch = sample_vectors([np.random.default_rng(i) for i in range(5)])
-    alone = np.stack([sample_vectors([np.random.default_rng(i)])[0] for i in range(5)])
+    batch = sample_vectors([np.random.default_rng(i) for i in range(40)])
+    alone = np.stack([sample_vectors([np.random.default_rng(i)])[0] for i in range(40)])
     np.testing.assert_array_equal(batch, alone)
+    population = sample_vectors([np.random.default_rng(i) for i in range(40)], edge_fraction=0.0)
+    assert 0 < np.any(batch != population, axis=1).sum() < 40, "the batch holds wide and population trainees"
     assert sample_profile(np.random.default_rng(3)) == TraineeProfile.from_vector(batch[3])
     assert sample_profiles(4, seed=1) == sample_profiles(4, seed=1)
     assert sample_profiles(4, seed=1) != sample_profiles(4, seed=2)
+    assert sample_profiles(30, seed=1, edge_fraction=1.0) == sample_profiles(30, seed=1, edge_fraction=1.0)
+
+
+def test_the_documented_share_of_draws_is_wide_and_the_rest_is_the_population():
+    def rngs() -> list[np.random.Generator]:
+        return [np.random.default_rng([9, i]) for i in range(4000)]
+
+    mixed, population, wide = (sample_vectors(rngs(), edge_fraction=f) for f in (EDGE_FRACTION, 0.0, 1.0))
+    is_wide = np.any(mixed != population, axis=1)
+    assert abs(is_wide.mean() - EDGE_FRACTION) < 0.02  # 3.5 standard errors at 4000 draws
+    np.testing.assert_array_equal(mixed[is_wide], wide[is_wide])  # a wide trainee is the generator's wide draw
+    quarter = sample_vectors(rngs(), edge_fraction=0.25)
+    assert abs(np.any(quarter != population, axis=1).mean() - 0.25) < 0.025
+    with pytest.raises(ValueError, match="edge_fraction"):
+        sample_vectors(rngs()[:2], edge_fraction=1.5)
+
+
+def test_wide_trainees_cover_every_field_and_its_corners(wide):
+    for vector in wide[:500]:
+        TraineeProfile.from_vector(vector)  # raises on any invalid field
+    age = ages(wide)
+    assert age.min() == AGE_MIN and age.max() == AGE_MAX
+    corner_share = 0.1 + 0.8 / (AGE_MAX - AGE_MIN + 1)  # 10% at the corner, plus its share of the uniform draws
+    for corner in (AGE_MIN, AGE_MAX):
+        assert abs(np.mean(age == corner) - corner_share) < 0.02
+    assert abs(wide[:, LAYOUT.gender].mean() - 0.5) < 0.03
+    fitness = wide[:, LAYOUT.fitness_level][:, 0]
+    assert abs(np.mean(fitness == 0.0) - 0.1) < 0.02 and abs(np.mean(fitness == 1.0) - 0.1) < 0.02
+    q = wide[:, LAYOUT.qualities]
+    equal = np.ptp(q, axis=1) == 0
+    assert abs(equal.mean() - 0.35) < 0.03
+    for level in (0.0, 0.5, 1.0):
+        assert abs(np.mean(equal & (q[:, 0] == level)) - 0.05) < 0.015
+    one_hot = (np.sum(q == 1.0, axis=1) == 1) & (np.sum(q == 0.0, axis=1) == CATALOG.n_qualities - 1)
+    assert abs(one_hot.mean() - 0.25) < 0.03
+    assert all(np.any(q[one_hot, j] == 1.0) for j in range(CATALOG.n_qualities))
+    spread = ~equal & ~one_hot
+    assert q[spread].min() < 0.01 and q[spread].max() > 0.99  # independent U[0, 1] levels
+    counts = wide[:, LAYOUT.targets].sum(axis=1)
+    assert counts.min() == 1 and counts.max() >= 80 and counts.max() <= CATALOG.n_subjects
+    assert abs(np.mean(counts == 1) - np.log(2) / np.log(CATALOG.n_subjects + 1)) < 0.02
+    assert abs(np.mean(counts >= 10) - (1 - np.log(10) / np.log(CATALOG.n_subjects + 1))) < 0.03
 
 
 def test_every_draw_is_a_valid_profile(population):
@@ -26,7 +82,7 @@ def test_every_draw_is_a_valid_profile(population):
 
 
 def test_age_and_sex_mix(population):
-    age = np.rint(16 + 49 * population[:, LAYOUT.age][:, 0])
+    age = ages(population)
     female = population[:, LAYOUT.gender][:, 0] == 1
     assert age.min() >= 18 and age.max() <= 45
     assert abs(np.mean(age <= 24) - 0.60) < 0.03
@@ -48,7 +104,7 @@ def test_qualities_share_a_general_factor(population):
 
 def test_age_and_sex_effects(population):
     q = population[:, LAYOUT.qualities]
-    age = np.rint(16 + 49 * population[:, LAYOUT.age][:, 0])
+    age = ages(population)
     female = population[:, LAYOUT.gender][:, 0] == 1
     strength = CATALOG.quality_index("strength")
     endurance = CATALOG.quality_index("endurance")

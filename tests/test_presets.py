@@ -43,6 +43,6 @@ def test_unknown_preset_lists_the_known_ones():
 
 
 def test_the_apis_preset_names_are_the_presets():
-    from fitness_weights_api.jobs import PRESET_NAMES
+    from fitness_weights_api.schemas import PRESET_NAMES
 
     assert sorted(PRESET_NAMES) == sorted(PRESETS)

@@ -2,7 +2,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor, VecNormalize
@@ -215,31 +216,204 @@ def test_adapter_rejects_what_it_cannot_adapt():
         envs.step_wait()
 
 
-# --- VecEnv API -----------------------------------------------------------------------------------------------------
+# --- VecEnv API: sub-env attributes ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["batched", "sync"])
-def test_vec_env_api(kind):
-    if kind == "batched":
-        envs = FitnessWeightsVecEnv(gym.make_vec("FitnessWeights-v0", num_envs=3, render_mode="rgb_array"))
-        attribute, value = "max_episode_steps", 64
-    else:
-        sync = SyncVectorEnv([lambda: gym.make("FitnessWeights-v0", render_mode="rgb_array") for _ in range(3)])
-        envs = GymnasiumVecEnv(sync)
-        attribute, value = "copy", True
+class Tagged(gym.Wrapper):
+    """A wrapper with an attribute and methods, to tell sub-envs apart."""
+
+    def __init__(self, env, tag):
+        super().__init__(env)
+        self.tag = tag
+
+    def scaled(self, x, offset=0):
+        return x * self.tag + offset
+
+    def fail(self):
+        raise RuntimeError(f"sub-env {self.tag} failed")
+
+
+class MyMonitor(Monitor):
+    """A Monitor subclass (env_is_wrapped(Monitor) must see it)."""
+
+
+def _tagged_fns():
+    return [
+        lambda: Tagged(gym.make("CartPole-v1"), 1),
+        lambda: Monitor(Tagged(gym.make("CartPole-v1"), 2)),
+        lambda: Tagged(MyMonitor(gym.make("CartPole-v1")), 3),
+    ]
+
+
+def _vector_env(kind, env_fns):
+    return SyncVectorEnv(env_fns) if kind == "sync" else AsyncVectorEnv(env_fns, context="fork")
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_sub_env_attributes_are_those_of_dummy_vec_env(kind):
+    ours, reference = GymnasiumVecEnv(_vector_env(kind, _tagged_fns())), DummyVecEnv(_tagged_fns())
+    try:
+        for envs in (ours, reference):
+            assert envs.get_attr("tag") == [1, 2, 3]
+            assert envs.get_attr("tag", indices=[-1, 0]) == [3, 1]
+            assert envs.get_attr("gravity", indices=[0]) == [9.8]  # the base env's, through the wrappers
+            assert envs.has_attr("tag") and not envs.has_attr("no_such_attribute")
+            assert envs.env_method("scaled", 2, indices=[0, 2], offset=1) == [3, 7]
+            envs.set_attr("tag", 7, indices=[1])
+            assert envs.get_attr("tag") == [1, 7, 3]
+            envs.set_attr("new_attribute", "x")  # created on the outermost wrapper
+            assert envs.get_attr("new_attribute") == ["x"] * 3
+            assert envs.env_is_wrapped(Monitor) == [False, True, True]  # MyMonitor is a Monitor
+            assert envs.env_is_wrapped(MyMonitor) == [False, False, True]
+            assert envs.env_is_wrapped(Tagged, indices=-1) == [True]
+            assert envs.env_method("set_wrapper_attr", "tag", 5, indices=[0, 2]) == [True, True]
+            assert envs.get_attr("tag") == [5, 7, 5]
+        with pytest.raises(AttributeError, match="no_such_attribute"):
+            ours.get_attr("no_such_attribute")
+        for bad in ([3], [-4], [True], ["0"]):
+            with pytest.raises(IndexError, match="indices"):
+                ours.get_attr("tag", indices=bad)
+        assert ours.get_attr("tag", indices=[]) == []
+        assert ours.get_attr("tag", indices=np.int64(1)) == ours.get_attr("tag", indices=[np.int64(1)]) == [7]
+        ours.seed(0)
+        ours.reset()
+        assert ours.step(np.zeros(3, dtype=np.int64))[0].shape == (3, 4)  # the sub-envs still step
+    finally:
+        ours.close()
+
+
+def test_async_sub_env_calls_keep_the_workers_alive_until_a_call_fails():
+    envs = GymnasiumVecEnv(AsyncVectorEnv(_tagged_fns(), context="fork"))
+    try:
+        with pytest.raises(AttributeError, match=r"sub-envs \[0, 1, 2\] .* 'no_such_method'"):
+            envs.env_method("no_such_method")
+        assert envs.get_attr("tag", indices=[1, 1, 0, 1]) == [2, 2, 1, 2]  # the same worker asked again
+        for name in ("reset", "step", "close"):
+            with pytest.raises(ValueError, match="do not take"):
+                envs.env_method(name)
+        envs.reset()
+        with pytest.raises(RuntimeError, match="sub-env 2 failed"):
+            envs.env_method("fail", indices=1)  # raised in the worker, which shuts down
+        assert envs.get_attr("tag", indices=[0, 2]) == [1, 3]
+        with pytest.raises(RuntimeError, match=r"workers of sub-envs \[1\] were shut down"):
+            envs.get_attr("tag")
+    finally:
+        envs.close()
+
+
+class BatchedCounter(VectorEnv):
+    """A batched vector env without sub-env objects and without get_attr/set_attr/call."""
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs=3):
+        self.num_envs = num_envs
+        self.single_observation_space = spaces.Box(0.0, 1e6, shape=(1,), dtype=np.float32)
+        self.single_action_space = spaces.Discrete(2)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.render_mode = None
+        self.speed = 1
+        self.count = np.zeros((num_envs, 1), dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        self.count[:] = 0
+        return self.count.copy(), {}
+
+    def step(self, actions):
+        self.count[:, 0] += self.speed * np.asarray(actions)
+        done = np.zeros(self.num_envs, dtype=bool)
+        return self.count.copy(), np.ones(self.num_envs), done, done.copy(), {}
+
+    def double(self, x):
+        return 2 * x
+
+
+class BatchedCounterWithAPI(BatchedCounter):
+    """The same, with Gymnasium's per-sub-env API: one value per sub-env."""
+
+    def __init__(self, num_envs=3):
+        super().__init__(num_envs)
+        self.gains = [10, 20, 30]
+        self.set_calls = []
+
+    def get_attr(self, name):
+        if name == "gain":
+            return tuple(self.gains)
+        return (getattr(self, name),) * self.num_envs
+
+    def set_attr(self, name, values):
+        self.set_calls.append((name, values))
+        setattr(self, name, values[0])
+
+    def call(self, name, *args, **kwargs):
+        if name == "scaled":
+            return tuple(gain * args[0] for gain in self.gains)
+        return (getattr(self, name)(*args, **kwargs),) * self.num_envs
+
+
+class BadAPI(BatchedCounter):
+    def get_attr(self, name):
+        return getattr(self, name)  # one value, not one per sub-env
+
+
+class Named(gym.vector.VectorWrapper):
+    """A vector wrapper with its own attribute."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.label = "named"
+
+
+def test_batched_vector_env_without_api_gives_its_own_attributes():
+    envs = GymnasiumVecEnv(Named(BatchedCounter()))
+    assert envs.render_mode is None
+    assert envs.get_attr("speed") == [1, 1, 1] and envs.get_attr("label", indices=[2, 0]) == ["named"] * 2
+    assert envs.has_attr("speed") and not envs.has_attr("no_such_attribute")
+    envs.set_attr("speed", 5, indices=[2, 1, 0, 0])
+    assert envs.vector_env.unwrapped.speed == 5
+    assert envs.env_method("double", 3) == [6, 6, 6]
+    for call in (lambda: envs.set_attr("speed", 2, indices=[0]), lambda: envs.env_method("double", 1, indices=[1, 2])):
+        with pytest.raises(ValueError, match=r"indices must name every sub-env .* BatchedCounter has no sub-env"):
+            call()
+    assert envs.vector_env.unwrapped.speed == 5
+    assert envs.env_is_wrapped(Monitor) == [False] * 3 and envs.env_is_wrapped(Named, indices=[1]) == [True]
+    envs.reset()
+    assert envs.step(np.ones(3, dtype=np.int64))[0].ravel().tolist() == [5.0] * 3
+
+
+def test_batched_vector_env_with_api_gives_one_value_per_sub_env():
+    batched = BatchedCounterWithAPI()
+    envs = GymnasiumVecEnv(Named(batched))  # the API is found below the wrapper
+    assert envs.get_attr("gain") == [10, 20, 30] and envs.get_attr("gain", indices=[-1, 0]) == [30, 10]
+    assert envs.has_attr("gain") and not envs.has_attr("no_such_attribute")
+    assert envs.env_method("scaled", 2, indices=[2, 0, 1]) == [60, 20, 40]
+    envs.set_attr("speed", [1, 2])  # a list value: one per sub-env, not the per-sub-env list itself
+    assert batched.set_calls == [("speed", [[1, 2]] * 3)] and batched.speed == [1, 2]
+    with pytest.raises(ValueError, match="indices must name every sub-env"):
+        envs.set_attr("speed", 3, indices=[1])
+    with pytest.raises(TypeError, match=r"BadAPI.get_attr\(\) must return one value per sub-env"):
+        GymnasiumVecEnv(BadAPI())  # the constructor reads render_mode
+
+
+def test_fitness_weights_vec_env_attributes():
+    envs = FitnessWeightsVecEnv(gym.make_vec("FitnessWeights-v0", num_envs=3, render_mode="rgb_array"))
     assert envs.num_envs == 3 and envs.render_mode == "rgb_array"
     assert envs.get_attr("render_mode") == ["rgb_array"] * 3
-    assert envs.get_attr(attribute) == [value] * 3 and envs.get_attr(attribute, indices=[0, 2]) == [value] * 2
-    assert envs.has_attr(attribute) and not envs.has_attr("no_such_attribute")
+    assert (
+        envs.get_attr("max_episode_steps") == [64] * 3
+        and envs.get_attr("max_episode_steps", indices=[0, 2]) == [64] * 2
+    )
+    assert envs.has_attr("max_episode_steps") and not envs.has_attr("no_such_attribute")
     with pytest.raises(IndexError, match="indices"):
-        envs.get_attr(attribute, indices=[3])
-    envs.set_attr(attribute, "changed")
-    assert getattr(envs.vector_env, attribute) == "changed"
-    envs.set_attr(attribute, value, indices=[2, 1, 0])
+        envs.get_attr("max_episode_steps", indices=[3])
+    envs.set_attr("max_episode_steps", 32, indices=[2, 1, 0])
+    assert envs.trainees.max_episode_steps == 32 and envs.get_attr("max_episode_steps") == [32] * 3
     with pytest.raises(ValueError, match="indices must name every sub-env"):
-        envs.set_attr(attribute, value, indices=[0])
+        envs.set_attr("max_episode_steps", 16, indices=[0])
     with pytest.raises(ValueError, match="indices must name every sub-env"):
         envs.env_method("render", indices=1)
+    assert envs.trainees.max_episode_steps == 32
     assert envs.env_is_wrapped(Monitor) == [False] * 3
     assert envs.seed(5) == [5, 6, 7]
     obs = envs.reset()
@@ -247,8 +421,45 @@ def test_vec_env_api(kind):
     frames = envs.get_images()
     assert len(frames) == 3 and frames[0].ndim == 3
     assert envs.render().shape[2] == 3  # the frames tiled into one image
-    assert len(envs.env_method("render")) == 3
+    rendered = envs.env_method("render")
+    assert len(rendered) == 3
+    if callable(getattr(envs.trainees, "call", None)):  # the vector env's call: one frame per trainee
+        np.testing.assert_array_equal(rendered[2], frames[2])
     envs.close()
+
+
+# --- reset options per env ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_per_env_reset_options_equal_dummy_vec_env_after_the_first_reset(kind):
+    ours = GymnasiumVecEnv(_vector_env(kind, [_cartpole] * 3))
+    reference = DummyVecEnv([_cartpole] * 3)
+    try:
+        with pytest.raises(ValueError, match="call reset"):  # a partial reset needs a full one first
+            ours.set_options([{"low": -0.2, "high": 0.2}, {}, {}])
+        ours.seed(1), reference.seed(1)
+        _assert_same(ours.reset(), reference.reset(), "reset obs")
+        options = [{"low": -0.3, "high": 0.3}, {}, {"low": 0.1, "high": 0.2}]
+        for envs in (ours, reference):
+            envs.seed(2)
+            envs.set_options(options)
+        obs = ours.reset()
+        _assert_same(obs, reference.reset(), "reset obs with options per env")
+        _assert_same(ours.reset_infos, reference.reset_infos, "reset_infos with options per env")
+        assert (obs[2] >= 0.1).all() and (np.abs(obs[1]) <= 0.05).all()  # each sub-env got its own options
+        _run_both(ours, reference, np.random.default_rng(5).integers(0, 2, (40, 3)))
+    finally:
+        ours.close()
+
+
+def test_per_env_reset_options_need_partial_resets():
+    envs = GymnasiumVecEnv(BatchedCounter())
+    envs.reset()
+    with pytest.raises(ValueError, match="different options per env"):
+        envs.set_options([{"a": 1}, {}, {}])
+    envs.set_options({"a": 1})  # one dict for every sub-env is one options dict
+    assert envs._vector_options(envs._options) == {"a": 1}
 
 
 # --- SB3 wrappers and PPO over the batched VecEnv -------------------------------------------------------------------

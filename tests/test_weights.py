@@ -5,7 +5,7 @@ import torch as th
 
 import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
 from fitness_weights_api.weights import MAX_OPTIMIZATION_STEPS, optimize_weights, predict_weights
-from fitness_weights_env import CATALOG, METRIC_NAMES, ProfileError, sample_profile
+from fitness_weights_env import CATALOG, METRIC_NAMES, FieldError, sample_profile
 from fitness_weights_env.baselines import run_episodes
 from sb3_ext import PPO
 from sb3_ext.actions import PolicyActions
@@ -84,7 +84,7 @@ def test_bad_profiles_name_the_field(model, trainee):
     data = trainee.to_dict()
     data["qualities"] = [0.5] * 4
     for call in (lambda: optimize_weights(model, data), lambda: predict_weights(model, data)):
-        with pytest.raises(ProfileError, match="qualities"):
+        with pytest.raises(FieldError, match="qualities"):
             call()
 
 
