@@ -224,7 +224,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             return _json(OptimizeResponse.build(request.user_id, served.model_version, served.result))
 
         # One optimization at a time per worker, in a thread (the event loop keeps answering): they are
-        # CPU-bound Python loops, and several at once in one process only fight over the GIL (half the throughput).
+        # CPU-bound Python loops, and several at once in one process only fight over the GIL (benchmarks/RESULTS.md).
         return await anyio.to_thread.run_sync(run, limiter=app.state.optimize_limiter)
 
     @app.post(

@@ -477,8 +477,8 @@ class ModelRegistry:
         """``(active version or None, activation counter)``, one indexed read: cheap enough for every request.
 
         A worker keeps the token of the model it loaded and reloads when the token differs. Each thread keeps
-        its connection for it open: the read costs tens of microseconds, against 0.2-0.4 ms with a new
-        connection on a busy 2-core machine.
+        its connection for it open, since opening one costs several times the read (benchmarks/RESULTS.md,
+        "Measurements behind design choices in the code").
         """
         row = self.database.read("SELECT number, generation FROM active WHERE id = 1")
         assert row is not None  # the schema's one row

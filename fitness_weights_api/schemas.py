@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
@@ -140,9 +140,14 @@ def _by_name(name: Any, size: int) -> Any:
     ]
 
 
-QualityValues = _by_name(QualityName, CATALOG.n_qualities)
-SubjectValues = _by_name(SubjectName, CATALOG.n_subjects)
-MetricValues = _by_name(MetricName, len(METRIC_NAMES))
+if TYPE_CHECKING:  # what a validated field holds (pydantic validates it as entries, see _by_name)
+    QualityValues = dict[str, float]
+    SubjectValues = dict[str, float]
+    MetricValues = dict[str, float]
+else:
+    QualityValues = _by_name(QualityName, CATALOG.n_qualities)
+    SubjectValues = _by_name(SubjectName, CATALOG.n_subjects)
+    MetricValues = _by_name(MetricName, len(METRIC_NAMES))
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,7 @@ def _metric_index(name: str) -> int:
             return i
     close = difflib.get_close_matches(key, METRIC_NAMES, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise UnknownNameError(f"unknown metric {name!r}{hint}; the metrics are {list(METRIC_NAMES)}")
+    raise UnknownNameError("metric", f"unknown metric{hint}; the metrics are {list(METRIC_NAMES)}", value=name)
 
 
 _QUALITIES = _Kind("quality", CATALOG.quality_index, QUALITY_LABELS, _names(CATALOG.qualities))
@@ -270,6 +275,7 @@ class TraineeRequest(_Request):
 
     user_id: str = Field(min_length=1, max_length=128, description="The trainee's id, echoed in the answer.")
     age: WholeNumber = Field(ge=AGE_MIN, le=AGE_MAX, description="Age in whole years.")
+    # valid-type: pydantic takes the Literal of a tuple of names (GENDERS here, POLICIES and PRESET_NAMES below)
     gender: Literal[GENDERS] = Field(description="'male' or 'female'.")  # type: ignore[valid-type]
     fitness_level: UnitFloat = Field(description="Overall fitness in [0, 1].")
     current_qualities: QualityValues | Annotated[list[UnitFloat], Field(min_length=5, max_length=5)] = Field(
@@ -310,10 +316,9 @@ class TraineeRequest(_Request):
             FieldError: A field the catalog or the profile rules refuse (the error names it, and its
                 ``message`` names the position without quoting the input).
         """
-        qualities = self.current_qualities
-        if isinstance(qualities, dict):
-            qualities = _named_values("current_qualities", qualities, _QUALITIES, None)
-        qualities = np.asarray(qualities, dtype=np.float64)
+        given = self.current_qualities
+        named = _named_values("current_qualities", given, _QUALITIES, None) if isinstance(given, dict) else given
+        qualities = np.asarray(named, dtype=np.float64)
         scores: Any = self.subject_scores
         if scores is None:
             scores = typical_subject_scores(qualities)
@@ -332,7 +337,7 @@ class TraineeRequest(_Request):
                 fitness_level=self.fitness_level,
                 qualities=qualities,
                 subject_scores=scores,
-                targets=targets,
+                targets=tuple(targets),
                 performance_metrics=metrics,
             )
         except FieldError as err:  # not reached by a validated request
@@ -412,6 +417,8 @@ class PredictResponse(_WeightsResponse):
     @classmethod
     def build(cls, user_id: str, version: str, result: WeightsResult) -> PredictResponse:
         """The response for a :func:`~fitness_weights_api.weights.predict_weights` result."""
+        if result.confidence is None:
+            raise ValueError("not a predict_weights result: it has no confidence")
         return cls(**cls._common(user_id, version, result), prediction_confidence=result.confidence)
 
 
@@ -421,7 +428,7 @@ class TrainRequest(_Request):
     model_config = ConfigDict(json_schema_extra={"examples": [{"timesteps": 200_000}]})
 
     timesteps: WholeNumber = Field(ge=1, description="Environment steps to train for (at most the server's limit).")
-    policy: Literal[POLICIES] = "AttnCQQXPolicy"  # type: ignore[valid-type]
+    policy: Literal[POLICIES] = "AttnCQQXPolicy"  # type: ignore[valid-type]  # pydantic: Literal of a tuple
     preset: Literal[PRESET_NAMES] = Field(default="cpu", description="Throughput preset.")  # type: ignore[valid-type]
     n_envs: Annotated[int, Field(ge=1, le=MAX_N_ENVS), BeforeValidator(_whole)] | None = Field(
         default=None, description="Parallel envs (default: preset's)."
@@ -505,11 +512,13 @@ class CatalogResponse(BaseModel):
         def fields(item: Any) -> dict[str, Any]:
             return {k: v for k, v in vars(item).items() if k in keep}
 
-        return cls(
-            qualities=[fields(q) for q in CATALOG.qualities],
-            subjects=[fields(s) for s in CATALOG.subjects],
-            exercises=[fields(e) for e in CATALOG.exercises],
-            performance_metrics=list(METRIC_NAMES),
+        return cls.model_validate(
+            {
+                "qualities": [fields(q) for q in CATALOG.qualities],
+                "subjects": [fields(s) for s in CATALOG.subjects],
+                "exercises": [fields(e) for e in CATALOG.exercises],
+                "performance_metrics": list(METRIC_NAMES),
+            }
         )
 
 

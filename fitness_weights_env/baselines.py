@@ -36,7 +36,7 @@ class RandomPolicy:
 
     def __call__(self, observation: np.ndarray, env: FitnessWeightsVectorEnv) -> np.ndarray:
         """Draw one action per trainee."""
-        return self.rng.integers(0, dynamics.N_ACTIONS, size=observation.shape[0])
+        return self.rng.integers(0, dynamics.N_ACTIONS, size=len(observation))
 
 
 class GreedyPolicy:

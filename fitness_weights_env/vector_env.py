@@ -217,13 +217,13 @@ class FitnessWeightsVectorEnv(VectorEnv):
     def max_episode_steps(self, value: int | None) -> None:
         self._max_episode_steps = check_max_episode_steps(value)
 
-    @property
-    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]
+    @property  # type: ignore[misc]  # read-only: set per trainee with set_attr, VectorEnv's is settable
+    def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]  # a tuple: one per trainee
         """Each trainee's generator, as ``SyncVectorEnv``'s (a trainee without one gets a randomly seeded one)."""
         return tuple(self._generator(i) for i in range(self.num_envs))
 
     @property
-    def np_random_seed(self) -> tuple[int, ...]:  # type: ignore[override]
+    def np_random_seed(self) -> tuple[int, ...]:  # type: ignore[override]  # a tuple: one per trainee
         """Each trainee's seed (``-1`` for a generator set with ``set_attr("np_random", ...)``)."""
         for i in range(self.num_envs):
             self._generator(i)  # creates the missing generators and their seeds
@@ -304,15 +304,14 @@ class FitnessWeightsVectorEnv(VectorEnv):
             profile = options["profile"]
             profiles: Sequence[ProfileLike | None] = [profile] * self.num_envs
         else:
-            profiles = options.get("profiles")
-            if profiles is None:
+            given = options.get("profiles")
+            if given is None:
                 return [None] * self.num_envs
-            if isinstance(profiles, (str, bytes)) or not isinstance(profiles, Sequence):
+            if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
                 raise FieldError("options['profiles']", f"must be a list of num_envs={self.num_envs} profiles")
-            if len(profiles) != self.num_envs:
-                raise FieldError(
-                    "options['profiles']", f"must have num_envs={self.num_envs} entries, got {len(profiles)}"
-                )
+            if len(given) != self.num_envs:
+                raise FieldError("options['profiles']", f"must have num_envs={self.num_envs} entries, got {len(given)}")
+            profiles = given
         coerced: dict[int, TraineeProfile] = {}  # one coercion per distinct profile object
         checked: list[TraineeProfile | None] = []
         for profile in profiles:
@@ -447,7 +446,9 @@ class FitnessWeightsVectorEnv(VectorEnv):
         if not self._all_started:
             raise gym.error.ResetNeeded("call reset() before render()")
         steps = self._elapsed_steps
-        return tuple(render_trainee(self.render_mode, self.state, i, int(steps[i])) for i in range(self.num_envs))
+        frames = tuple(render_trainee(self.render_mode, self.state, i, int(steps[i])) for i in range(self.num_envs))
+        # one render mode for every trainee: all texts ("ansi") or all images ("rgb_array")
+        return cast("tuple[str, ...] | tuple[np.ndarray, ...]", frames)
 
     # --- attributes, as SyncVectorEnv's ------------------------------------------------------------------------------
 

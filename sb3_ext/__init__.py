@@ -27,12 +27,13 @@ if TYPE_CHECKING:
     from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
     from sb3_ext.callbacks import AuxTargetCallback, MultiMetricEarlyStopping, StopTrainingOnNoMetricImprovement
     from sb3_ext.config import TrainConfig
+    from sb3_ext.gymnasium_vec_env import GymnasiumVecEnv
     from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
     from sb3_ext.ppo import PPO
     from sb3_ext.presets import PRESETS, Preset, get_preset
     from sb3_ext.recipe import make_model
     from sb3_ext.schedules import CosineSchedule
-    from sb3_ext.vec_env import FitnessWeightsVecEnv, GymnasiumVecEnv, make_vec_env
+    from sb3_ext.vec_env import FitnessWeightsVecEnv, make_vec_env
 
 _MODULES = {
     "PolicyActions": "sb3_ext.actions",
@@ -42,7 +43,7 @@ _MODULES = {
     "MultiMetricEarlyStopping": "sb3_ext.callbacks",
     "StopTrainingOnNoMetricImprovement": "sb3_ext.callbacks",
     "TrainConfig": "sb3_ext.config",
-    "GymnasiumVecEnv": "sb3_ext.vec_env",
+    "GymnasiumVecEnv": "sb3_ext.gymnasium_vec_env",
     "AttnCQQXPolicy": "sb3_ext.policies",
     "AuxPrediction": "sb3_ext.policies",
     "PPO": "sb3_ext.ppo",

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.distributions import CategoricalDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 __all__ = ["ACTION_STREAM", "PolicyActions", "action_generator"]
 
@@ -42,7 +43,7 @@ class PolicyActions:
             distribution with :func:`action_generator` of ``seeds[i]``. ``None``: the most likely action.
     """
 
-    def __init__(self, policy: BasePolicy, seeds: Sequence[int] | None = None) -> None:
+    def __init__(self, policy: ActorCriticPolicy, seeds: Sequence[int] | None = None) -> None:
         self.policy = policy
         self.generators = None if seeds is None else [action_generator(seed) for seed in seeds]
         policy.set_training_mode(False)
@@ -53,7 +54,10 @@ class PolicyActions:
         with th.no_grad():
             if self.generators is None:
                 return self.policy._predict(tensor, deterministic=True).cpu().numpy()
-            probs = self.policy.get_distribution(tensor).distribution.probs
+            distribution = self.policy.get_distribution(tensor)
+            if not isinstance(distribution, CategoricalDistribution):
+                raise TypeError(f"sampled actions need a Discrete action space, got a {type(distribution).__name__}")
+            probs = distribution.distribution.probs
         if len(self.generators) != len(observation):
             raise ValueError(f"{len(observation)} observations for {len(self.generators)} seeded trainees")
         cdf = np.cumsum(probs.double().cpu().numpy(), axis=1)

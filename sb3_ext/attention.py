@@ -36,7 +36,8 @@ subject embeddings ``u_s`` and exercise embeddings ``w_e``; ``h_s = u_s + x_s G 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, cast
 
 import torch as th
 import torch.nn.functional as F  # noqa: N812
@@ -60,6 +61,11 @@ class NetworkOutput(NamedTuple):
     log_error: th.Tensor | None
 
 
+def _fixed(index: int) -> Callable[[int], int]:
+    """The observation index ``index`` for entity 0 of a one-entity type (the profile, the metrics)."""
+    return lambda i: index
+
+
 def _entity_features() -> tuple[th.Tensor, th.Tensor]:
     """Where each entity token's features sit in the observation.
 
@@ -67,11 +73,11 @@ def _entity_features() -> tuple[th.Tensor, th.Tensor]:
     score, target flag; qualities: level; profile: age, gender, fitness level; metrics: 4), and uses
     only its type's slots. ``observation[:, index] * mask`` gives all tokens' features (B, 100, 10).
     """
-    types = [  # (number of entities, observation index of feature f of entity i)
+    types: list[tuple[int, list[Callable[[int], int]]]] = [  # (entities, observation index of feature f of entity i)
         (N_SUBJECTS, [lambda i: LAYOUT.subject_scores.start + i, lambda i: LAYOUT.targets.start + i]),
         (N_QUALITIES, [lambda i: LAYOUT.qualities.start + i]),
-        (1, [lambda i, j=j: PROFILE.start + j for j in range(PROFILE.stop - PROFILE.start)]),
-        (1, [lambda i, j=j: LAYOUT.metrics.start + j for j in range(LAYOUT.metrics.stop - LAYOUT.metrics.start)]),
+        (1, [_fixed(j) for j in range(PROFILE.start, PROFILE.stop)]),
+        (1, [_fixed(j) for j in range(LAYOUT.metrics.start, LAYOUT.metrics.stop)]),
     ]
     n_entities = sum(n for n, _ in types)
     n_slots = sum(len(features) for _, features in types)
@@ -204,6 +210,11 @@ class CQQXNetwork(nn.Module):
         mlp_ratio: Hidden width of the MLPs, as a multiple of d.
     """
 
+    feature_index: th.Tensor
+    """(100, n_features): observation index of each token's features (a buffer)."""
+    feature_mask: th.Tensor
+    """(100, n_features): 1 where a token uses the feature slot (a buffer)."""
+
     def __init__(
         self, embed_dim: int = 32, n_heads: int = 2, n_latents: int = 4, n_layers: int = 0, mlp_ratio: int = 2
     ) -> None:
@@ -216,7 +227,8 @@ class CQQXNetwork(nn.Module):
         feature_index, feature_mask = _entity_features()
         self.register_buffer("feature_index", feature_index, persistent=False)
         self.register_buffer("feature_mask", feature_mask, persistent=False)
-        self.entities = EntityEmbedding(*feature_index.shape, d)
+        n_entities, n_slots = feature_index.shape
+        self.entities = EntityEmbedding(n_entities, n_slots, d)
         # 1. latents read the entities
         self.latents = nn.Parameter(th.randn(n_latents, d) * 0.02)
         self.read_query = nn.Linear(d, d)
@@ -247,7 +259,7 @@ class CQQXNetwork(nn.Module):
             nn.init.orthogonal_(head.keys.weight, gain=head.gain)
             if head.context_key is not None:
                 nn.init.orthogonal_(head.context_key.weight, gain=head.gain)
-        nn.init.orthogonal_(self.critic[-1].weight, gain=1.0)
+        nn.init.orthogonal_(cast(nn.Linear, self.critic[-1]).weight, gain=1.0)  # the value layer (built above)
 
     def read(self, features: th.Tensor) -> th.Tensor:
         """The latents' multi-head attention over the entity tokens: (B, n_latents, d) before ``read_out``.

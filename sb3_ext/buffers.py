@@ -78,7 +78,9 @@ class AuxRolloutBuffer(RolloutBuffer):
             self.qx_targets = self.swap_and_flatten(self.qx_targets)
         yield from super().get(batch_size)
 
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> AuxRolloutBufferSamples:
+    def _get_samples(  # type: ignore[override]  # SB3's samples plus the targets, as SB3's DictRolloutBuffer
+        self, batch_inds: np.ndarray, env: VecNormalize | None = None
+    ) -> AuxRolloutBufferSamples:
         samples = super()._get_samples(batch_inds, env)
         return AuxRolloutBufferSamples(
             *samples, self.to_torch(self.cq_targets[batch_inds]), self.to_torch(self.qx_targets[batch_inds])

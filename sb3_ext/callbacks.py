@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
+from sb3_ext.buffers import AuxRolloutBuffer
+
 __all__ = ["AuxTargetCallback", "MultiMetricEarlyStopping", "StopTrainingOnNoMetricImprovement"]
 
 
@@ -38,16 +40,25 @@ class AuxTargetCallback(BaseCallback):
     def _on_rollout_start(self) -> None:
         self._episode_start = np.zeros(self.model.n_envs, dtype=np.int64)
 
+    def _buffer(self) -> AuxRolloutBuffer:
+        buffer = getattr(self.model, "rollout_buffer", None)
+        if not isinstance(buffer, AuxRolloutBuffer):
+            raise TypeError(
+                f"AuxTargetCallback fills an AuxRolloutBuffer; the model's buffer is a {type(buffer).__name__}"
+            )
+        return buffer
+
     def _on_step(self) -> bool:
-        buffer = self.model.rollout_buffer
-        for env in np.flatnonzero(self.locals["dones"]):
+        buffer = self._buffer()
+        for done in np.flatnonzero(self.locals["dones"]):
+            env = int(done)
             cq, qx = _episode_matrices(self.locals["infos"][env], env)
             buffer.fill_targets(env, int(self._episode_start[env]), buffer.pos + 1, cq, qx)
             self._episode_start[env] = buffer.pos + 1
         return True
 
     def _on_rollout_end(self) -> None:
-        buffer = self.model.rollout_buffer
+        buffer = self._buffer()
         infos = self.locals["infos"]
         current: tuple[np.ndarray, np.ndarray] | None = None
         for env, start in enumerate(self._episode_start):

@@ -20,7 +20,7 @@ import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from copy import deepcopy
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -37,6 +37,13 @@ __all__ = ["GymnasiumVecEnv"]
 
 _ARRAY_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 _FINAL_KEYS = frozenset({"final_obs", "final_info"})
+
+_BatchedActions = np.ndarray | dict[str, Any] | tuple[Any, ...]
+"""A vector env's batched actions: an array, or a dict or tuple of them for ``Dict`` and ``Tuple`` action spaces."""
+
+# A vector env's batched observations (the spaces of _check_observation_space): an array, or a dict of arrays;
+# two batches of one vector env are of the same kind.
+_Obs = TypeVar("_Obs", np.ndarray, dict[str, np.ndarray])
 
 
 class GymnasiumVecEnv(VecEnv):
@@ -137,7 +144,7 @@ class GymnasiumVecEnv(VecEnv):
             )
         # Gymnasium's sync/async envs return their internal buffer when created with copy=False
         self._copy_obs = getattr(vector_env.unwrapped, "copy", True) is False
-        self._actions: np.ndarray | None = None
+        self._actions: _BatchedActions | list[Any] | None = None
         self._has_reset = False  # partial resets (per-env options) need a full reset before them
         self._sub_envs = _sub_envs(vector_env)  # before super().__init__, which reads the render modes
         super().__init__(vector_env.num_envs, observation_space, vector_env.single_action_space)
@@ -153,14 +160,14 @@ class GymnasiumVecEnv(VecEnv):
         seed = self._vector_seed()
         groups = self._reset_groups(self._options)
         if len(groups) == 1 and groups[0][0] is None:
-            obs, info = self.vector_env.reset(seed=seed, options=groups[0][1])
+            obs, info = self._vector_reset(seed, groups[0][1])
             self.reset_infos = _unbatch_info(info, None, self.num_envs)
         else:
             reset_infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
             obs = None
             for mask, options in groups:
                 assert mask is not None
-                group_obs, info = self.vector_env.reset(seed=seed, options={**(options or {}), "reset_mask": mask})
+                group_obs, info = self._vector_reset(seed, {**(options or {}), "reset_mask": mask})
                 group = np.flatnonzero(mask)
                 for i, info_i in zip(group, _unbatch_info(info, group, self.num_envs), strict=True):
                     reset_infos[i] = info_i
@@ -174,7 +181,7 @@ class GymnasiumVecEnv(VecEnv):
         self._reset_options()
         return deepcopy(obs) if self._copy_obs else obs
 
-    def step_async(self, actions: np.ndarray | list[Any]) -> None:
+    def step_async(self, actions: _BatchedActions | list[Any]) -> None:
         """Store the actions (one per sub-env) for :meth:`step_wait`.
 
         Args:
@@ -197,7 +204,8 @@ class GymnasiumVecEnv(VecEnv):
             if len(actions) != self.num_envs:
                 raise ValueError(f"actions: a list must hold num_envs={self.num_envs} actions, got {len(actions)}")
             space = self.vector_env.single_action_space
-            actions = concatenate(space, actions, create_empty_array(space, self.num_envs))
+            out = create_empty_array(space, self.num_envs)  # None for a custom space, whose concatenate takes None
+            actions = concatenate(space, actions, out)  # type: ignore[arg-type]  # Gymnasium's hint omits out=None
         self._actions = actions
 
     def step_wait(self) -> VecEnvStepReturn:
@@ -233,9 +241,7 @@ class GymnasiumVecEnv(VecEnv):
             final_info["terminal_observation"] = final_obs[i]
             infos[i] = final_info
 
-    def _reset_finished(
-        self, obs: VecEnvObs, dones: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]]
-    ) -> VecEnvObs:
+    def _reset_finished(self, obs: _Obs, dones: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]]) -> _Obs:
         for i in done:
             infos[i]["terminal_observation"] = _obs_row(obs, i)
         reset_obs, reset_info = self.vector_env.reset(options={"reset_mask": dones.copy()})
@@ -248,6 +254,13 @@ class GymnasiumVecEnv(VecEnv):
             self.reset_infos[i] = reset_info_i
         _set_rows(obs, dones, reset_obs)
         return obs
+
+    def _vector_reset(
+        self, seed: int | list[int | None] | None, options: dict[str, Any] | None
+    ) -> tuple[Any, dict[str, Any]]:
+        """``vector_env.reset(seed=seed, options=options)``; a list of seeds gives each sub-env its own."""
+        # VectorEnv.reset is typed seed: int | None, but Sync/AsyncVectorEnv and batched ones take a list too
+        return self.vector_env.reset(seed=seed, options=options)  # type: ignore[arg-type]  # a seed list, see above
 
     def _vector_seed(self) -> int | list[int | None] | None:
         """SB3's per-env seeds as one ``reset(seed=...)`` argument: ``s`` for ``[s, s + 1, ...]``, else the list."""
@@ -341,7 +354,7 @@ class GymnasiumVecEnv(VecEnv):
         frames = self.vector_env.render()
         if frames is None or len(frames) != self.num_envs:
             raise RuntimeError(f"{type(self.vector_env).__name__}.render() did not return one frame per sub-env")
-        return list(frames)
+        return cast("list[np.ndarray]", list(frames))  # render_mode "rgb_array": one image array per sub-env
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         """The attribute of each sub-env named by ``indices`` (see the class docstring).
@@ -692,7 +705,7 @@ def _check_observation_space(space: spaces.Space) -> None:
 
 
 def _unbatch_info(
-    info: dict[str, Any], indices: Sequence[int] | None, num_envs: int, skip: Iterable[str] = ()
+    info: dict[str, Any], indices: Sequence[int] | np.ndarray | None, num_envs: int, skip: Iterable[str] = ()
 ) -> list[dict[str, Any]]:
     """Split Gymnasium's vector info (arrays with ``_key`` masks) into one dict per sub-env.
 
@@ -730,7 +743,7 @@ def _obs_row(obs: VecEnvObs, i: int) -> Any:
     return obs[i].copy()
 
 
-def _set_rows(obs: VecEnvObs, mask: np.ndarray, source: VecEnvObs) -> None:
+def _set_rows(obs: _Obs, mask: np.ndarray, source: _Obs) -> None:
     if isinstance(obs, dict):
         for key, value in obs.items():
             value[mask] = source[key][mask]
@@ -738,7 +751,7 @@ def _set_rows(obs: VecEnvObs, mask: np.ndarray, source: VecEnvObs) -> None:
         obs[mask] = source[mask]
 
 
-def _rows_equal(a: VecEnvObs, b: VecEnvObs, mask: np.ndarray) -> bool:
+def _rows_equal(a: _Obs, b: _Obs, mask: np.ndarray) -> bool:
     if isinstance(a, dict):
         return all(_rows_equal(a[key], b[key], mask) for key in a)
     return np.array_equal(a[mask], b[mask], equal_nan=bool(np.issubdtype(a.dtype, np.inexact)))

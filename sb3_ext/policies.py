@@ -104,8 +104,9 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         initial = lr_schedule(1)
         for group in groups:
             group["lr"] = initial * group["lr_multiplier"]
-        # call-arg: torch's Optimizer base class takes no lr, every optimizer class does (SB3 ignores it alike)
-        self.optimizer = self.optimizer_class(groups, lr=initial, **self.optimizer_kwargs)  # type: ignore[call-arg]
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]  # Optimizer's base takes no lr, as in SB3
+            groups, lr=initial, **self.optimizer_kwargs
+        )
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -152,9 +153,7 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         """Map the predicted log squared error to a confidence in [0, 1]: ``1 / (1 + error / scale)``."""
         return th.sigmoid(np.log(self.confidence_scale) - log_error)
 
-    def predict_weights(
-        self, observation: np.ndarray | th.Tensor
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
+    def predict_weights(self, observation: np.ndarray | th.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
         """Predict the optimized CQ and QX matrices, and a confidence, in one forward pass.
 
         Args:

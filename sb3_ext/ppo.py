@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, cast
 
 import numpy as np
 import torch as th
@@ -13,18 +13,26 @@ from gymnasium import spaces
 from stable_baselines3 import PPO as SB3PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
-from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 
 from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
 from sb3_ext.callbacks import AuxTargetCallback
-from sb3_ext.policies import AttnCQQXPolicy
+from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
 
 __all__ = ["PPO"]
 
 ValueLoss = Literal["auto", "huber", "mse"]
 AmpMode = Literal["auto", "bf16", "fp16", "off"]
+
+
+class _AuxHeadsPolicy(Protocol):
+    """A policy with ``aux_heads = True`` (:class:`~sb3_ext.policies.AttnCQQXPolicy`)."""
+
+    def evaluate_actions_with_aux(
+        self, obs: PyTorchObs, actions: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor, AuxPrediction]: ...
 
 
 class PPO(SB3PPO):
@@ -72,7 +80,7 @@ class PPO(SB3PPO):
 
     def __init__(
         self,
-        policy: str | type[BasePolicy],
+        policy: str | type[ActorCriticPolicy],
         env: GymEnv | str,
         learning_rate: float | Schedule = 3e-4,
         n_steps: int = 2048,
@@ -208,8 +216,10 @@ class PPO(SB3PPO):
         if isinstance(self.action_space, spaces.Discrete):
             actions = rollout_data.actions.long().flatten()
         aux = None
-        if isinstance(rollout_data, AuxRolloutBufferSamples):
-            values, log_prob, entropy, aux = self.policy.evaluate_actions_with_aux(rollout_data.observations, actions)
+        entropy: th.Tensor | None
+        if isinstance(rollout_data, AuxRolloutBufferSamples):  # only with aux heads: else no targets, get() refuses
+            policy = cast(_AuxHeadsPolicy, self.policy)
+            values, log_prob, entropy, aux = policy.evaluate_actions_with_aux(rollout_data.observations, actions)
         else:
             values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
         values = values.flatten()
@@ -274,6 +284,7 @@ class PPO(SB3PPO):
         """Update the policy on the rollout buffer (``n_epochs`` passes of minibatches)."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
+        # the ignores: SB3 types clip_range(_vf) "float | Schedule"; _setup_model made them FloatSchedules (as SB3's)
         clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
         clip_range_vf = None
         if self.clip_range_vf is not None:

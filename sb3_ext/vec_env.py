@@ -203,11 +203,10 @@ def _make_batched(
     if unknown:
         raise ValueError(f"monitor_kwargs {unknown}: VecMonitor (vectorization='batched') takes only info_keywords")
     env_kwargs = env_kwargs or {}
-    make_vec_kwargs = {"num_envs": n_envs, "vectorization_mode": "vector_entry_point"}
     try:
-        vector_env = gym.make_vec(env_id, **make_vec_kwargs, **{"render_mode": "rgb_array", **env_kwargs})
+        vector_env = _make_vector_env(env_id, n_envs, {"render_mode": "rgb_array", **env_kwargs})
     except TypeError:
-        vector_env = gym.make_vec(env_id, **make_vec_kwargs, **env_kwargs)
+        vector_env = _make_vector_env(env_id, n_envs, env_kwargs)
     adapter_cls = FitnessWeightsVecEnv if isinstance(vector_env.unwrapped, FitnessWeightsVectorEnv) else GymnasiumVecEnv
     vec_env_kwargs = vec_env_kwargs or {}
     try:
@@ -227,6 +226,11 @@ def _make_batched(
         vec_env.action_space.seed(seed + start_index)
     vec_env.seed(seed)
     return vec_env
+
+
+def _make_vector_env(env_id: str, n_envs: int, env_kwargs: dict[str, Any]) -> VectorEnv:
+    """``gym.make_vec`` from the id's vector entry point; ``env_kwargs`` go to the vector env's constructor."""
+    return gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="vector_entry_point", **env_kwargs)
 
 
 def _is_fitness_weights(env_id: str) -> bool:

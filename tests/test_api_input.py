@@ -17,9 +17,9 @@ from conftest import InProcessApi
 from pydantic import ValidationError
 
 from fitness_weights_api import ModelRegistry
-from fitness_weights_api.schemas import OptimizeRequest, RequestFieldError, TrainRequest, validation_details
+from fitness_weights_api.schemas import OptimizeRequest, TrainRequest, validation_details
 from fitness_weights_api.settings import ServiceSettings
-from fitness_weights_env import CATALOG, METRIC_NAMES, sample_profile
+from fitness_weights_env import CATALOG, METRIC_NAMES, FieldError, sample_profile
 
 MARKER = "ZQXmarker"
 NUMBER_MARKER = "98765"  # in the digits of every odd number sent; none may come back in a 422
@@ -443,11 +443,13 @@ def test_train_bodies_with_markers_do_not_echo(client):
 
 
 def test_python_users_still_see_their_own_input():
-    """``str(RequestFieldError)`` (the CLI's message) may quote what was typed; its ``message`` (the API's) does not."""
+    """``str(FieldError)`` (the CLI's message) may quote what was typed; its ``reason`` (the API's) does not."""
     profile = sample_profile(np.random.default_rng(3))
     request = OptimizeRequest.from_profile(profile, "cli", target_subjects=["3000m runn"])
-    with pytest.raises(RequestFieldError) as raised:
+    with pytest.raises(FieldError) as raised:
         request.to_profile()
-    assert str(raised.value).startswith("target_subjects: unknown subject '3000m runn'; did you mean '3000 m run'")
-    assert raised.value.message.startswith("item 0 is an unknown subject; did you mean '3000 m run'")
-    assert "3000m runn" not in raised.value.message
+    assert raised.value.field == "target_subjects"
+    assert raised.value.reason.startswith("item 0 is an unknown subject; did you mean '3000 m run'")
+    assert "3000m runn" not in raised.value.reason
+    assert str(raised.value).startswith(f"target_subjects: {raised.value.reason}")
+    assert str(raised.value).endswith("(got '3000m runn')")

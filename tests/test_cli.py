@@ -10,9 +10,9 @@ import pytest
 
 from fitness_weights_api import ModelRegistry
 from fitness_weights_api.cli import build_parser, main
-from fitness_weights_api.schemas import OptimizeRequest, OptimizeResponse, PredictResponse
+from fitness_weights_api.schemas import OptimizeRequest, OptimizeResponse, PredictRequest, PredictResponse
 from fitness_weights_api.settings import ServiceSettings
-from fitness_weights_api.weights import optimize_weights
+from fitness_weights_api.weights import optimize_weights, predict_weights
 from fitness_weights_env import CATALOG, sample_profile
 from sb3_ext import PPO
 
@@ -34,7 +34,7 @@ HELP_NAMES = {  # each subcommand's help names its own options
     "train": ["--timesteps", "--policy", "--preset", "--activate", "--detach"],
     "evaluate": ["model", "--trainees", "--out"],
     "optimize": ["--profile", "--target", "--steps", "--deterministic", "--json"],
-    "predict": ["--profile", "--qualities", "--json"],
+    "predict": ["--profile", "--qualities", "--seed", "--json"],
     "models": ["list", "activate", "register"],
     "tokens": ["create", "list", "revoke"],
     "serve": ["--host", "--port", "--workers"],
@@ -64,6 +64,11 @@ def test_models_register_list_and_activate(home, tiny_models, capsys):
     assert "v2" in capsys.readouterr().out
     assert run(home, "models", "activate", "v7") == 2
     assert "unknown version 'v7'" in capsys.readouterr().err
+    assert run(home, "models", "activate", "../v2") == 2  # a FieldError of the registry's argument check
+    assert "error: version: must be a version id such as 'v1'" in capsys.readouterr().err
+    assert run(home, "models", "register", str(home / "missing.zip")) == 2
+    assert "error: model_file: does not exist" in capsys.readouterr().err
+    assert ModelRegistry(ServiceSettings(home=home).registry_root).active().version == "v2"
 
 
 def test_predict_prints_tables_and_the_apis_json(home, tiny_models, capsys):
@@ -75,6 +80,25 @@ def test_predict_prints_tables_and_the_apis_json(home, tiny_models, capsys):
     answer = PredictResponse.model_validate_json(capsys.readouterr().out)
     assert answer.model_version == "v1" and answer.user_id == "cli"
     assert len(answer.cq_matrix) == CATALOG.n_subjects and 0.0 <= answer.prediction_confidence <= 1.0
+
+
+def test_predict_with_a_seed_matches_the_library(home, tiny_models, tmp_path, capsys):
+    """`predict --seed` starts from the env's reset observation for that seed, as the library and the API do."""
+    trainee = sample_profile(np.random.default_rng(5))
+    body = PredictRequest.from_profile(trainee, "file-user").model_dump(mode="json", exclude_unset=True)
+    profile = tmp_path / "trainee.json"
+    profile.write_text(json.dumps(body))
+    model = PPO.load(tiny_models["attn0"], device="cpu")
+    answers = {}
+    for seed in (0, 4):
+        assert run(home, "predict", "--profile", str(profile), "--seed", str(seed), "--json") == 0
+        answers[seed] = PredictResponse.model_validate_json(capsys.readouterr().out)
+        np.testing.assert_array_equal(
+            np.asarray(answers[seed].cq_matrix), predict_weights(model, trainee, seed=seed).cq
+        )
+    assert answers[0].cq_matrix != answers[4].cq_matrix
+    assert run(home, "predict", "--profile", str(profile), "--json") == 0  # seed 0 by default
+    assert PredictResponse.model_validate_json(capsys.readouterr().out).cq_matrix == answers[0].cq_matrix
 
 
 def test_optimize_from_a_profile_file_matches_the_library(home, tiny_models, tmp_path, capsys):
@@ -94,7 +118,10 @@ def test_optimize_from_a_profile_file_matches_the_library(home, tiny_models, tmp
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([*FLAGS, "--target", "3000m runn"], "target_subjects: unknown subject '3000m runn'; did you mean"),
+        (
+            [*FLAGS, "--target", "3000m runn"],
+            "target_subjects: item 0 is an unknown subject; did you mean '3000 m run'",
+        ),
         ([*FLAGS], "target_subjects: Field required"),
         (["--gender", "male", "--target", "3000 m run"], "age: Field required"),
         ([*FLAGS, "--target", "3000 m run", "--steps", "5000"], "optimization_steps: Input should be less than"),
@@ -105,6 +132,13 @@ def test_optimize_from_a_profile_file_matches_the_library(home, tiny_models, tmp
 def test_bad_input_exits_2_naming_the_field(home, args, message, capsys):
     assert run(home, "optimize", *args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_misspelt_target_is_quoted_back_to_the_command_line_user(home, capsys):
+    """The CLI prints str(FieldError): the reason, then what was typed (the API answers the reason alone)."""
+    assert run(home, "predict", *FLAGS, "--target", "3000 m run", "--target", "pul ups") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: target_subjects: item 1 is an unknown subject") and err.endswith("(got 'pul ups')\n")
 
 
 def test_without_an_active_model_optimize_says_so(tmp_path, capsys):

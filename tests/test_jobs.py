@@ -19,12 +19,12 @@ import pytest
 from conftest import InProcessApi
 
 import fitness_weights_env  # noqa: F401  (registers FitnessWeights-v0)
-from fitness_weights_api import JobError, JobManager, ModelRegistry, TrainConfig, UnknownJobError
-from fitness_weights_api.jobs import FINAL_STATES, ConfigError, public_error, redact_paths
+from fitness_weights_api import JobConfig, JobError, JobManager, ModelRegistry, UnknownJobError
+from fitness_weights_api.job_store import FINAL_STATES, public_error, redact_paths
 from fitness_weights_api.schemas import OptimizeRequest
 from fitness_weights_api.service import WeightService
 from fitness_weights_api.settings import ServiceSettings
-from fitness_weights_env import sample_profile
+from fitness_weights_env import FieldError, sample_profile
 from sb3_ext import PPO
 
 TIMEOUT_S = 120  # generous: the machine is busy
@@ -34,8 +34,8 @@ TINY = {"n_envs": 8, "eval_trainees": 4, "device": "cpu", "policy_kwargs": SMALL
 LONG = 200_000  # timesteps of a job that is still running when the test stops it
 
 
-def tiny(timesteps: int = 1024, **overrides) -> TrainConfig:
-    return TrainConfig(timesteps=timesteps, **{**TINY, **overrides})
+def tiny(timesteps: int = 1024, **overrides) -> JobConfig:
+    return JobConfig(timesteps=timesteps, **{**TINY, **overrides})
 
 
 def make_manager(root: Path, registry: ModelRegistry, **kwargs) -> JobManager:
@@ -326,7 +326,7 @@ def test_a_job_over_its_memory_limit_fails_cleanly_keeps_its_checkpoint_and_regi
     # imports: about 160 MiB up to the first rollout's end (the checkpoint), about 880 MiB once it trains.
     limit_mb = imports_mb + 450
     manager = make_manager(tmp_path / "jobs", registry, memory_mb=limit_mb, checkpoint_rollouts=10)
-    job = manager.submit(TrainConfig(timesteps=LONG, preset="gpu", n_envs=128, eval_trainees=4, device="cpu"))
+    job = manager.submit(JobConfig(timesteps=LONG, preset="gpu", n_envs=128, eval_trainees=4, device="cpu"))
     job = manager.wait(job.job_id, TIMEOUT_S, poll_s=0.1)
     assert job.state == "failed"
     assert job.error == (
@@ -404,7 +404,8 @@ def test_absolute_paths_are_cut_to_their_last_component(message, public):
 
 
 def test_the_job_process_imports_no_torch_before_its_memory_limit():
-    code = "import sys, fitness_weights_api.train_job; print(sorted({'torch', 'numpy', 'sb3_ext'} & set(sys.modules)))"
+    # sb3_ext loads its torch modules on first use (PEP 562): the job's config (sb3_ext.config) imports no torch
+    code = "import sys, fitness_weights_api.train_job; print(sorted({'torch', 'stable_baselines3'} & set(sys.modules)))"
     assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "[]"
 
 
@@ -433,68 +434,71 @@ def test_the_job_process_imports_no_torch_before_its_memory_limit():
     ],
 )
 def test_bad_configs_name_the_field(changes, field):
-    with pytest.raises(ValueError, match=rf"^{field} "):
-        TrainConfig(**{"timesteps": 1024, **changes})
-    with pytest.raises(ValueError, match=rf"^{field} "):
-        TrainConfig.from_dict({"timesteps": 1024, **changes})
+    for build in (JobConfig, JobConfig.from_dict):
+        with pytest.raises(FieldError, match=rf"^{field}: ") as raised:
+            if build is JobConfig:
+                JobConfig(**{"timesteps": 1024, **changes})
+            else:
+                JobConfig.from_dict({"timesteps": 1024, **changes})
+        assert raised.value.field == field and isinstance(raised.value, ValueError)
 
 
 def test_config_round_trips_through_json_and_rejects_unknown_keys():
     config = tiny(4096, seed=7, learning_rate=1e-3, activate=True, preset="sb3", policy="MlpPolicy")
     data = json.loads(json.dumps(config.to_dict()))
-    assert TrainConfig.from_dict(data) == config
-    assert TrainConfig.from_dict({"timesteps": 5}) == TrainConfig(5)
-    with pytest.raises(ValueError, match="unknown key 'timestep'"):
-        TrainConfig.from_dict({"timesteps": 5, "timestep": 5})
-    with pytest.raises(ValueError, match=r"^timesteps is required"):
-        TrainConfig.from_dict({"seed": 1})
-    with pytest.raises(ValueError, match="must be a JSON object"):
-        TrainConfig.from_dict([("timesteps", 5)])
+    assert JobConfig.from_dict(data) == config
+    assert JobConfig.from_dict({"timesteps": 5}) == JobConfig(5)
+    with pytest.raises(FieldError, match=r"^timestep: unknown key in the training config; known keys: timesteps, "):
+        JobConfig.from_dict({"timesteps": 5, "timestep": 5})
+    with pytest.raises(FieldError, match=r"^timesteps: is required"):
+        JobConfig.from_dict({"seed": 1})
+    with pytest.raises(FieldError, match=r"^config: .*must be a JSON object"):
+        JobConfig.from_dict([("timesteps", 5)])
     kwargs = {"net_arch": [8]}
-    config = TrainConfig(5, policy_kwargs=kwargs)
+    config = JobConfig(5, policy_kwargs=kwargs)
     kwargs["net_arch"].append(9)
     assert config.policy_kwargs == {"net_arch": [8]}  # a copy
 
 
 def test_manager_refuses_bad_submissions_and_job_ids(manager):
-    with pytest.raises(ValueError, match=r"^timesteps must be at most 2000000"):
+    with pytest.raises(FieldError, match=r"^timesteps: must be at most 2000000 \(max_timesteps\)"):
         manager.submit(tiny(2_000_001))
-    with pytest.raises(ValueError, match="unknown key 'epochs'"):
+    with pytest.raises(FieldError, match=r"^epochs: unknown key"):
         manager.submit({"timesteps": 10, "epochs": 3})
-    with pytest.raises(ValueError, match=r"^timesteps "):
+    with pytest.raises(FieldError, match=r"^timesteps: "):
         manager.submit({"timesteps": -5})
     assert manager.list() == []  # nothing was queued
     for bad in ("../../etc/passwd", "", "A" * 32, uuid.uuid4().hex + "0", 42, None):
         for method in (manager.get, manager.cancel, manager.job_dir):
-            with pytest.raises(ValueError, match=r"^job_id must be a job id"):
+            with pytest.raises(FieldError, match=r"^job_id: must be a job id"):
                 method(bad)
     unknown = uuid.uuid4().hex
     for method in (manager.get, manager.cancel):
         with pytest.raises(UnknownJobError, match=f"unknown job '{unknown}'") as raised:
             method(unknown)
         assert isinstance(raised.value, KeyError)
-    with pytest.raises(ValueError, match=r"^limit "):
+    with pytest.raises(FieldError, match=r"^limit: "):
         manager.list(limit=0)
-    with pytest.raises(ValueError, match=r"^state "):
+    with pytest.raises(FieldError, match=r"^state: "):
         manager.list(state="done")
 
 
 def test_manager_refuses_configs_above_its_resource_bounds(tmp_path, registry):
     manager = make_manager(tmp_path / "jobs", registry, max_n_envs=32, max_eval_trainees=100)
-    refused = [
-        ({"n_envs": 33}, "n_envs", "n_envs must be at most 32 (max_n_envs), got 33"),
-        ({"n_envs": None}, "preset", "preset too large: the cpu preset steps 64 envs, above max_n_envs 32; set n_envs"),
-        ({"eval_trainees": 101}, "eval_trainees", "eval_trainees must be at most 100 (max_eval_trainees), got 101"),
+    refused = [  # (what changes, the field, its reason: what the API answers, without the value)
+        ({"n_envs": 33}, "n_envs", "must be at most 32 (max_n_envs)"),
+        ({"n_envs": None}, "preset", "too large: the cpu preset steps 64 envs, above max_n_envs 32; set n_envs"),
+        ({"eval_trainees": 101}, "eval_trainees", "must be at most 100 (max_eval_trainees)"),
     ]
-    for changes, field, message in refused:
-        with pytest.raises(ConfigError, match=rf"^{re.escape(message)}") as raised:
+    for changes, field, reason in refused:
+        with pytest.raises(FieldError, match=rf"^{field}: {re.escape(reason)}") as raised:
             manager.submit({**TINY, "timesteps": 1, **changes})
-        assert raised.value.field == field
+        assert raised.value.field == field and raised.value.reason.startswith(reason)
     default = make_manager(tmp_path / "jobs", registry)  # 1024 envs and 1000 trainees
-    with pytest.raises(ConfigError, match=r"^n_envs must be at most 1024 \(max_n_envs\), got 16384") as raised:
+    with pytest.raises(FieldError, match=r"^n_envs: must be at most 1024 \(max_n_envs\) \(got 16384\)") as raised:
         default.submit({"timesteps": 1, "n_envs": 16_384, "eval_trainees": 10_000})  # the security review's config
-    assert raised.value.field == "n_envs"
-    with pytest.raises(ConfigError, match=r"^eval_trainees must be at most 1000 ") as raised:
+    assert raised.value.field == "n_envs" and "16384" not in raised.value.reason
+    with pytest.raises(FieldError, match=r"^eval_trainees: must be at most 1000 ") as raised:
         default.submit({"timesteps": 1, "n_envs": 1024, "eval_trainees": 10_000})
     assert manager.list() == []  # nothing was queued
 
@@ -512,7 +516,7 @@ def test_settings_wire_the_job_limits(tmp_path, registry):
     assert (defaults.checkpoint_seconds, defaults.checkpoint_rollouts) == (60.0, 10)
     unlimited = ServiceSettings.from_env({"FITNESS_WEIGHTS_JOB_MEMORY_MB": "0", "FITNESS_WEIGHTS_HOME": str(tmp_path)})
     assert unlimited.open_jobs(registry).memory_mb is None  # 0: no limit (GPU jobs reserve much address space)
-    with pytest.raises(ValueError, match=r"^FITNESS_WEIGHTS_JOB_MEMORY_MB: job_memory_mb must be 0 .* at least 256"):
+    with pytest.raises(FieldError, match=r"^FITNESS_WEIGHTS_JOB_MEMORY_MB: job_memory_mb must be 0 .* at least 256"):
         ServiceSettings.from_env({"FITNESS_WEIGHTS_JOB_MEMORY_MB": "100"})
 
 
@@ -521,16 +525,16 @@ def test_manager_arguments_and_databases_are_checked(tmp_path, registry):
     bad += [("max_n_envs", 0), ("max_eval_trainees", 1.5), ("memory_mb", 255), ("memory_mb", "8192")]
     bad += [("checkpoint_seconds", 0), ("checkpoint_rollouts", 0)]
     for name, value in bad:
-        with pytest.raises(ValueError, match=rf"^{name} "):
+        with pytest.raises(FieldError, match=rf"^{name}: "):
             JobManager(tmp_path / "jobs", registry, **{name: value})
-    with pytest.raises(ValueError, match=r"^database_url .* is the registry's database"):
+    with pytest.raises(FieldError, match=r"^database_url: is the registry's database"):
         JobManager(tmp_path / "jobs", registry, database_url=registry.database_url)
     other = tmp_path / "other.sqlite"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE notes (text TEXT)")
     with pytest.raises(JobError, match="is not a job database"):
         JobManager(tmp_path / "jobs", registry, database_url=f"sqlite:///{other}")
-    with pytest.raises(ValueError, match=r"^database_url "):
+    with pytest.raises(FieldError, match=r"^database_url: "):
         JobManager(tmp_path / "jobs", registry, database_url="postgresql://db/jobs")
 
 

@@ -31,6 +31,7 @@ from fitness_weights_api.model_format import (
 from fitness_weights_api.registry import ModelRefusedError, RegistryError
 from fitness_weights_api.weights import optimize_weights, predict_weights
 from fitness_weights_env import sample_profile
+from fitness_weights_env.errors import FieldError
 from sb3_ext import PPO
 
 
@@ -279,9 +280,10 @@ def test_the_converted_policy_answers_as_sb3_loads_it(tiny_models, trainee):
 def test_a_manifest_the_registry_does_not_know_is_refused(tiny_models, change, field):
     model = convert_sb3_archive(tiny_models["mlp"].read_bytes(), max_bytes=1 << 26)
     data = SafeModel(change(model.manifest), model.tensors).to_bytes()
-    with pytest.raises(ModelFormatError, match=f"^{field}: ") as raised:
+    with pytest.raises(ModelFormatError, match=rf"^{field}: ") as raised:
         read_model(data, 1 << 26)
-    assert raised.value.field == field
+    assert raised.value.field == field and isinstance(raised.value, FieldError)
+    assert str(raised.value) == f"{field}: {raised.value.reason}"
 
 
 @pytest.mark.parametrize("data", [b"", b"\x00" * 8, b"\xff" * 64, b"PK\x03\x04 not a zip", b"{}"])
@@ -292,10 +294,13 @@ def test_bytes_that_are_no_model_are_refused(data):
         convert_sb3_archive(data, max_bytes=1 << 20)
 
 
-def test_a_registry_error_is_raised_for_a_file_that_cannot_be_read(registry, tmp_path):
+def test_a_file_that_cannot_be_read_is_a_field_error_naming_model_file(registry, tmp_path):
     (tmp_path / "dir.zip").mkdir()
-    with pytest.raises(RegistryError, match="not a regular file"):
+    with pytest.raises(FieldError, match=r"^model_file: is not a regular file \(got '.*dir\.zip'\)") as raised:
         registry.register(tmp_path / "dir.zip", training_config={})
+    assert (raised.value.field, raised.value.reason) == ("model_file", "is not a regular file")
+    assert not isinstance(raised.value, RegistryError)
+    assert registry.versions() == []
 
 
 def test_the_dry_run_works_under_a_lower_inherited_memory_limit(tmp_path, tiny_models):

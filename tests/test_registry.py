@@ -25,6 +25,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from fitness_weights_api import ModelRegistry, RegistryError, UnknownVersionError
 from fitness_weights_api import registry as registry_module
 from fitness_weights_api.model_format import SafeModel, env_spaces, make_manifest, read_model
+from fitness_weights_api.registry import ModelRefusedError
+from fitness_weights_env.errors import FieldError
 
 SPAWN = multiprocessing.get_context("spawn")
 JOIN_TIMEOUT_S = 60
@@ -152,7 +154,8 @@ def _crash_while_registering(root: str, source: str, point: str) -> None:
     if point == "before_rename":
         os.replace = _die  # the registry renames with os.replace while it holds the write lock
     else:
-        registry_module._fsync_dir = _die  # called after the rename, before the commit
+        assert callable(registry_module.fsync_dir)  # a patch of a name the registry does not call would not crash
+        registry_module.fsync_dir = _die  # called after the rename, before the commit
     ModelRegistry(root).register(source, training_config={"crashed": True}, activate=True)
 
 
@@ -248,8 +251,9 @@ def test_activation_keeps_exactly_one_active_and_counts_changes(registry, models
 
     with pytest.raises(UnknownVersionError, match="'v4'; known versions: v1, v2, v3"):
         registry.activate("v4")
-    with pytest.raises(RegistryError, match="version"):
+    with pytest.raises(FieldError, match=r"^version: ") as raised:
         registry.activate("../v2")
+    assert raised.value.field == "version"
     assert registry.active_token() == ("v1", 3)
 
     fourth = registry.register(models[0], training_config={}, activate=True)
@@ -432,37 +436,102 @@ class Unserializable:
 
 
 @pytest.mark.parametrize(
-    ("make_source", "kwargs", "field"),
+    ("make_source", "kwargs", "error", "field", "message"),
     [
-        (lambda d: d / "missing.zip", {}, "model_file .*does not exist"),
-        (lambda d: d, {}, "model_file .*not a regular file"),
-        (lambda d: write_text(d / "notes.txt"), {}, "model_file .*not a readable zip"),
-        (lambda d: sb3_like_zip(d / "empty.zip", ()), {}, "model_file .*not a Stable-Baselines3 model"),
-        (lambda d: sb3_like_zip(d / "nopth.zip", ("data",)), {}, r"model_file .*lacks the entries \['policy.pth'\]"),
-        (lambda d: sb3_like_zip(d / "nodata.zip", ("policy.pth",)), {}, r"model_file .*lacks the entries \['data'\]"),
-        (lambda d: sb3_like_zip(d / "junk.zip", ("data", "policy.pth")), {}, "model_file .*policy.pth: refused by"),
-        (lambda d: d / "model0.safetensors", {"training_config": [1]}, "training_config must be a dict"),
+        (lambda d: d / "missing.zip", {}, FieldError, "model_file", "^model_file: does not exist .*missing.zip"),
+        (lambda d: d, {}, FieldError, "model_file", "^model_file: is not a regular file"),
+        (
+            lambda d: write_text(d / "notes.txt"),
+            {},
+            ModelRefusedError,
+            "model_file",
+            "model_file .*notes.txt.*not a readable zip",
+        ),
+        (
+            lambda d: sb3_like_zip(d / "empty.zip", ()),
+            {},
+            ModelRefusedError,
+            "model_file",
+            "model_file .*not a Stable-Baselines3 model",
+        ),
+        (
+            lambda d: sb3_like_zip(d / "nopth.zip", ("data",)),
+            {},
+            ModelRefusedError,
+            "model_file",
+            r"model_file .*lacks the entries \['policy.pth'\]",
+        ),
+        (
+            lambda d: sb3_like_zip(d / "nodata.zip", ("policy.pth",)),
+            {},
+            ModelRefusedError,
+            "model_file",
+            r"model_file .*lacks the entries \['data'\]",
+        ),
+        (
+            lambda d: sb3_like_zip(d / "junk.zip", ("data", "policy.pth")),
+            {},
+            ModelRefusedError,
+            "policy.pth",
+            "model_file .*policy.pth: refused by",
+        ),
+        (
+            lambda d: d / "model0.safetensors",
+            {"training_config": [1]},
+            FieldError,
+            "training_config",
+            "^training_config: must be a dict",
+        ),
         (
             lambda d: d / "model0.safetensors",
             {"training_config": {"x": Unserializable()}},
-            "training_config is not JSON",
+            FieldError,
+            "training_config",
+            "^training_config: is not JSON",
         ),
-        (lambda d: d / "model0.safetensors", {"training_config": {"lr": math.nan}}, "training_config is not JSON"),
-        (lambda d: d / "model0.safetensors", {"metadata": {"when": {1, 2}}}, "metadata is not JSON"),
-        (lambda d: d / "model0.safetensors", {"metadata": "job-1"}, "metadata must be a dict"),
-        (lambda d: d / "model0.safetensors", {"evaluation_score": math.nan}, "evaluation_score"),
-        (lambda d: d / "model0.safetensors", {"evaluation_score": -math.inf}, "evaluation_score"),
-        (lambda d: d / "model0.safetensors", {"evaluation_score": "0.5"}, "evaluation_score"),
-        (lambda d: d / "model0.safetensors", {"evaluation_score": True}, "evaluation_score"),
-        (lambda d: d / "model0.safetensors", {"activate": "yes"}, "activate"),
+        (
+            lambda d: d / "model0.safetensors",
+            {"training_config": {"lr": math.nan}},
+            FieldError,
+            "training_config",
+            "^training_config: is not JSON",
+        ),
+        (
+            lambda d: d / "model0.safetensors",
+            {"metadata": {"when": {1, 2}}},
+            FieldError,
+            "metadata",
+            "^metadata: is not JSON",
+        ),
+        (
+            lambda d: d / "model0.safetensors",
+            {"metadata": "job-1"},
+            FieldError,
+            "metadata",
+            "^metadata: must be a dict",
+        ),
+        *(
+            (
+                lambda d: d / "model0.safetensors",
+                {"evaluation_score": bad},
+                FieldError,
+                "evaluation_score",
+                "^evaluation_score: ",
+            )
+            for bad in (math.nan, -math.inf, "0.5", True)
+        ),
+        (lambda d: d / "model0.safetensors", {"activate": "yes"}, FieldError, "activate", "^activate: "),
     ],
 )
-def test_bad_registrations_name_the_field_and_leave_nothing(registry, models, make_source, kwargs, field):
+def test_bad_registrations_name_the_field_and_leave_nothing(
+    registry, models, make_source, kwargs, error, field, message
+):
     registry.register(models[1], training_config={}, activate=True)
     before = snapshot(registry)
     source = make_source(models[0].parent)
-    with pytest.raises(RegistryError, match=field):
+    with pytest.raises(error, match=message) as raised:
         registry.register(source, **{"training_config": {}, **kwargs})
+    assert raised.value.field == field
     assert snapshot(registry) == before
     assert registry.register(models[2], training_config={}).version == "v2"  # no number was used up
 
@@ -475,7 +544,7 @@ def test_a_damaged_zip_is_refused(registry, tiny_models, tmp_path):
     (tmp_path / "damaged.zip").write_bytes(bytes(data))
     (tmp_path / "truncated.zip").write_bytes(bytes(data[: len(data) // 2]))
     for name in ("damaged.zip", "truncated.zip"):
-        with pytest.raises(RegistryError, match=f"model_file .*{name}"):
+        with pytest.raises(ModelRefusedError, match=f"model_file .*{name}"):
             registry.register(tmp_path / name, training_config={})
     assert registry.versions() == [] and os.listdir(registry.models_dir) == []
 
@@ -484,9 +553,10 @@ def test_a_damaged_zip_is_refused(registry, tiny_models, tmp_path):
 @pytest.mark.parametrize("method", ["get", "activate", "path"])
 def test_malformed_version_ids_are_refused(registry, models, method, version):
     registry.register(models[0], training_config={}, activate=True)
-    with pytest.raises(RegistryError, match=r"^version must be a version id") as raised:
+    with pytest.raises(FieldError, match=r"^version: must be a version id") as raised:
         getattr(registry, method)(version)
-    assert not isinstance(raised.value, UnknownVersionError)
+    assert raised.value.field == "version" and raised.value.reason.startswith("must be a version id")
+    assert not isinstance(raised.value, (UnknownVersionError, RegistryError))
     assert registry.active_token() == ("v1", 1)
 
 
@@ -504,8 +574,9 @@ def test_malformed_version_ids_are_refused(registry, models, method, version):
     ],
 )
 def test_unsupported_database_urls_are_refused(tmp_path, url):
-    with pytest.raises(RegistryError, match=r"^database_url"):
+    with pytest.raises(FieldError, match=r"^database_url: ") as raised:
         ModelRegistry(tmp_path / "registry", database_url=url)
+    assert raised.value.field == "database_url"
     assert not (tmp_path / "registry").exists()  # refused before anything is created
 
 

@@ -282,6 +282,7 @@ def test_sub_env_attributes_are_those_of_dummy_vec_env(kind):
         ours.close()
 
 
+@pytest.mark.filterwarnings("ignore:.*ERROR:")  # Gymnasium logs the worker's error as it shuts the worker down
 def test_async_sub_env_calls_keep_the_workers_alive_until_a_call_fails():
     envs = GymnasiumVecEnv(AsyncVectorEnv(_tagged_fns(), context="fork"))
     try:

@@ -9,6 +9,11 @@ from fitness_weights_env import sample_profile
 from sb3_ext import PPO
 
 
+def _start(profile, seed=0):
+    """The observation the policy sees at reset for ``profile`` and ``seed`` (what the service feeds it)."""
+    return gym.make("FitnessWeights-v0").reset(seed=seed, options={"profile": profile})[0]
+
+
 def _train(path, seed):
     env = gym.make("FitnessWeights-v0")
     model = PPO("AttnCQQXPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=seed, device="cpu")
@@ -32,14 +37,18 @@ def test_service_serves_the_active_version_and_follows_activation(models, tmp_pa
     second = registry.register(models[1], training_config={"seed": 1})
     served = service.predict(trainee)
     assert served.model_version == first.version
-    expected = PPO.load(models[0], device="cpu").policy.predict_weights(trainee.to_vector())[0]
+    expected = PPO.load(models[0], device="cpu").policy.predict_weights(_start(trainee))[0]
     np.testing.assert_array_equal(served.result.cq, expected)
 
     # another process (here another registry object on the same files) activates the second version
     ModelRegistry(tmp_path / "registry").activate(second.version)
     served = service.predict(trainee)
     assert served.model_version == second.version
-    expected = PPO.load(models[1], device="cpu").policy.predict_weights(trainee.to_vector())[0]
-    np.testing.assert_array_equal(served.result.cq, expected)
+    policy = PPO.load(models[1], device="cpu").policy
+    np.testing.assert_array_equal(served.result.cq, policy.predict_weights(_start(trainee))[0])
+    reseeded = service.predict(trainee, seed=11)  # the seed reaches the starting state
+    assert reseeded.model_version == second.version
+    np.testing.assert_array_equal(reseeded.result.cq, policy.predict_weights(_start(trainee, 11))[0])
+    assert not np.array_equal(reseeded.result.cq, served.result.cq)  # so a seed left out would be seen
     optimized = service.optimize(trainee, steps=8)
     assert optimized.model_version == second.version and optimized.result.steps == 8
