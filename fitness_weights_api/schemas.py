@@ -314,7 +314,7 @@ class TraineeRequest(_Request):
 
         Raises:
             FieldError: A field the catalog or the profile rules refuse (the error names it, and its
-                ``message`` names the position without quoting the input).
+                ``reason`` names the position without quoting the input).
         """
         given = self.current_qualities
         named = _named_values("current_qualities", given, _QUALITIES, None) if isinstance(given, dict) else given

@@ -14,6 +14,7 @@ import numpy as np
 
 from fitness_weights_env import dynamics
 from fitness_weights_env.episode import DEFAULT_MAX_EPISODE_STEPS, ProfileLike
+from fitness_weights_env.errors import FieldError
 from fitness_weights_env.vector_env import FitnessWeightsVectorEnv
 
 __all__ = ["EpisodeResults", "GreedyPolicy", "Policy", "RandomPolicy", "normalized_score", "run_episodes"]
@@ -55,8 +56,9 @@ class GreedyPolicy:
     """
 
     def __init__(self, chunk_size: int = 8, quadrature: int = 5) -> None:
-        if chunk_size < 1 or quadrature < 1:
-            raise ValueError("chunk_size and quadrature must be positive")
+        for name, value in (("chunk_size", chunk_size), ("quadrature", quadrature)):
+            if value < 1:
+                raise FieldError(name, "must be positive", value)
         self.chunk_size = chunk_size
         self.quadrature = quadrature
 

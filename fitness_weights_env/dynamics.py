@@ -163,7 +163,7 @@ def initial_matrices(target_mask: Any, init: Init, target_rows: Any | None = Non
         cq = xp.broadcast_to(xp.asarray(CATALOG.cq_prior), (n, N_SUBJECTS, N_QUALITIES))
         qx = xp.broadcast_to(xp.asarray(CATALOG.qx_prior), (n, N_QUALITIES, N_EXERCISES))
     else:
-        raise ValueError(f"init must be 'uniform' or 'prior', got {init!r}")
+        raise FieldError("init", "must be 'uniform' or 'prior'", init)
     return cq, qx
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.dynamics import WeightState
+from fitness_weights_env.errors import FieldError
 from fitness_weights_env.profile import TraineeProfile
 
 __all__ = ["RENDER_MODES", "check_render_mode", "heatmap", "render_trainee", "summary"]
@@ -94,7 +95,7 @@ def heatmap(cq: np.ndarray, qx: np.ndarray, targets: tuple[int, ...], cell: int 
 def check_render_mode(render_mode: str | None) -> str | None:
     """Validate a render mode (``None`` or one of :data:`RENDER_MODES`)."""
     if render_mode is not None and render_mode not in RENDER_MODES:
-        raise ValueError(f"render_mode must be None or one of {list(RENDER_MODES)}, got {render_mode!r}")
+        raise FieldError("render_mode", f"must be None or one of {list(RENDER_MODES)}", render_mode)
     return render_mode
 
 

@@ -44,6 +44,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from fitness_weights_env import CATALOG, LAYOUT
+from fitness_weights_env.errors import FieldError
 
 __all__ = ["CQQXNetwork", "CellScores", "EntityEmbedding", "NetworkOutput"]
 
@@ -220,7 +221,7 @@ class CQQXNetwork(nn.Module):
     ) -> None:
         super().__init__()
         if embed_dim % n_heads:
-            raise ValueError(f"embed_dim ({embed_dim}) must be a multiple of n_heads ({n_heads})")
+            raise FieldError("embed_dim", f"must be a multiple of n_heads ({n_heads})", embed_dim)
         d = embed_dim
         self.n_heads = n_heads
         # entities: 93 subjects, 5 qualities, the profile and the metrics

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
+from fitness_weights_env.errors import FieldError
 from sb3_ext.buffers import AuxRolloutBuffer
 
 __all__ = ["AuxTargetCallback", "MultiMetricEarlyStopping", "StopTrainingOnNoMetricImprovement"]
@@ -104,7 +105,7 @@ class StopTrainingOnNoMetricImprovement(BaseCallback):
     def __init__(self, patience: int, min_delta: float = 0.0, min_evals: int = 0, verbose: int = 0) -> None:
         super().__init__(verbose=verbose)
         if patience < 1:
-            raise ValueError(f"patience must be at least 1, got {patience}")
+            raise FieldError("patience", "must be at least 1", patience)
         self.patience = patience
         self.min_delta = min_delta
         self.min_evals = min_evals

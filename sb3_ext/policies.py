@@ -12,6 +12,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from fitness_weights_env import LAYOUT, N_ACTIONS
+from fitness_weights_env.errors import FieldError
 from sb3_ext.attention import CQQXNetwork, NetworkOutput
 
 __all__ = ["AttnCQQXPolicy", "AuxPrediction"]
@@ -76,8 +77,10 @@ class AttnCQQXPolicy(ActorCriticPolicy):
             raise ValueError(f"AttnCQQXPolicy needs the Box({LAYOUT.size},) observation, got {observation_space}")
         if not (isinstance(action_space, spaces.Discrete) and action_space.n == N_ACTIONS):
             raise ValueError(f"AttnCQQXPolicy needs the Discrete({N_ACTIONS}) action space, got {action_space}")
-        if aux_lr_multiplier < 0 or confidence_scale <= 0:
-            raise ValueError("aux_lr_multiplier must be >= 0 and confidence_scale > 0")
+        if aux_lr_multiplier < 0:
+            raise FieldError("aux_lr_multiplier", "must be at least 0", aux_lr_multiplier)
+        if confidence_scale <= 0:
+            raise FieldError("confidence_scale", "must be above 0", confidence_scale)
         self.network_kwargs = dict(
             embed_dim=embed_dim, n_heads=n_heads, n_latents=n_latents, n_layers=n_layers, mlp_ratio=mlp_ratio
         )

@@ -17,6 +17,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 
+from fitness_weights_env.errors import FieldError
 from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
 from sb3_ext.callbacks import AuxTargetCallback
 from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
@@ -114,14 +115,14 @@ class PPO(SB3PPO):
         grad_accum_steps: int = 1,
     ) -> None:
         if value_loss not in ("auto", "huber", "mse"):
-            raise ValueError(f"value_loss must be 'auto', 'huber' or 'mse', got {value_loss!r}")
+            raise FieldError("value_loss", "must be 'auto', 'huber' or 'mse'", value_loss)
         if use_amp not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(f"use_amp must be 'auto', 'bf16', 'fp16' or 'off', got {use_amp!r}")
+            raise FieldError("use_amp", "must be 'auto', 'bf16', 'fp16' or 'off'", use_amp)
         if not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be a positive integer, got {grad_accum_steps!r}")
+            raise FieldError("grad_accum_steps", "must be a positive integer", grad_accum_steps)
         for name, coef in (("cq_coef", cq_coef), ("qx_coef", qx_coef), ("error_coef", error_coef)):
             if not (math.isfinite(coef) and coef >= 0):
-                raise ValueError(f"{name} must be a non-negative number, got {coef!r}")
+                raise FieldError(name, "must be a non-negative number", coef)
         super().__init__(
             policy,
             env,

@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from fitness_weights_env.errors import FieldError
+
 __all__ = ["PRESETS", "Preset", "get_preset"]
 
 
@@ -52,11 +54,11 @@ class Preset:
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise FieldError(name, "must be a positive integer", value)
         if (self.n_envs * self.n_steps) % self.batch_size:
-            raise ValueError(
-                f"batch_size ({self.batch_size}) must divide the rollout size n_envs * n_steps "
-                f"({self.n_envs * self.n_steps})"
+            rollout = self.n_envs * self.n_steps
+            raise FieldError(
+                "batch_size", f"must divide the rollout size n_envs * n_steps ({rollout})", self.batch_size
             )
 
     @property
@@ -86,4 +88,4 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+        raise FieldError("preset", f"unknown preset; choose one of {sorted(PRESETS)}", name) from None

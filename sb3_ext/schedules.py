@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from fitness_weights_env.errors import FieldError
+
 __all__ = ["CosineSchedule"]
 
 
@@ -22,8 +24,9 @@ class CosineSchedule:
     """
 
     def __init__(self, initial: float, final: float = 0.0) -> None:
-        if not (math.isfinite(initial) and math.isfinite(final)) or initial < 0 or final < 0:
-            raise ValueError(f"initial and final must be non-negative numbers, got {initial!r} and {final!r}")
+        for name, value in (("initial", initial), ("final", final)):
+            if not (math.isfinite(value) and value >= 0):
+                raise FieldError(name, "must be a non-negative number", value)
         self.initial = float(initial)
         self.final = float(final)
 

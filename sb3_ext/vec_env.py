@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from fitness_weights_env import FitnessWeightsVectorEnv
+from fitness_weights_env.errors import FieldError
 from sb3_ext.gymnasium_vec_env import GymnasiumVecEnv
 
 __all__ = ["FitnessWeightsVecEnv", "GymnasiumVecEnv", "make_vec_env"]
@@ -136,18 +137,18 @@ def make_vec_env(
         The ``VecEnv``.
 
     Raises:
-        ValueError: An argument is invalid (the message names it).
+        FieldError: An argument is invalid (``field`` names it).
     """
     if not (isinstance(env_id, str) or callable(env_id)):
-        raise ValueError(f"env_id must be an env id or a callable returning an env, got {env_id!r}")
+        raise FieldError("env_id", "must be an env id or a callable returning an env", env_id)
     if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
-        raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}")
+        raise FieldError("n_envs", "must be a positive integer", n_envs)
     if vectorization not in (None, "batched", "dummy", "subproc"):
-        raise ValueError(f"vectorization must be 'batched', 'dummy', 'subproc' or None, got {vectorization!r}")
+        raise FieldError("vectorization", "must be 'batched', 'dummy', 'subproc' or None", vectorization)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        raise FieldError("seed", "must be an integer or None", seed)
     if isinstance(start_index, bool) or not isinstance(start_index, (int, np.integer)) or start_index < 0:
-        raise ValueError(f"start_index must be a non-negative integer, got {start_index!r}")
+        raise FieldError("start_index", "must be a non-negative integer", start_index)
     for name, kwargs in (
         ("env_kwargs", env_kwargs),
         ("vec_env_kwargs", vec_env_kwargs),
@@ -155,18 +156,18 @@ def make_vec_env(
         ("wrapper_kwargs", wrapper_kwargs),
     ):
         if kwargs is not None and not isinstance(kwargs, dict):
-            raise ValueError(f"{name} must be a dict or None, got {type(kwargs).__name__}")
+            raise FieldError(name, f"must be a dict or None, got {type(kwargs).__name__}")
     if vectorization is None:
         vectorization = "batched" if isinstance(env_id, str) and _is_fitness_weights(env_id) else "dummy"
     if vectorization == "batched":
         if wrapper_class is not None:
-            raise ValueError("wrapper_class wraps single envs, which vectorization='batched' does not have")
+            raise FieldError("wrapper_class", "wraps single envs, which vectorization='batched' does not have")
         return _make_batched(
             env_id, int(n_envs), seed, env_kwargs, vec_env_kwargs, monitor_dir, monitor_kwargs, start_index
         )
     vec_env_cls = SubprocVecEnv if vectorization == "subproc" else None
     if vec_env_cls is None and vec_env_kwargs:
-        raise ValueError(f"vec_env_kwargs: DummyVecEnv takes none, got {sorted(vec_env_kwargs)}")
+        raise FieldError("vec_env_kwargs", "DummyVecEnv takes none", sorted(vec_env_kwargs))
     if vec_env_cls is not None and isinstance(env_id, str):
         env_id = _importable_id(env_id)  # a spawned worker must import the module that registers the id
     return env_util.make_vec_env(

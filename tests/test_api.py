@@ -16,9 +16,9 @@ import pytest
 from conftest import InProcessApi
 
 from fitness_weights_api import JobManager, ModelRegistry
-from fitness_weights_api.schemas import OptimizeRequest
+from fitness_weights_api.schemas import OptimizeRequest, PredictRequest
 from fitness_weights_api.settings import ServiceSettings
-from fitness_weights_api.weights import optimize_weights
+from fitness_weights_api.weights import optimize_weights, predict_weights
 from fitness_weights_env import CATALOG, METRIC_NAMES, TraineeProfile, sample_profile, typical_metrics
 from fitness_weights_env import typical_subject_scores as typical_scores
 from sb3_ext import PPO
@@ -86,11 +86,12 @@ def test_predict_answers_the_active_models_forward_pass(client, trainee, tiny_mo
     response = client.post("/predict_weights", json=request_body(trainee))
     assert response.status_code == 200, response.text
     answer = response.json()
-    cq, qx, confidence = PPO.load(tiny_models["attn0"], device="cpu").policy.predict_weights(trainee.to_vector())
+    expected = predict_weights(PPO.load(tiny_models["attn0"], device="cpu"), trainee)  # the library's forward pass
     assert answer["user_id"] == "trainee-1" and answer["model_version"] == "v1"
-    np.testing.assert_array_equal(np.asarray(answer["cq_matrix"], dtype=np.float32), cq)
-    np.testing.assert_array_equal(np.asarray(answer["qx_matrix"], dtype=np.float32), qx)
-    assert answer["prediction_confidence"] == pytest.approx(float(confidence), abs=1e-7)
+    np.testing.assert_array_equal(np.asarray(answer["cq_matrix"], dtype=np.float32), expected.cq)
+    np.testing.assert_array_equal(np.asarray(answer["qx_matrix"], dtype=np.float32), expected.qx)
+    assert answer["prediction_confidence"] == pytest.approx(expected.confidence, abs=1e-7)
+    assert answer["target_achievement_scores"] == pytest.approx(expected.target_scores)
     assert list(answer["target_achievement_scores"]) == trainee.target_names
     for index in trainee.targets:  # CQ[s] . qualities, as the environment computes it
         expected = np.asarray(answer["cq_matrix"])[index] @ trainee.qualities.astype(np.float64)
@@ -146,8 +147,11 @@ def test_missing_scores_and_metrics_get_the_populations_typical_values(client, t
         targets=trainee.targets,
         performance_metrics=typical_metrics(trainee.fitness_level),
     )
-    cq, _, _ = PPO.load(tiny_models["attn0"], device="cpu").policy.predict_weights(typical.to_vector())
-    np.testing.assert_array_equal(np.asarray(answer["cq_matrix"], dtype=np.float32), cq)
+    given = PredictRequest.model_validate(body).to_profile()  # what the service was given: the typical values
+    np.testing.assert_array_equal(given.to_vector(), typical.to_vector())
+    np.testing.assert_array_equal(given.performance_metrics, typical.performance_metrics)
+    expected = predict_weights(PPO.load(tiny_models["attn0"], device="cpu"), typical)
+    np.testing.assert_array_equal(np.asarray(answer["cq_matrix"], dtype=np.float32), expected.cq)
     # a score given by name replaces the typical one; the others stay typical
     name = CATALOG.subjects[trainee.targets[0]].name_en
     partial = client.post("/predict_weights", json={**body, "subject_scores": {name: 0.01}}).json()
@@ -344,9 +348,7 @@ def test_a_tiny_job_is_registered_activated_and_served(client, trainee, home):
     answer = client.post("/predict_weights", json=request_body(trainee)).json()
     assert answer["model_version"] == version
     model = registry_of(home).load(version)  # the registry's safe copy: built from weights and JSON
-    np.testing.assert_array_equal(
-        np.asarray(answer["cq_matrix"], dtype=np.float32), model.policy.predict_weights(trainee.to_vector())[0]
-    )
+    np.testing.assert_array_equal(np.asarray(answer["cq_matrix"], dtype=np.float32), predict_weights(model, trainee).cq)
 
 
 def test_cancel_and_bad_training_configs(client):
@@ -409,7 +411,7 @@ def test_activation_is_seen_by_every_worker(two_workers, home, trainee, tiny_mod
     assert len(served["v1"]) == 2, "the kernel never handed a request to the second worker"
     token = two_workers.admin_token
     assert fresh_connection_post(two_workers.url + "/models/v2/activate", token=token).status_code == 200
-    expected = PPO.load(tiny_models["attn1"], device="cpu").policy.predict_weights(trainee.to_vector())[0]
+    expected = predict_weights(PPO.load(tiny_models["attn1"], device="cpu"), trainee).cq
     pids = set()
     for _ in range(400):  # every answer after the activation comes from v2, whichever worker gives it
         response = fresh_connection_post(url, request_body(trainee))

@@ -272,9 +272,11 @@ def test_a_hostile_archive_never_runs_register_activate_serve_restart_cli(api_se
     home = tmp_path / "home"
     assert main(["--home", str(home), "models", "register", str(archive), "--activate"]) == 0
     server = api_servers(home, workers=2)
+    answered = set()
     for _ in range(20):  # fresh connections: both workers load and serve it
         response = httpx.post(f"{server.url}/predict_weights", json=body(), headers={"Connection": "close"})
         assert response.status_code == 200 and response.json()["model_version"] == "v1"
+        answered.add(response.headers["x-worker-id"])
     workers = _workers(server.process.pid)
     assert len(workers) == 2
     os.kill(next(iter(workers)), signal.SIGKILL)  # the supervisor starts another, which loads the model anew
@@ -282,9 +284,14 @@ def test_a_hostile_archive_never_runs_register_activate_serve_restart_cli(api_se
     while (len(_workers(server.process.pid) - workers) < 1) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(_workers(server.process.pid) - workers) == 1
-    for _ in range(20):
-        response = httpx.post(f"{server.url}/optimize_weights", json=body(), headers={"Connection": "close"})
-        assert response.status_code == 200
+    short = {**body(), "optimization_steps": 4}  # what is tried is the new worker's load, not the steps
+    while time.monotonic() < deadline:  # until the new worker (an id not seen before the kill) answers
+        response = httpx.post(f"{server.url}/optimize_weights", json=short, headers={"Connection": "close"})
+        assert response.status_code == 200 and response.json()["model_version"] == "v1"
+        if response.headers["x-worker-id"] not in answered:
+            break
+    else:
+        pytest.fail("the restarted worker never answered")
     profile = tmp_path / "trainee.json"
     profile.write_text(json.dumps(body()))
     assert main(["--home", str(home), "predict", "--profile", str(profile)]) == 0

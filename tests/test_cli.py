@@ -146,6 +146,15 @@ def test_without_an_active_model_optimize_says_so(tmp_path, capsys):
     assert "no model version is active" in capsys.readouterr().err
 
 
+def test_a_model_that_cannot_predict_exits_1(home, tiny_models, capsys):
+    """Not bad input, a service that cannot do it (NoPredictionHeadsError, a FitnessWeightsError): exit code 1."""
+    assert run(home, "models", "register", str(tiny_models["mlp"]), "--activate") == 0
+    capsys.readouterr()
+    assert run(home, "predict", *FLAGS, "--target", "3000 m run") == 1
+    assert "has no predict_weights; use an AttnCQQXPolicy model" in capsys.readouterr().err
+    assert run(home, "optimize", *FLAGS, "--target", "3000 m run", "--steps", "2") == 0  # it can still optimize
+
+
 def test_evaluate_a_registered_version(home, capsys):
     assert run(home, "evaluate", "active", "--trainees", "4") == 0
     assert "normalized score" in capsys.readouterr().out.lower()

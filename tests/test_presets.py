@@ -3,6 +3,7 @@ import inspect
 import pytest
 import stable_baselines3
 
+from fitness_weights_env.errors import FieldError
 from sb3_ext import PRESETS, Preset, get_preset
 
 
@@ -28,17 +29,20 @@ def test_sb3_preset_is_sb3s_ppo_defaults():
         ({"n_steps": 1.5}, "n_steps"),
         ({"batch_size": True}, "batch_size"),
         ({"n_epochs": -1}, "n_epochs"),
-        ({"batch_size": 100}, "batch_size .* must divide"),
+        ({"batch_size": 100}, "batch_size: must divide"),
     ],
 )
 def test_bad_preset_fields_are_named(fields, message):
     values = {"n_envs": 4, "n_steps": 64, "batch_size": 64, "n_epochs": 2, **fields}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(FieldError, match=f"^{message}") as raised:
         Preset(**values)
+    assert raised.value.field == message.split(":")[0]
 
 
 def test_unknown_preset_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown preset 'tpu'.*\['cpu', 'gpu', 'sb3'\]"):
+    with pytest.raises(
+        FieldError, match=r"^preset: unknown preset; choose one of \['cpu', 'gpu', 'sb3'\] \(got 'tpu'\)"
+    ):
         get_preset("tpu")
 
 
