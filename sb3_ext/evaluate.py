@@ -52,6 +52,8 @@ HELD_OUT_SEED = 10_000
 """Offset of the held-out trainees' seeds, away from the seeds training envs use."""
 EDGE_SEED = 20_000
 """Offset of the seeds of the edge profiles' base trainees, away from the held-out set."""
+EDGE_TRAINEES = 16
+"""Default number of trainees per edge profile."""
 EDGE_GAP = 0.05
 """Greedy-random gap in mean return below which an edge profile's normalized score is mostly noise."""
 
@@ -326,7 +328,11 @@ def _edge_table(policy: Any, n_per_profile: int, seed: int, env_kwargs: dict[str
 
 
 def evaluate_model(
-    model: PPO | HasPolicy, n_trainees: int = 200, seed: int = 0, edge_trainees: int = 16, **env_kwargs: Any
+    model: PPO | HasPolicy,
+    n_trainees: int = 200,
+    seed: int = 0,
+    edge_trainees: int | None = None,
+    **env_kwargs: Any,
 ) -> EvaluationReport:
     """Run the policy, the greedy oracle and random on the same held-out trainees and measure the predictions.
 
@@ -335,11 +341,14 @@ def evaluate_model(
             (``MlpPolicy``), the report has no prediction table.
         n_trainees: Number of held-out trainees K, drawn from the population alone (``edge_fraction=0``).
         seed: Seed of the held-out set, of the edge profiles' trainees and of the episodes.
-        edge_trainees: Trainees per edge profile (:data:`EDGE_PROFILES`); 0 leaves the edge table out.
+        edge_trainees: Trainees per edge profile (:data:`EDGE_PROFILES`); 0 leaves the edge table out. By default
+            ``EDGE_TRAINEES``, or ``n_trainees`` if that is fewer, so that a small evaluation stays small.
         **env_kwargs: Passed to the environment (``step_size``, ``init``...); use the training settings.
     """
     if n_trainees < 2:
         raise ValueError(f"n_trainees must be at least 2, got {n_trainees}")
+    if edge_trainees is None:
+        edge_trainees = min(EDGE_TRAINEES, n_trainees)
     if edge_trainees < 0:
         raise ValueError(f"edge_trainees must be at least 0, got {edge_trainees}")
     profiles = sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed, edge_fraction=0.0)
@@ -410,7 +419,9 @@ def main(argv: list[str] | None = None) -> EvaluationReport:
     parser.add_argument("model", type=Path, help="a model saved by sb3_ext.PPO (.zip)")
     parser.add_argument("--trainees", type=int, default=200, help="held-out trainees (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the held-out set and episodes")
-    parser.add_argument("--edge-trainees", type=int, default=16, help="trainees per edge profile (0: no edge table)")
+    parser.add_argument(
+        "--edge-trainees", type=int, default=None, help=f"trainees per edge profile (default {EDGE_TRAINEES}; 0: none)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="folder for evaluation.json and evaluation.md")
     parser.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
     args = parser.parse_args(argv)
