@@ -39,6 +39,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "FAILED",
     "FINAL_STATES",
+    "JOB_COLUMNS",
     "JOB_STATES",
     "LOCK_FILE",
     "LOG_FILE",
@@ -54,8 +55,10 @@ __all__ = [
     "JobLostError",
     "QueueFullError",
     "UnknownJobError",
+    "job_from_row",
     "public_error",
     "redact_paths",
+    "utc_now",
 ]
 
 SCHEMA_VERSION = 1
@@ -101,7 +104,7 @@ _SCHEMA = (
     """,
     "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, number)",
 )
-_COLUMNS = (
+JOB_COLUMNS = (  # the columns job_from_row reads, in order
     "job_id, state, config, created, started, finished, timesteps_done, total_timesteps, last_mean_reward, "
     "checkpoint, model_version, error, pid, cancel_requested"
 )
@@ -246,7 +249,7 @@ class JobDatabase(Database):
             cursor = conn.execute(
                 "UPDATE jobs SET state = ?, finished = ?, model_version = ?, error = ?, "
                 "timesteps_done = COALESCE(?, timesteps_done) WHERE job_id = ? AND state = ? AND pid = ?",
-                (state, _now(), model_version, public_error(error), timesteps, job_id, RUNNING, pid),
+                (state, utc_now(), model_version, public_error(error), timesteps, job_id, RUNNING, pid),
             )
         return cursor.rowcount == 1
 
@@ -257,7 +260,8 @@ def _create_schema(conn: sqlite3.Connection, schema: int) -> None:
             conn.execute(statement)
 
 
-def _now() -> str:
+def utc_now() -> str:
+    """The time now, ISO 8601 in UTC, to the microsecond (how the job database records times)."""
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
@@ -281,7 +285,8 @@ def public_error(message: str | None) -> str | None:
     return message[: MAX_ERROR_CHARS - 3] + "..."
 
 
-def _to_job(row: tuple[Any, ...]) -> Job:
+def job_from_row(row: tuple[Any, ...]) -> Job:
+    """The :class:`Job` of a row of :data:`JOB_COLUMNS`."""
     (job_id, state, config, created, started, finished, done, total, reward, checkpoint, version, error, pid,
      cancel) = row  # fmt: skip
     return Job(

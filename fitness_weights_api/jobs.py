@@ -84,11 +84,11 @@ from typing import Any
 
 from fitness_weights_api.job_config import JobConfig
 from fitness_weights_api.job_store import (
-    _COLUMNS,
     CANCELLED,
     CHECKPOINT_FILE,
     FAILED,
     FINAL_STATES,
+    JOB_COLUMNS,
     JOB_STATES,
     LOCK_FILE,
     LOG_FILE,
@@ -100,9 +100,9 @@ from fitness_weights_api.job_store import (
     JobError,
     QueueFullError,
     UnknownJobError,
-    _now,
-    _to_job,
+    job_from_row,
     public_error,
+    utc_now,
 )
 from fitness_weights_api.registry import ModelRegistry
 from fitness_weights_api.storage import PARTIAL_PREFIX, URL_PREFIX, database_path
@@ -287,7 +287,7 @@ class JobManager:
                 raise QueueFullError(f"the job queue is full ({queued} jobs waiting, max_queued {self.max_queued})")
             conn.execute(
                 "INSERT INTO jobs (job_id, state, config, created, total_timesteps) VALUES (?, ?, ?, ?, ?)",
-                (job_id, QUEUED, json.dumps(config.to_dict()), _now(), config.timesteps),
+                (job_id, QUEUED, json.dumps(config.to_dict()), utc_now(), config.timesteps),
             )
         self.refresh()
         return self.get(job_id)
@@ -301,10 +301,10 @@ class JobManager:
         """
         _check_job_id(job_id)
         with self.database.connect() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+            row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             raise UnknownJobError(f"unknown job {job_id!r}")
-        return _to_job(row)
+        return job_from_row(row)
 
     def list(self, limit: int = 100, state: str | None = None) -> builtins.list[Job]:
         """The latest ``limit`` jobs (all, or those in ``state``), newest first.
@@ -318,9 +318,9 @@ class JobManager:
         where, params = ("", ()) if state is None else ("WHERE state = ?", (state,))
         with self.database.connect() as conn:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs {where} ORDER BY number DESC LIMIT ?", (*params, limit)
+                f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY number DESC LIMIT ?", (*params, limit)
             ).fetchall()
-        return [_to_job(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: a queued one at once; a running one by ``SIGTERM``, then ``SIGKILL`` (blocks until gone).
@@ -346,7 +346,7 @@ class JobManager:
                 raise UnknownJobError(f"unknown job {job_id!r}")
             state = row[0]
             if state == QUEUED:
-                conn.execute("UPDATE jobs SET state = ?, finished = ? WHERE job_id = ?", (CANCELLED, _now(), job_id))
+                conn.execute("UPDATE jobs SET state = ?, finished = ? WHERE job_id = ?", (CANCELLED, utc_now(), job_id))
             elif state == RUNNING and self._alive(job_id):  # a dead one failed before the cancel: settled below
                 conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE job_id = ?", (job_id,))
         if state == RUNNING:
@@ -421,7 +421,7 @@ class JobManager:
                 except OSError as err:
                     conn.execute(
                         "UPDATE jobs SET state = ?, finished = ?, error = ? WHERE job_id = ?",
-                        (FAILED, _now(), public_error(f"cannot start the job process: {err}"), job_id),
+                        (FAILED, utc_now(), public_error(f"cannot start the job process: {err}"), job_id),
                     )
                     return job_id
                 if process is None:
@@ -429,7 +429,7 @@ class JobManager:
                 try:
                     conn.execute(
                         "UPDATE jobs SET state = ?, started = ?, pid = ? WHERE job_id = ?",
-                        (RUNNING, _now(), process.pid, job_id),
+                        (RUNNING, utc_now(), process.pid, job_id),
                     )
                     with self._lock:
                         self._processes[job_id] = process
@@ -552,7 +552,7 @@ class JobManager:
             conn.execute(
                 "UPDATE jobs SET state = ?, finished = ?, model_version = ?, error = ?, checkpoint = ? "
                 "WHERE job_id = ?",
-                (state, _now(), version, public_error(error), checkpoint, job_id),
+                (state, utc_now(), version, public_error(error), checkpoint, job_id),
             )
         _remove_partial_files(job_dir)  # its process is dead: nobody writes them any more
         return self.get(job_id)

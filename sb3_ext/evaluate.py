@@ -11,10 +11,10 @@ It also gives the original design's table for ``predict_weights`` on each traine
 against the matrices the optimization ended with, the same table against the deterministic run's
 matrices, and the prediction latency.
 
-The held-out trainees are drawn from the population alone (``edge_fraction=0``), not from the mixture
-with wide trainees that training sees: the headline score stays the score of the trainees the
-population describes, comparable across versions, and is not dominated by the one-hot trainees, whose
-greedy-random gap is six times the population's. The wide part is measured by a fixed table of named
+The held-out trainees are drawn from the population alone (``edge_fraction=0``), whatever share of wide
+trainees training draws: the headline score stays the score of the trainees the population describes,
+comparable across versions, and is not dominated by the one-hot trainees, whose greedy-random gap is
+five times the population's. The wide part is measured by a fixed table of named
 edge profiles (:data:`EDGE_PROFILES`): for each, ``edge_trainees`` trainees of the population (seeded
 apart from the held-out set) with the named fields set, each run by the greedy oracle, random, the
 sampled policy and the most likely actions, with the normalized score per profile. The report keeps

@@ -147,7 +147,7 @@ def test_edge_table_scores_each_profile_and_catches_a_policy_that_pushes_one_cel
     model = PPO("MlpPolicy", gym.make("FitnessWeights-v0"), seed=0, device="cpu")
     with th.no_grad():
         model.policy.action_net.bias[465] += 30.0  # QX cell (endurance, exercise 0): almost all the mass
-    report = evaluate_model(model, n_trainees=4, seed=0, edge_trainees=3)
+    report = evaluate_model(model, n_trainees=3, seed=0)  # by default a row has min(16, n_trainees) trainees
     rows = {row.name: row for row in report.edge_profiles}
     assert list(rows) == [*EDGE_PROFILES, WIDE_ROW]
     for row in rows.values():
