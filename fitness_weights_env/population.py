@@ -33,23 +33,26 @@ field                  wide draw
 =====================  ===================================================================================
 age                    16 or 65 (10% each), else uniform over the whole years ``AGE_MIN`` to ``AGE_MAX``
 sex                    female 50%
-qualities              independent ``U[0, 1]`` (40%); all equal at a ``U[0, 1]`` level (20%); all equal
-                       at 0, 0.5 or 1 (15%, a third each); one-hot, one quality at 1 and the rest 0 (25%)
+qualities              independent ``U[0, 1]`` (65%); one-hot, one quality at 1 and the rest 0 (35%)
+                       (``QUALITY_KIND_PROBS``). ``QUALITY_KIND_PROBS_WITH_EQUAL`` adds equal qualities:
+                       independent 40%, all equal at a ``U[0, 1]`` level 20%, all equal at 0, 0.5 or 1
+                       15% (a third each), one-hot 25% (``quality_kind_probs``)
 fitness level          0 or 1 (10% each), else ``U[0, 1]``
 subject scores         the population's scores for those qualities (50%, as above), else ``U[0, 1]`` each
-targets                ``floor(94^u)`` distinct subjects for ``u ~ U[0, 1)`` (log-uniform over 1 to 93:
-                       1 target 15%, up to 3 30%, 10 or more 49%), uniform over subjects
+targets                as the population: 1, 2 or 3 (0.5, 0.3, 0.2). ``many_targets=True``: ``floor(94^u)``
+                       for ``u ~ U[0, 1)`` (log-uniform over 1 to 93: 1 target 15%, up to 3 30%, 10 or
+                       more 49%). Uniform over subjects
 performance metrics    ``U[0, 1]`` each
 =====================  ===================================================================================
 
-The default, ``EDGE_FRACTION``, is 0: the env, and so training, draws the population alone, and so do
-the held-out trainees of ``sb3_ext.evaluate``, whose table of named edge profiles measures the corners
-on their own. The README's training run with ``edge_fraction=0.15`` (seed 0) fell from 0.950 to 0.753
-on the held-out trainees and left the degenerate profiles below greedy. With every quality equal no
-action changes the target score and every action adds drift (the 685 actions have no "leave it"); the
-policy learned to push the cells of one non-target subject row, the least drift it can get without
-seeing the matrices, and then did the same late in the episodes of ordinary trainees, whose metrics
-then look alike (``recent_improvement`` near 0.5, ``training_efficiency`` near 1).
+The env draws with the defaults, so training sees 15% wide trainees (``EDGE_FRACTION``); the held-out
+trainees of ``sb3_ext.evaluate`` are the population alone (``edge_fraction=0``), and its table of named
+edge profiles measures the corners on their own. Equal qualities and many targets are left out of
+training: with either, some training seeds fell far below the population alone, their policies spreading
+their mass over non-target subjects, while with these defaults every seed beat it (the runs are in
+``benchmarks/RESULTS.md``, "Which wide trainees training sees"). With every quality equal no action
+changes the target score and every action adds drift (the 685 actions have no "leave it"), so training on
+such trainees has little to teach.
 
 Each trainee's random numbers come from its own generator, in two calls (the population's uniforms and
 normals), plus a third for the wide draw when ``edge_fraction`` is above 0, and a batched transform turns
@@ -66,11 +69,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from fitness_weights_env.catalog import CATALOG
+from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import AGE_MAX, AGE_MIN, LAYOUT
 from fitness_weights_env.profile import TraineeProfile
 
 __all__ = [
     "EDGE_FRACTION",
+    "QUALITY_KIND_PROBS",
+    "QUALITY_KIND_PROBS_WITH_EQUAL",
+    "WIDE_QUALITY_KINDS",
     "sample_profile",
     "sample_profiles",
     "sample_vectors",
@@ -105,12 +112,16 @@ _Z_SCORES = slice(_Z_FITNESS + 1, _Z_FITNESS + 1 + CATALOG.n_subjects)
 _Z_METRICS = slice(_Z_SCORES.stop, _Z_SCORES.stop + len(METRIC_MEAN))
 _N_NORMALS = _Z_METRICS.stop
 
-EDGE_FRACTION = 0.0
-"""Default share of wide trainees (every field over its valid range, with the degenerate corners): 0, see above."""
+EDGE_FRACTION = 0.15
+"""Default share of wide trainees (every field over its valid range, with corners of their own)."""
 WIDE_AGE_CORNER_PROB = 0.2  # age 16 or 65, half each
 WIDE_FEMALE_PROB = 0.5
 WIDE_FITNESS_CORNER_PROB = 0.2  # fitness level 0 or 1, half each
-WIDE_QUALITY_KIND_PROBS = np.array([0.40, 0.20, 0.15, 0.25])  # independent, equal, equal at a corner, one-hot
+WIDE_QUALITY_KINDS = ("independent", "equal", "equal at 0, 0.5 or 1", "one-hot")
+QUALITY_KIND_PROBS = (0.65, 0.0, 0.0, 0.35)
+"""Default probabilities of the wide trainees' ``WIDE_QUALITY_KINDS``: no equal qualities (module docstring)."""
+QUALITY_KIND_PROBS_WITH_EQUAL = (0.40, 0.20, 0.15, 0.25)
+"""The wide trainees with equal qualities, as measured (module docstring)."""
 WIDE_EQUAL_CORNERS = np.array([0.0, 0.5, 1.0])
 WIDE_TYPICAL_SCORES_PROB = 0.5
 
@@ -123,7 +134,12 @@ _W_METRICS = slice(_W_SCORES.stop, _W_SCORES.stop + len(METRIC_MEAN))
 _N_WIDE = _W_METRICS.stop
 
 
-def sample_vectors(rngs: Sequence[np.random.Generator], edge_fraction: float = EDGE_FRACTION) -> np.ndarray:
+def sample_vectors(
+    rngs: Sequence[np.random.Generator],
+    edge_fraction: float = EDGE_FRACTION,
+    quality_kind_probs: Sequence[float] = QUALITY_KIND_PROBS,
+    many_targets: bool = False,
+) -> np.ndarray:
     """Draw one trainee per generator and return their vectors, shape ``(len(rngs), 198)`` float32.
 
     Each generator is advanced by exactly two calls when ``edge_fraction`` is 0, three otherwise, whatever
@@ -132,9 +148,14 @@ def sample_vectors(rngs: Sequence[np.random.Generator], edge_fraction: float = E
     Args:
         rngs: One generator per trainee.
         edge_fraction: Share of wide trainees, in [0, 1] (module docstring); 0 draws the population alone.
+        quality_kind_probs: Probabilities of the wide trainees' quality kinds, in ``WIDE_QUALITY_KINDS`` order.
+        many_targets: Wide trainees draw their number of targets log-uniformly over 1 to 93, not as the population.
     """
     if not 0.0 <= edge_fraction <= 1.0:
-        raise ValueError(f"edge_fraction must be in [0, 1], got {edge_fraction!r}")
+        raise FieldError("edge_fraction", "must be in [0, 1]", edge_fraction)
+    kind_probs = np.asarray(quality_kind_probs, dtype=np.float64)
+    if kind_probs.shape != (len(WIDE_QUALITY_KINDS),) or np.any(kind_probs < 0) or abs(kind_probs.sum() - 1) > 1e-9:
+        raise FieldError("quality_kind_probs", f"must be {len(WIDE_QUALITY_KINDS)} probabilities summing to 1")
     uniforms = np.stack([rng.random(_N_UNIFORMS) for rng in rngs])
     normals = np.stack([rng.standard_normal(_N_NORMALS) for rng in rngs])
     vectors = _vectors_from_draws(uniforms, normals)
@@ -143,7 +164,9 @@ def sample_vectors(rngs: Sequence[np.random.Generator], edge_fraction: float = E
     wide = np.stack([rng.random(_N_WIDE) for rng in rngs])
     is_wide = wide[:, _W_KIND] < edge_fraction
     if np.any(is_wide):
-        vectors[is_wide] = _wide_vectors_from_draws(uniforms[is_wide], normals[is_wide], wide[is_wide])
+        vectors[is_wide] = _wide_vectors_from_draws(
+            uniforms[is_wide], normals[is_wide], wide[is_wide], kind_probs, many_targets
+        )
     return vectors
 
 
@@ -166,7 +189,9 @@ def _vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray) -> np.ndarray
     return _assemble(age, female, fitness, qualities, scores, _target_mask(uniforms, n_targets), metrics)
 
 
-def _wide_vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray, wide: np.ndarray) -> np.ndarray:
+def _wide_vectors_from_draws(
+    uniforms: np.ndarray, normals: np.ndarray, wide: np.ndarray, kind_probs: np.ndarray, many_targets: bool
+) -> np.ndarray:
     """Wide trainees: every field over its valid range, with the corners of the module docstring."""
     corner_age = np.where(wide[:, _W_AGE] < 0.5, AGE_MIN, AGE_MAX)
     uniform_age = AGE_MIN + np.floor(wide[:, _W_AGE] * (AGE_MAX - AGE_MIN + 1)).astype(np.int64)
@@ -175,8 +200,8 @@ def _wide_vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray, wide: np
     corner_fitness = (wide[:, _W_FITNESS] >= 0.5).astype(np.float64)
     fitness = np.where(wide[:, _W_FITNESS_CORNER] < WIDE_FITNESS_CORNER_PROB, corner_fitness, wide[:, _W_FITNESS])
 
-    kind = np.searchsorted(np.cumsum(WIDE_QUALITY_KIND_PROBS), wide[:, _W_QUALITY_KIND], side="right")
-    kind = np.minimum(kind, len(WIDE_QUALITY_KIND_PROBS) - 1)
+    kind = np.searchsorted(np.cumsum(kind_probs), wide[:, _W_QUALITY_KIND], side="right")
+    kind = np.minimum(kind, len(kind_probs) - 1)
     pick = wide[:, _W_QUALITY_PICK]
     corner_level = WIDE_EQUAL_CORNERS[np.minimum((pick * len(WIDE_EQUAL_CORNERS)).astype(np.int64), 2)]
     hot = np.minimum((pick * CATALOG.n_qualities).astype(np.int64), CATALOG.n_qualities - 1)
@@ -188,8 +213,12 @@ def _wide_vectors_from_draws(uniforms: np.ndarray, normals: np.ndarray, wide: np
 
     typical = np.clip(_subject_score_means(qualities) + SCORE_NOISE * normals[:, _Z_SCORES], 0.0, 1.0)
     scores = np.where(wide[:, [_W_SCORES_KIND]] < WIDE_TYPICAL_SCORES_PROB, typical, wide[:, _W_SCORES])
-    n_targets = np.clip(np.floor((CATALOG.n_subjects + 1) ** wide[:, _W_N_TARGETS]), 1, CATALOG.n_subjects)
-    targets = _target_mask(uniforms, n_targets.astype(np.int64))
+    count_draw = wide[:, _W_N_TARGETS]
+    if many_targets:
+        n_targets = np.clip(np.floor((CATALOG.n_subjects + 1) ** count_draw), 1, CATALOG.n_subjects).astype(np.int64)
+    else:
+        n_targets = 1 + np.searchsorted(np.cumsum(TARGET_COUNT_PROBS), count_draw, side="right")
+    targets = _target_mask(uniforms, n_targets)
     return _assemble(age, female, fitness, qualities, scores, targets, wide[:, _W_METRICS])
 
 
@@ -251,17 +280,33 @@ def typical_metrics(fitness_level: float) -> np.ndarray:
     return np.clip(_metric_means(np.float64(fitness_level)), 0.0, 1.0)
 
 
-def sample_profile(rng: np.random.Generator, edge_fraction: float = EDGE_FRACTION) -> TraineeProfile:
-    """Draw one trainee with ``rng``; ``edge_fraction`` as in :func:`sample_vectors`."""
-    return TraineeProfile.from_vector(sample_vectors([rng], edge_fraction)[0])
+def sample_profile(
+    rng: np.random.Generator,
+    edge_fraction: float = EDGE_FRACTION,
+    quality_kind_probs: Sequence[float] = QUALITY_KIND_PROBS,
+    many_targets: bool = False,
+) -> TraineeProfile:
+    """Draw one trainee with ``rng``; the other arguments as in :func:`sample_vectors`."""
+    return TraineeProfile.from_vector(sample_vectors([rng], edge_fraction, quality_kind_probs, many_targets)[0])
 
 
-def sample_profiles(n: int, seed: int, edge_fraction: float = EDGE_FRACTION) -> list[TraineeProfile]:
+def sample_profiles(
+    n: int,
+    seed: int,
+    edge_fraction: float = EDGE_FRACTION,
+    quality_kind_probs: Sequence[float] = QUALITY_KIND_PROBS,
+    many_targets: bool = False,
+) -> list[TraineeProfile]:
     """Draw ``n`` trainees, the i-th with ``np.random.default_rng([seed, i])``: a reproducible held-out set.
 
     Args:
         n: Number of trainees.
         seed: Seed of the set.
         edge_fraction: Share of wide trainees, as in :func:`sample_vectors`; 0 draws the population alone.
+        quality_kind_probs: The wide trainees' quality kinds, as in :func:`sample_vectors`.
+        many_targets: The wide trainees' numbers of targets, as in :func:`sample_vectors`.
     """
-    return [sample_profile(np.random.default_rng([seed, i]), edge_fraction) for i in range(n)]
+    return [
+        sample_profile(np.random.default_rng([seed, i]), edge_fraction, quality_kind_probs, many_targets)
+        for i in range(n)
+    ]

@@ -14,7 +14,7 @@ matrices, and the prediction latency.
 The held-out trainees are drawn from the population alone (``edge_fraction=0``), whatever share of wide
 trainees training draws: the headline score stays the score of the trainees the population describes,
 comparable across versions, and is not dominated by the one-hot trainees, whose greedy-random gap is
-five times the population's. The wide part is measured by a fixed table of named
+about five times the population's. The wide part is measured by a fixed table of named
 edge profiles (:data:`EDGE_PROFILES`): for each, ``edge_trainees`` trainees of the population (seeded
 apart from the held-out set) with the named fields set, each run by the greedy oracle, random, the
 sampled policy and the most likely actions, with the normalized score per profile. The report keeps
@@ -39,7 +39,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from fitness_weights_env import CATALOG, FitnessWeightsVectorEnv, TraineeProfile, sample_profiles
-from fitness_weights_env.baselines import EpisodeResults, GreedyPolicy, RandomPolicy, normalized_score, run_episodes
+from fitness_weights_env.baselines import (
+    EpisodeResults,
+    GreedyPolicy,
+    Policy,
+    RandomPolicy,
+    normalized_score,
+    run_episodes,
+)
+from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import AGE_MAX, AGE_MIN
 from fitness_weights_env.metrics import MatrixMetrics, matrix_metrics
 from fitness_weights_env.population import typical_subject_scores
@@ -301,7 +309,7 @@ def _run_all(
     Trainee ``i`` starts from episode seed ``seed + i`` and, sampled, draws its actions with seed ``seed + i``.
     """
     seeds = [seed + i for i in range(len(profiles))]
-    runs = (PolicyActions(policy, seeds), PolicyActions(policy), GreedyPolicy(), RandomPolicy(seed=seed))
+    runs: tuple[Policy, ...] = (PolicyActions(policy, seeds), PolicyActions(policy), GreedyPolicy(), RandomPolicy(seed))
     return {
         name: run_episodes(actions, profiles, seed=seed, **env_kwargs)
         for name, actions in zip(POLICY_NAMES, runs, strict=True)
@@ -346,11 +354,11 @@ def evaluate_model(
         **env_kwargs: Passed to the environment (``step_size``, ``init``...); use the training settings.
     """
     if n_trainees < 2:
-        raise ValueError(f"n_trainees must be at least 2, got {n_trainees}")
+        raise FieldError("n_trainees", "must be at least 2", n_trainees)
     if edge_trainees is None:
         edge_trainees = min(EDGE_TRAINEES, n_trainees)
     if edge_trainees < 0:
-        raise ValueError(f"edge_trainees must be at least 0, got {edge_trainees}")
+        raise FieldError("edge_trainees", "must be at least 0", edge_trainees)
     profiles = sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed, edge_fraction=0.0)
     runs = _run_all(model.policy, profiles, seed, env_kwargs)
     outcome, deterministic, greedy, random = (runs[name] for name in POLICY_NAMES)
@@ -364,7 +372,7 @@ def evaluate_model(
         "greedy": float(greedy.returns.mean()),
         "random": float(random.returns.mean()),
     }
-    scores = {
+    scores: dict[str, Any] = {
         "normalized_score": normalized_score(outcome.returns, random.returns, greedy.returns),
         "normalized_score_ci": _bootstrap_ci(outcome.returns, random.returns, greedy.returns, seed),
         "deterministic_score": normalized_score(deterministic.returns, random.returns, greedy.returns),

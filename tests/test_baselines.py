@@ -6,6 +6,7 @@ import pytest
 from fitness_weights_env import FitnessWeightsVectorEnv, sample_profiles
 from fitness_weights_env import dynamics as kernel
 from fitness_weights_env.baselines import GreedyPolicy, RandomPolicy, normalized_score, run_episodes
+from fitness_weights_env.population import QUALITY_KIND_PROBS_WITH_EQUAL
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_greedy_beats_random_and_runs_are_reproducible(trainees):
 
 def test_on_wide_trainees_greedy_ties_random_only_where_no_policy_can_help():
     """Equal qualities make every CQ row score the same: the target score cannot move, whatever the actions."""
-    wide = sample_profiles(24, seed=99)
+    wide = sample_profiles(24, seed=99, quality_kind_probs=QUALITY_KIND_PROBS_WITH_EQUAL, many_targets=True)
     greedy = run_episodes(GreedyPolicy(), wide, seed=1)
     random = run_episodes(RandomPolicy(seed=0), wide, seed=1)
     flat = np.array([np.ptp(trainee.qualities) == 0 for trainee in wide])
