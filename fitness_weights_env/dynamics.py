@@ -49,6 +49,7 @@ __all__ = [
     "InvalidActionError",
     "Outcome",
     "WeightState",
+    "array_namespace",
     "check_actions",
     "decode_action",
     "evaluate",
@@ -128,7 +129,7 @@ def check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
     return flat
 
 
-def _namespace(x: Any) -> Any:
+def array_namespace(x: Any) -> Any:
     """The array-API namespace of ``x`` (numpy for numpy arrays)."""
     if type(x) is np.ndarray:  # the common case, without the lookup
         return np
@@ -151,7 +152,7 @@ def initial_matrices(target_mask: Any, init: Init, target_rows: Any | None = Non
         target_rows: (number of targets in the batch, 5) draws in [0, 1), one row per target in
             row-major order of ``target_mask`` (trainee, then subject); required for ``"uniform"``.
     """
-    xp = _namespace(target_mask)
+    xp = array_namespace(target_mask)
     n = target_mask.shape[0]
     if init == "uniform":
         if target_rows is None:
@@ -262,7 +263,7 @@ class Outcome:
 
 def _drift(drift_sq: Any) -> Any:
     """``||CQ - CQ0||_F + ||QX - QX0||_F`` from the squared norms (..., 2), clamped at 0 against rounding."""
-    xp = _namespace(drift_sq)
+    xp = array_namespace(drift_sq)
     return xp.vecdot(xp.sqrt(xp.maximum(drift_sq, 0.0)), _ONES_MATRICES)
 
 
@@ -275,7 +276,7 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
         deltas: The change of each adjusted cell, broadcastable to ``actions``.
         drift_coef: Coefficient of the drift penalty.
     """
-    xp = _namespace(state.weights)
+    xp = array_namespace(state.weights)
     n_trainees, shape = state.weights.shape[0], actions.shape
     trainee = xp.arange(n_trainees)
     candidates = actions.ndim > 1
@@ -335,7 +336,7 @@ def step(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> An
         deltas: (N,) change of each adjusted cell (``+step_size`` for ``adjustment="increase"``).
         drift_coef: Coefficient of the drift penalty.
     """
-    xp = _namespace(state.weights)
+    xp = array_namespace(state.weights)
     outcome = evaluate(state, actions, deltas, drift_coef)
     trainee, rows = xp.arange(actions.shape[0]), outcome.rows
     state.weights[trainee, rows] = outcome.new_rows
@@ -358,7 +359,7 @@ def reset(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> Non
         cq: (k, 93, 5) their initial CQ.
         qx: (k, 5, 44) their initial QX.
     """
-    xp = _namespace(state.weights)
+    xp = array_namespace(state.weights)
     dtype = state.weights.dtype
     state.observation[index] = vectors
     # Only the matrix cells are written: the padding of ``weights`` is 0 from creation on.
@@ -385,7 +386,7 @@ def reset(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> Non
 
 def _write_metrics(state: WeightState, index: Any, previous_target_score: Any) -> None:
     """Recompute the 4 metrics of the trainees at ``index`` into the observation's metrics slice."""
-    xp = _namespace(state.weights)
+    xp = array_namespace(state.weights)
     target_score = state.target_score[index]
     metrics = state.observation[:, LAYOUT.metrics]  # a view, columns in METRIC_NAMES order
     change = (target_score - previous_target_score) * (0.5 / state.step_size)
@@ -403,7 +404,7 @@ def step_info(state: WeightState, index: Any = slice(None), matrices: bool = Tru
     ``target_scores`` (93,) float32, ``CQ[s] . q`` for each target subject and 0 elsewhere;
     ``mean_target_score`` and ``drift``, float64. Batched arrays have a leading axis.
     """
-    xp = _namespace(state.weights)
+    xp = array_namespace(state.weights)
     f32 = state.observation.dtype
     info = {}
     if matrices:

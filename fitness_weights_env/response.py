@@ -1,0 +1,134 @@
+"""The fitness-fatigue core of the training-response model that ``FitnessWeights-v1`` builds on.
+
+A trainee's performance in a quality answers each training impulse (the stimulus of a day's load, ``w``) twice:
+a slow, positive fitness effect and a fast, negative fatigue effect (the impulse-response model of Banister et al.
+1975, "A systems model of training for athletic performance", Aust J Sports Med 7:57-61). With a fixed fatigue gain,
+the change of performance ``n`` days after the impulses ``w(i)`` is
+
+    p(n) = k1 * sum_i w(i) exp(-(n - i) / tau1)  -  k2 * sum_i w(i) exp(-(n - i) / tau2)
+
+(``tau1`` about 42 days, ``tau2`` about 7 to 10; ``k2 > k1``, so a load first tires and later pays). The response
+to one impulse crosses zero ``tau1 tau2 / (tau1 - tau2) ln(k2 / k1)`` days after it and peaks
+``tau1 tau2 / (tau1 - tau2) ln(k2 tau1 / (k1 tau2))`` days after it (:func:`impulse_zero_crossing`,
+:func:`impulse_peak`).
+
+Busso 2003 ("Variable dose-response relationship between exercise training and performance", Med Sci Sports
+Exerc 35:1188-1195) makes the fatigue gain grow with the recent load, which gives an inverted-U optimal load
+instead of "more is always better":
+
+    k2(i) = k3 * sum_{j <= i} w(j) exp(-(i - j) / tau3),
+    p(n)  = k1 * sum_i w(i) exp(-(n - i) / tau1)  -  sum_i k2(i) w(i) exp(-(n - i) / tau2).
+
+Both are written once here as a recursion over days, batched over trainees and qualities (arrays of any leading
+shape, ``(N, Q)`` in the env), with the array-API operations of the arrays' namespace, as the v0 kernel
+(:mod:`fitness_weights_env.dynamics`) is. One call of :func:`step` advances ``days`` days under a constant daily
+impulse: the state decays, then takes the day's impulse, so the state after a step holds that day's impulse at lag
+0. :func:`performance` reads ``k1 F - G`` from the state.
+
+=============  ===========================================================================================
+state          meaning
+=============  ===========================================================================================
+``fitness``    ``F(n) = sum_i w(i) exp(-(n - i) / tau1)``
+``fatigue``    ``G(n) = sum_i k2(i) w(i) exp(-(n - i) / tau2)``: the fatigue already weighted by its gain
+``load``       ``H(n) = sum_i w(i) exp(-(n - i) / tau3)``, the recent load that sets Busso's gain
+=============  ===========================================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fitness_weights_env.dynamics import array_namespace
+from fitness_weights_env.errors import FieldError
+
+__all__ = ["FitnessFatigue", "impulse_peak", "impulse_response", "impulse_zero_crossing", "performance", "step"]
+
+
+@dataclass
+class FitnessFatigue:
+    """The state of the model for a batch (arrays of one shape, ``(N, Q)`` in the env); see the module docstring.
+
+    Args:
+        fitness: ``F``, the decayed sum of past impulses with ``tau1``.
+        fatigue: ``G``, the decayed sum of past impulses, each times the fatigue gain it met, with ``tau2``.
+        load: ``H``, the decayed sum of past impulses with ``tau3`` (Busso's recent load).
+    """
+
+    fitness: Any
+    fatigue: Any
+    load: Any
+
+    @classmethod
+    def zeros(cls, shape: tuple[int, ...]) -> FitnessFatigue:
+        """A trainee with no training history (numpy arrays of ``shape``)."""
+        return cls(np.zeros(shape), np.zeros(shape), np.zeros(shape))
+
+
+def step(
+    state: FitnessFatigue,
+    impulse: Any,
+    *,
+    tau1: Any,
+    tau2: Any,
+    k2: Any = 0.0,
+    k3: Any = 0.0,
+    tau3: Any = 1.0,
+    days: int = 1,
+) -> None:
+    """Advance ``state`` in place by ``days`` days, each with the daily ``impulse``.
+
+    Args:
+        state: The batch's state.
+        impulse: The daily impulse ``w`` of each element (broadcast to the state's shape), at least 0.
+        tau1: Fitness time constant, days (broadcasts like ``impulse``).
+        tau2: Fatigue time constant, days.
+        k2: The fixed part of the fatigue gain (Banister's ``k2``; 0 for Busso's model alone).
+        k3: Busso's gain per unit of recent load (0: Banister's fixed gain).
+        tau3: Time constant of the recent load behind Busso's gain, days.
+        days: Days the step covers (``days_per_step``).
+
+    The fatigue gain of a day is ``k2 + k3 H`` with ``H`` including that day's impulse.
+    """
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise FieldError("days", "must be a whole number of days, at least 1", days)
+    xp = array_namespace(state.fitness)
+    decay1, decay2, decay3 = xp.exp(-1.0 / tau1), xp.exp(-1.0 / tau2), xp.exp(-1.0 / tau3)
+    for _ in range(days):
+        state.load = state.load * decay3 + impulse
+        state.fitness = state.fitness * decay1 + impulse
+        state.fatigue = state.fatigue * decay2 + (k2 + k3 * state.load) * impulse
+
+
+def performance(state: FitnessFatigue, k1: Any) -> Any:
+    """The change of performance the training so far makes: ``k1 F - G``."""
+    return k1 * state.fitness - state.fatigue
+
+
+def impulse_response(days: Any, *, k1: float, k2: float, tau1: float, tau2: float) -> Any:
+    """The change of performance ``days`` after one unit impulse, fixed gains: ``k1 e^(-t/tau1) - k2 e^(-t/tau2)``."""
+    xp = array_namespace(days)
+    return k1 * xp.exp(-days / tau1) - k2 * xp.exp(-days / tau2)
+
+
+def _check_time_constants(tau1: float, tau2: float) -> float:
+    if not (math.isfinite(tau1) and math.isfinite(tau2) and tau1 > tau2 > 0):
+        raise FieldError("tau1", "must be finite and above tau2, which must be above 0", (tau1, tau2))
+    return tau1 * tau2 / (tau1 - tau2)
+
+
+def impulse_zero_crossing(*, k1: float, k2: float, tau1: float, tau2: float) -> float:
+    """Days after one impulse at which its response turns from negative to positive (``k2 > k1``)."""
+    if not k2 > k1 > 0:
+        raise FieldError("k2", "must be above k1, which must be above 0 (else the response never turns)", (k1, k2))
+    return _check_time_constants(tau1, tau2) * math.log(k2 / k1)
+
+
+def impulse_peak(*, k1: float, k2: float, tau1: float, tau2: float) -> float:
+    """Days after one impulse at which its response is highest."""
+    if not (k1 > 0 and k2 > 0):
+        raise FieldError("k1", "k1 and k2 must be above 0", (k1, k2))
+    return _check_time_constants(tau1, tau2) * math.log(k2 * tau1 / (k1 * tau2))
