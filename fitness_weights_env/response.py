@@ -1,4 +1,21 @@
-"""The fitness-fatigue core of the training-response model that ``FitnessWeights-v1`` builds on.
+"""The training-response model of ``FitnessWeights-v1``: the plan the matrices imply, and how a body answers it.
+
+The plan turns the agent's matrices into weekly loads; the fitness-fatigue core turns a daily stimulus into a change
+of performance.
+
+**The plan** (:func:`training_plan`). The agent's matrices are what a coach uses them for:
+
+* the quality emphasis ``e`` (on the 5-simplex) is the mean of the target subjects' CQ rows, each weighted by its
+  remaining gap ``g_s = max(1 - S_s, GAP_FLOOR)``, where ``S_s`` in [0, 1] is the subject's current score: the
+  gap is the room left to the top of the score scale, so a target near its best pulls less, and
+  ``GAP_FLOOR`` (0.05, an estimate) keeps a maxed-out target from dropping out of the plan;
+* the exercise allocation is ``x = e^T QX`` (on the 44-simplex: QX's rows sum to 1);
+* the weekly load per exercise is ``L_e = B x_e``, with the weekly budget ``B = BUDGET_BASE (1 + BUDGET_SLOPE f)``
+  growing with the fitness level ``f`` in [0, 1] (``BUDGET_BASE`` 1 unit, ``BUDGET_SLOPE`` 1: a trainee at the
+  top of the scale trains twice the volume of one at the bottom; an estimate, in the units the stimulus is
+  calibrated in).
+
+**The fitness-fatigue core.**
 
 A trainee's performance in a quality answers each training impulse (the stimulus of a day's load, ``w``) twice:
 a slow, positive fitness effect and a fast, negative fatigue effect (the impulse-response model of Banister et al.
@@ -45,7 +62,46 @@ import numpy as np
 from fitness_weights_env.dynamics import array_namespace
 from fitness_weights_env.errors import FieldError
 
-__all__ = ["FitnessFatigue", "impulse_peak", "impulse_response", "impulse_zero_crossing", "performance", "step"]
+__all__ = [
+    "BUDGET_BASE",
+    "BUDGET_SLOPE",
+    "GAP_FLOOR",
+    "FitnessFatigue",
+    "impulse_peak",
+    "impulse_response",
+    "impulse_zero_crossing",
+    "performance",
+    "step",
+    "training_plan",
+]
+
+GAP_FLOOR = 0.05
+"""The least gap of a target subject: a target at its best still pulls a little (an estimate)."""
+BUDGET_BASE = 1.0
+"""The weekly budget of a trainee at fitness level 0, in stimulus units."""
+BUDGET_SLOPE = 1.0
+"""How the weekly budget grows with the fitness level: ``B = BUDGET_BASE (1 + BUDGET_SLOPE f)`` (an estimate)."""
+
+
+def training_plan(cq: Any, qx: Any, target_mask: Any, subject_scores: Any, fitness_level: Any) -> tuple[Any, Any, Any]:
+    """The plan the matrices imply, for a batch: emphasis ``(N, 5)``, allocation ``(N, 44)``, weekly loads ``(N, 44)``.
+
+    Args:
+        cq: CQ matrices ``(N, 93, 5)``, rows on the simplex.
+        qx: QX matrices ``(N, 5, 44)``, rows on the simplex.
+        target_mask: ``(N, 93)``, true (or 1) for each trainee's target subjects; at least one per trainee.
+        subject_scores: Current subject scores ``(N, 93)`` in [0, 1].
+        fitness_level: ``(N,)`` in [0, 1].
+
+    See the module docstring for the equations.
+    """
+    xp = array_namespace(cq)
+    gaps = xp.maximum(1.0 - subject_scores, GAP_FLOOR) * target_mask
+    weights = gaps / xp.sum(gaps, axis=1, keepdims=True)
+    emphasis = xp.sum(weights[:, :, None] * cq, axis=1)
+    allocation = xp.sum(emphasis[:, :, None] * qx, axis=1)
+    budget = BUDGET_BASE * (1.0 + BUDGET_SLOPE * fitness_level)
+    return emphasis, allocation, budget[:, None] * allocation
 
 
 @dataclass

@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fitness_weights_env import CATALOG
 from fitness_weights_env.errors import FieldError
 from fitness_weights_env.response import (
+    GAP_FLOOR,
     FitnessFatigue,
     impulse_peak,
     impulse_response,
     impulse_zero_crossing,
     performance,
     step,
+    training_plan,
 )
 
 BANISTER = {"k1": 1.0, "k2": 2.0, "tau1": 42.0, "tau2": 7.0}
@@ -95,3 +98,26 @@ def test_bad_arguments_name_the_field():
     with pytest.raises(FieldError) as raised:
         impulse_peak(k1=1.0, k2=2.0, tau1=7.0, tau2=42.0)
     assert raised.value.field == "tau1"
+
+
+def test_the_plan_weights_targets_by_their_gap_and_stays_on_the_simplex():
+    rng = np.random.default_rng(2)
+    n = 6
+    cq = rng.dirichlet(np.ones(CATALOG.n_qualities), (n, CATALOG.n_subjects))
+    qx = rng.dirichlet(np.ones(CATALOG.n_exercises), (n, CATALOG.n_qualities))
+    mask = np.zeros((n, CATALOG.n_subjects), dtype=bool)
+    mask[:, [3, 40]] = True
+    scores = rng.uniform(0, 1, (n, CATALOG.n_subjects))
+    scores[0, 3], scores[0, 40] = 1.0, 0.2  # a target at its best pulls with the floor's weight only
+    fitness = np.linspace(0, 1, n)
+    emphasis, allocation, loads = training_plan(cq, qx, mask, scores, fitness)
+    np.testing.assert_allclose(emphasis.sum(axis=1), 1.0)
+    np.testing.assert_allclose(allocation.sum(axis=1), 1.0)
+    assert np.all(emphasis >= 0) and np.all(allocation >= 0)
+    gaps = np.array([GAP_FLOOR, 0.8])
+    np.testing.assert_allclose(emphasis[0], (gaps[0] * cq[0, 3] + gaps[1] * cq[0, 40]) / gaps.sum())
+    np.testing.assert_allclose(allocation[0], emphasis[0] @ qx[0])
+    np.testing.assert_allclose(loads.sum(axis=1), 1.0 + fitness)  # the budget doubles from fitness 0 to 1
+    one = training_plan(cq[2:3], qx[2:3], mask[2:3], scores[2:3], fitness[2:3])
+    for batch, alone in zip((emphasis, allocation, loads), one, strict=True):
+        np.testing.assert_array_equal(batch[2:3], alone)
