@@ -15,6 +15,12 @@ of performance.
   top of the scale trains twice the volume of one at the bottom; an estimate, in the units the stimulus is
   calibrated in).
 
+**The stimulus** (:func:`stimulus`). A week's loads reach the qualities through the trainee's own transfer
+(:mod:`fitness_weights_env.hidden`): ``u_q = sum_e L_e E_true[e, q]``, with diminishing returns
+``d_q = u_q / (u_q + K_q)`` (:data:`HALF_SATURATION`, the stimulus at which half the possible response is
+reached; smallest for strength, whose returns diminish most: Pelland et al. 2024, a meta-regression of 67 studies of
+resistance training volume; the values are estimates, in the budget's units).
+
 **The fitness-fatigue core.**
 
 A trainee's performance in a quality answers each training impulse (the stimulus of a day's load, ``w``) twice:
@@ -66,12 +72,14 @@ __all__ = [
     "BUDGET_BASE",
     "BUDGET_SLOPE",
     "GAP_FLOOR",
+    "HALF_SATURATION",
     "FitnessFatigue",
     "impulse_peak",
     "impulse_response",
     "impulse_zero_crossing",
     "performance",
     "step",
+    "stimulus",
     "training_plan",
 ]
 
@@ -81,6 +89,17 @@ BUDGET_BASE = 1.0
 """The weekly budget of a trainee at fitness level 0, in stimulus units."""
 BUDGET_SLOPE = 1.0
 """How the weekly budget grows with the fitness level: ``B = BUDGET_BASE (1 + BUDGET_SLOPE f)`` (an estimate)."""
+
+
+HALF_SATURATION = np.array([0.40, 0.30, 0.30, 0.25, 0.15])
+"""``K_q`` of the diminishing returns, in catalog quality order (endurance, flexibility, agility, power, strength)."""
+
+
+def stimulus(loads: Any, transfer: Any, half_saturation: Any = HALF_SATURATION) -> Any:
+    """The diminished stimulus ``d`` ``(N, 5)`` of weekly loads ``(N, 44)`` through the transfer ``(N, 44, 5)``."""
+    xp = array_namespace(loads)
+    u = xp.sum(loads[:, :, None] * transfer, axis=1)
+    return u / (u + half_saturation)
 
 
 def training_plan(cq: Any, qx: Any, target_mask: Any, subject_scores: Any, fitness_level: Any) -> tuple[Any, Any, Any]:

@@ -9,12 +9,14 @@ from fitness_weights_env import CATALOG
 from fitness_weights_env.errors import FieldError
 from fitness_weights_env.response import (
     GAP_FLOOR,
+    HALF_SATURATION,
     FitnessFatigue,
     impulse_peak,
     impulse_response,
     impulse_zero_crossing,
     performance,
     step,
+    stimulus,
     training_plan,
 )
 
@@ -121,3 +123,17 @@ def test_the_plan_weights_targets_by_their_gap_and_stays_on_the_simplex():
     one = training_plan(cq[2:3], qx[2:3], mask[2:3], scores[2:3], fitness[2:3])
     for batch, alone in zip((emphasis, allocation, loads), one, strict=True):
         np.testing.assert_array_equal(batch[2:3], alone)
+
+
+def test_the_stimulus_goes_through_the_transfer_with_diminishing_returns():
+    rng = np.random.default_rng(3)
+    transfer = rng.dirichlet(np.ones(CATALOG.n_qualities), (2, CATALOG.n_exercises))
+    loads = rng.uniform(0, 0.1, (2, CATALOG.n_exercises))
+    d = stimulus(loads, transfer)
+    u = np.einsum("ne,neq->nq", loads, transfer)
+    np.testing.assert_allclose(d, u / (u + HALF_SATURATION))
+    assert np.all((d >= 0) & (d < 1))
+    doubled = stimulus(2 * loads, transfer)
+    assert np.all(doubled > d) and np.all(doubled < 2 * d)  # more load, more stimulus, less per unit
+    strength = CATALOG.quality_index("strength")
+    assert HALF_SATURATION.argmin() == strength  # returns diminish most for strength
