@@ -10,6 +10,7 @@ Both report the per-target achievement scores ``CQ[s] . qualities`` as the kerne
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +25,16 @@ __all__ = ["MAX_OPTIMIZATION_STEPS", "NoPredictionHeadsError", "WeightsResult", 
 
 MAX_OPTIMIZATION_STEPS = 1024
 """Most steps one ``optimize`` request may run (16 episodes' worth)."""
+
+_threads = threading.local()
+
+
+def _one_trainee_env() -> FitnessWeightsVectorEnv:
+    """This thread's one-trainee env, made once: making one costs twice its reset, and every use resets it."""
+    env = getattr(_threads, "env", None)
+    if env is None:
+        env = _threads.env = FitnessWeightsVectorEnv(1, max_episode_steps=None)
+    return env
 
 
 class NoPredictionHeadsError(FitnessWeightsError):
@@ -82,7 +93,7 @@ def optimize_weights(
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_OPTIMIZATION_STEPS:
         raise FieldError("steps", f"must be an integer in [1, {MAX_OPTIMIZATION_STEPS}]", steps)
     profile = TraineeProfile.coerce(profile)
-    env = FitnessWeightsVectorEnv(1, max_episode_steps=None)
+    env = _one_trainee_env()
     observation, _ = env.reset(seed=seed, options={"profiles": [profile]})
     actions = PolicyActions(model.policy, None if deterministic else [seed])
     for _ in range(steps):
@@ -115,9 +126,7 @@ def predict_weights(model: Model, profile: ProfileLike, *, seed: int = 0) -> Wei
             f"{type(model.policy).__name__} has no predict_weights; use an AttnCQQXPolicy model"
         )
     profile = TraineeProfile.coerce(profile)
-    observation, _ = FitnessWeightsVectorEnv(1, max_episode_steps=None).reset(
-        seed=seed, options={"profiles": [profile]}
-    )
+    observation, _ = _one_trainee_env().reset(seed=seed, options={"profiles": [profile]})
     vector = observation[0]
     cq, qx, confidence = predict(vector)
     state = dynamics.WeightState.zeros(1, step_size=0.05)
