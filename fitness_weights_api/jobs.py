@@ -106,7 +106,7 @@ from fitness_weights_api.job_store import (
 )
 from fitness_weights_api.registry import ModelRegistry
 from fitness_weights_api.storage import PARTIAL_PREFIX, URL_PREFIX, database_path
-from fitness_weights_env.errors import FieldError
+from fitness_weights_env.errors import FieldError, check_int
 
 try:
     import fcntl
@@ -188,15 +188,15 @@ class JobManager:
             raise FieldError("root", "must be a directory path", root)
         if not isinstance(registry, ModelRegistry):
             raise FieldError("registry", f"must be a ModelRegistry, got {type(registry).__name__}")
-        _check_int("max_concurrent", max_concurrent, 1)
-        _check_int("max_queued", max_queued, 1)
-        _check_int("max_timesteps", max_timesteps, 1)
-        _check_int("max_n_envs", max_n_envs, 1)
-        _check_int("max_eval_trainees", max_eval_trainees, 1)
+        check_int("max_concurrent", max_concurrent, 1)
+        check_int("max_queued", max_queued, 1)
+        check_int("max_timesteps", max_timesteps, 1)
+        check_int("max_n_envs", max_n_envs, 1)
+        check_int("max_eval_trainees", max_eval_trainees, 1)
         if memory_mb is not None:
-            _check_int("memory_mb", memory_mb, MIN_MEMORY_MB)
-        _check_int("checkpoint_rollouts", checkpoint_rollouts, 1)
-        _check_int("nice", nice, 0, 19)
+            check_int("memory_mb", memory_mb, MIN_MEMORY_MB)
+        check_int("checkpoint_rollouts", checkpoint_rollouts, 1)
+        check_int("nice", nice, 0, 19)
         for name, value in (("cancel_grace_s", cancel_grace_s), ("checkpoint_seconds", checkpoint_seconds)):
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (0 < value < math.inf):
                 raise FieldError(name, "must be a finite number of seconds above 0", value)
@@ -312,7 +312,7 @@ class JobManager:
         Raises:
             FieldError: ``limit`` is not an integer from 1 to 10000, or ``state`` is not a job state.
         """
-        _check_int("limit", limit, 1, 10_000)
+        check_int("limit", limit, 1, 10_000)
         if state is not None and state not in JOB_STATES:
             raise FieldError("state", f"must be one of {list(JOB_STATES)} or None", state)
         where, params = ("", ()) if state is None else ("WHERE state = ?", (state,))
@@ -566,12 +566,6 @@ class JobManager:
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bounds = f"at least {low}" if high is None else f"from {low} to {high}"
-        raise FieldError(name, f"must be an integer {bounds}", value)
 
 
 def _check_job_id(job_id: Any) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FieldError", "FitnessWeightsError"]
+__all__ = ["FieldError", "FitnessWeightsError", "check_int"]
 
 _MAX_VALUE_CHARS = 80
 """The longest quoted value in an error message; a longer ``repr`` is cut."""
@@ -60,3 +60,17 @@ def _rebuild_field_error(cls: type[FieldError], field: str, reason: str, message
     error.field, error.reason = field, reason
     error.args = (message,)
     return error
+
+
+def check_int(field: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` if it is an integer (not a bool) from ``low`` to ``high`` (no upper bound when ``None``).
+
+    Raises:
+        FieldError: It is not, naming ``field``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(field, "must be an integer", value)
+    if value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+        raise FieldError(field, f"must be {bounds}", value)
+    return value

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from fitness_weights_env.errors import FieldError
+from fitness_weights_env.errors import FieldError, check_int
 from sb3_ext.presets import PRESETS, get_preset
 
 if TYPE_CHECKING:
@@ -141,15 +141,15 @@ class TrainConfig:
     """The fields :meth:`from_dict` needs."""
 
     def __post_init__(self) -> None:
-        _check_int("timesteps", self.timesteps, 1, MAX_TIMESTEPS)
+        check_int("timesteps", self.timesteps, 1, MAX_TIMESTEPS)
         if not isinstance(self.env_id, str) or not _ENV_ID_RE.fullmatch(self.env_id):
             raise FieldError("env_id", "must be a Gymnasium env id such as 'FitnessWeights-v0'", self.env_id)
         _check_choice("policy", self.policy, POLICIES)
         _check_choice("preset", self.preset, sorted(PRESETS))
         if self.n_envs is not None:
-            _check_int("n_envs", self.n_envs, 1, MAX_N_ENVS)
+            check_int("n_envs", self.n_envs, 1, MAX_N_ENVS)
         _check_choice("vectorization", self.vectorization, VECTORIZATIONS)
-        _check_int("seed", self.seed, 0, MAX_SEED)
+        check_int("seed", self.seed, 0, MAX_SEED)
         rate = self.learning_rate
         if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (math.isfinite(rate) and rate > 0):
             raise FieldError("learning_rate", "must be a finite number above 0", rate)
@@ -164,7 +164,7 @@ class TrainConfig:
             object.__setattr__(self, "ppo_kwargs", ppo_kwargs)
         if not isinstance(self.device, str) or not _DEVICE_RE.fullmatch(self.device):
             raise FieldError("device", "must be 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps'", self.device)
-        _check_int("eval_trainees", self.eval_trainees, 2, MAX_EVAL_TRAINEES)
+        check_int("eval_trainees", self.eval_trainees, 2, MAX_EVAL_TRAINEES)
         arguments = self.ppo_arguments()
         if arguments["batch_size"] > self.envs() * arguments["n_steps"]:  # only an explicit ppo_kwargs batch_size
             raise FieldError("ppo_kwargs.batch_size", "must not exceed the rollout size n_envs * n_steps")
@@ -224,14 +224,6 @@ class TrainConfig:
         return cls(**data)
 
 
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FieldError(name, "must be an integer", value)
-    if value < low or (high is not None and value > high):
-        bounds = f"at least {low}" if high is None else f"from {low} to {high}"
-        raise FieldError(name, f"must be {bounds}", value)
-
-
 def _check_choice(name: str, value: Any, choices: Any) -> None:
     if not isinstance(value, str) or value not in choices:
         raise FieldError(name, f"must be one of {list(choices)}", value)
@@ -243,7 +235,7 @@ def _check_override(key: str, value: Any) -> None:
     if kind is None:
         raise FieldError(name, f"is not a PPO argument a config may set; those are {', '.join(PPO_OVERRIDES)}")
     if kind in (_POSITIVE_INT, _INT):
-        _check_int(name, value, 1 if kind == _POSITIVE_INT else -(2**31), 2**31 - 1)
+        check_int(name, value, 1 if kind == _POSITIVE_INT else -(2**31), 2**31 - 1)
     elif kind == _BOOL:
         if not isinstance(value, bool):
             raise FieldError(name, "must be true or false", value)
