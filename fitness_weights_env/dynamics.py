@@ -49,6 +49,7 @@ __all__ = [
     "InvalidActionError",
     "Outcome",
     "WeightState",
+    "apply",
     "array_namespace",
     "check_actions",
     "decode_action",
@@ -327,6 +328,23 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
     return outcome
 
 
+def apply(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Outcome:
+    """Apply one action per trainee to the matrices and their row statistics, in place; the metrics are left as they are.
+
+    The matrix half of a step, which ``FitnessWeights-v1``'s kernel shares (:mod:`fitness_weights_env.training_dynamics`).
+    The arguments are :func:`step`'s; returns the outcome :func:`evaluate` gave.
+    """
+    xp = array_namespace(state.weights)
+    outcome = evaluate(state, actions, deltas, drift_coef)
+    trainee, rows = xp.arange(actions.shape[0]), outcome.rows
+    state.weights[trainee, rows] = outcome.new_rows
+    state.row_score[trainee, rows] = outcome.row_score
+    state.row_drift[trainee, rows] = outcome.row_drift
+    state.row_energy[trainee, rows] = outcome.row_energy
+    state.target_score, state.drift_sq, state.drift = outcome.target_score, outcome.drift_sq, outcome.drift
+    return outcome
+
+
 def step(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Any:
     """Apply one action per trainee, update the state and observation in place, and return the rewards.
 
@@ -336,15 +354,8 @@ def step(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> An
         deltas: (N,) change of each adjusted cell (``+step_size`` for ``adjustment="increase"``).
         drift_coef: Coefficient of the drift penalty.
     """
-    xp = array_namespace(state.weights)
-    outcome = evaluate(state, actions, deltas, drift_coef)
-    trainee, rows = xp.arange(actions.shape[0]), outcome.rows
-    state.weights[trainee, rows] = outcome.new_rows
-    state.row_score[trainee, rows] = outcome.row_score
-    state.row_drift[trainee, rows] = outcome.row_drift
-    state.row_energy[trainee, rows] = outcome.row_energy
     previous_target_score = state.target_score
-    state.target_score, state.drift_sq, state.drift = outcome.target_score, outcome.drift_sq, outcome.drift
+    outcome = apply(state, actions, deltas, drift_coef)
     _write_metrics(state, slice(None), previous_target_score)
     return outcome.reward
 

@@ -147,7 +147,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         """
         super().reset(seed=seed)
         profile: ProfileLike | None = check_options(options, {"profile"}).get("profile")
-        dynamics.reset(self.state, slice(None), *self.config.draw_starts([self.np_random], [profile]))
+        self._reset_kernel(profile)
         self._elapsed_steps = 0
         return self.state.observation[0].copy(), self._info()
 
@@ -156,11 +156,18 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         if self._elapsed_steps is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         actions = dynamics.check_actions(action, ())
-        deltas = self.config.draw_deltas([self.np_random])
-        reward = dynamics.step(self.state, actions, deltas, self.config.drift_coef)
+        reward = self._step_kernel(actions)
         self._elapsed_steps += 1
         truncated = self.max_episode_steps is not None and self._elapsed_steps >= self.max_episode_steps
         return self.state.observation[0].copy(), float(reward[0]), False, truncated, self._info()
+
+    # --- the kernel at N=1: v0's here, v1's in FitnessWeightsV1Env ----------------------------------------------------
+
+    def _reset_kernel(self, profile: ProfileLike | None) -> None:
+        dynamics.reset(self.state, slice(None), *self.config.draw_starts([self.np_random], [profile]))
+
+    def _step_kernel(self, actions: np.ndarray) -> np.ndarray:
+        return dynamics.step(self.state, actions, self.config.draw_deltas([self.np_random]), self.config.drift_coef)
 
     def _info(self) -> dict[str, Any]:
         return dynamics.step_info(self.state, 0)

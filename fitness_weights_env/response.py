@@ -19,7 +19,9 @@ of performance.
 (:mod:`fitness_weights_env.hidden`): ``u_q = sum_e L_e E_true[e, q]``, with diminishing returns
 ``d_q = u_q / (u_q + K_q)`` (:data:`HALF_SATURATION`, the stimulus at which half the possible response is
 reached; smallest for strength, whose returns diminish most: Pelland et al. 2024, a meta-regression of 67 studies of
-resistance training volume; the values are estimates, in the budget's units).
+resistance training volume). The values are estimates, in the budget's units, set about one budget so that the
+habitual plans sit on the rising part of the curve (``d`` 0.2 to 0.4) and doubling a load gains less than double;
+the calibration that fixed them is in ``benchmarks/RESULTS.md`` ("FitnessWeights-v1: calibration").
 
 **The fitness-fatigue core.**
 
@@ -74,12 +76,14 @@ __all__ = [
     "GAP_FLOOR",
     "HALF_SATURATION",
     "FitnessFatigue",
+    "gap_weights",
     "impulse_peak",
     "impulse_response",
     "impulse_zero_crossing",
     "performance",
     "step",
     "stimulus",
+    "target_rows",
     "training_plan",
 ]
 
@@ -91,18 +95,45 @@ BUDGET_SLOPE = 1.0
 """How the weekly budget grows with the fitness level: ``B = BUDGET_BASE (1 + BUDGET_SLOPE f)`` (an estimate)."""
 
 
-HALF_SATURATION = np.array([0.40, 0.30, 0.30, 0.25, 0.15])
+HALF_SATURATION = np.array([2.4, 1.8, 1.8, 1.5, 0.9])
 """``K_q`` of the diminishing returns, in catalog quality order (endurance, flexibility, agility, power, strength)."""
 
 
 def stimulus(loads: Any, transfer: Any, half_saturation: Any = HALF_SATURATION) -> Any:
     """The diminished stimulus ``d`` ``(N, 5)`` of weekly loads ``(N, 44)`` through the transfer ``(N, 44, 5)``."""
     xp = array_namespace(loads)
-    u = xp.sum(loads[:, :, None] * transfer, axis=1)
+    u = xp.matmul(loads[:, None, :], transfer)[:, 0, :]
     return u / (u + half_saturation)
 
 
-def training_plan(cq: Any, qx: Any, target_mask: Any, subject_scores: Any, fitness_level: Any) -> tuple[Any, Any, Any]:
+def target_rows(target_mask: Any) -> tuple[Any, Any]:
+    """Each trainee's target subjects as padded rows: indices ``(N, K)`` in subject order and a validity mask.
+
+    ``K`` is the batch's largest number of targets (at least 1); a trainee with fewer is padded with row 0, invalid.
+    """
+    xp = array_namespace(target_mask)
+    mask = target_mask > 0
+    k = max(int(xp.max(xp.sum(mask, axis=1))), 1) if mask.shape[0] else 1
+    rows = xp.argsort(~mask, axis=1, stable=True)[:, :k]
+    valid = xp.take_along_axis(mask, rows, axis=1)
+    return xp.where(valid, rows, 0), valid
+
+
+def gap_weights(scores: Any, valid: Any) -> Any:
+    """Each target's share of the emphasis, ``(N, K)``, from the targets' scores and validity (module docstring)."""
+    xp = array_namespace(scores)
+    gaps = xp.where(valid, xp.maximum(1.0 - scores, GAP_FLOOR), 0.0)
+    return gaps / xp.sum(gaps, axis=1, keepdims=True)
+
+
+def training_plan(
+    cq: Any,
+    qx: Any,
+    target_mask: Any,
+    subject_scores: Any,
+    fitness_level: Any,
+    rows: tuple[Any, Any] | None = None,
+) -> tuple[Any, Any, Any]:
     """The plan the matrices imply, for a batch: emphasis ``(N, 5)``, allocation ``(N, 44)``, weekly loads ``(N, 44)``.
 
     Args:
@@ -111,14 +142,16 @@ def training_plan(cq: Any, qx: Any, target_mask: Any, subject_scores: Any, fitne
         target_mask: ``(N, 93)``, true (or 1) for each trainee's target subjects; at least one per trainee.
         subject_scores: Current subject scores ``(N, 93)`` in [0, 1].
         fitness_level: ``(N,)`` in [0, 1].
+        rows: :func:`target_rows` of ``target_mask``, when the caller keeps them.
 
-    See the module docstring for the equations.
+    See the module docstring for the equations. Only the target rows of CQ are read.
     """
     xp = array_namespace(cq)
-    gaps = xp.maximum(1.0 - subject_scores, GAP_FLOOR) * target_mask
-    weights = gaps / xp.sum(gaps, axis=1, keepdims=True)
-    emphasis = xp.sum(weights[:, :, None] * cq, axis=1)
-    allocation = xp.sum(emphasis[:, :, None] * qx, axis=1)
+    index, valid = target_rows(target_mask) if rows is None else rows
+    trainee = xp.arange(cq.shape[0])[:, None]
+    weights = gap_weights(subject_scores[trainee, index], valid)
+    emphasis = xp.sum(weights[:, :, None] * cq[trainee, index], axis=1)
+    allocation = xp.matmul(emphasis[:, None, :], qx)[:, 0, :]
     budget = BUDGET_BASE * (1.0 + BUDGET_SLOPE * fitness_level)
     return emphasis, allocation, budget[:, None] * allocation
 
@@ -207,3 +240,16 @@ def impulse_peak(*, k1: float, k2: float, tau1: float, tau2: float) -> float:
     if not (k1 > 0 and k2 > 0):
         raise FieldError("k1", "k1 and k2 must be above 0", (k1, k2))
     return _check_time_constants(tau1, tau2) * math.log(k2 * tau1 / (k1 * tau2))
+
+
+def habitual_state(impulse: Any, *, tau1: Any, tau2: Any, k2: Any, k3: Any, tau3: Any) -> FitnessFatigue:
+    """The steady state of a constant daily ``impulse`` held forever: where a trainee's habitual plan has left them.
+
+    Each sum of the state is a geometric series, ``w / (1 - exp(-1 / tau))``; the fatigue's gain is then constant,
+    ``k2 + k3 H``.
+    """
+    xp = array_namespace(impulse)
+    fitness = impulse / (1.0 - xp.exp(-1.0 / tau1))
+    load = impulse / (1.0 - xp.exp(-1.0 / tau3))
+    fatigue = (k2 + k3 * load) * impulse / (1.0 - xp.exp(-1.0 / tau2))
+    return FitnessFatigue(fitness, fatigue, load)

@@ -71,6 +71,27 @@ def _check_autoreset_mode(value: Any) -> AutoresetMode:
         raise FieldError("autoreset_mode", f"must be one of {_AUTORESET_MODES}", value) from None
 
 
+def _scatter(info: dict[str, Any], index: np.ndarray, n: int) -> dict[str, Any]:
+    """The batched info of the trainees at ``index`` spread over all ``n`` (0 elsewhere), nested dicts too."""
+    full: dict[str, Any] = {}
+    for key, value in info.items():
+        if isinstance(value, dict):
+            full[key] = _scatter(value, index, n)
+        else:
+            full[key] = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
+            full[key][index] = value
+    return full
+
+
+def _with_masks(info: dict[str, Any], present: np.ndarray) -> dict[str, Any]:
+    """Add Gymnasium's ``_key`` mask beside every key, in nested dicts too (as ``VectorEnv._add_info`` does)."""
+    for key in list(info):
+        if isinstance(info[key], dict):
+            _with_masks(info[key], present)
+        info[f"_{key}"] = present.copy()
+    return info
+
+
 class FitnessWeightsVectorEnv(VectorEnv):
     """N independent FitnessWeights trainees stepped in one call of the batched kernel.
 
@@ -324,8 +345,24 @@ class FitnessWeightsVectorEnv(VectorEnv):
         """Start new episodes for the trainees at ``index`` (their generators exist or are created)."""
         positions = range(self.num_envs)[index] if isinstance(index, slice) else index
         rngs = [self._generator(int(i)) for i in positions]
-        dynamics.reset(self.state, index, *self.config.draw_starts(rngs, profiles))
+        self._reset_kernel(index, rngs, profiles)
         self._elapsed_steps[index] = 0
+
+    # --- the kernel: v0's here, v1's in FitnessWeightsV1VectorEnv ---------------------------------------------------
+
+    def _reset_kernel(
+        self, index: np.ndarray | slice, rngs: list[np.random.Generator], profiles: Sequence[ProfileLike | None]
+    ) -> None:
+        """Draw and start the episodes of the trainees at ``index``, trainee ``i`` with ``rngs[i]``."""
+        dynamics.reset(self.state, index, *self.config.draw_starts(rngs, profiles))
+
+    def _step_kernel(self, actions: np.ndarray, stepping: np.ndarray | None) -> np.ndarray:
+        """One kernel step of every trainee; random draws only for those in ``stepping`` (all for ``None``)."""
+        return dynamics.step(self.state, actions, self._draw_deltas(stepping), self.config.drift_coef)
+
+    def _kernel_info(self, index: np.ndarray | slice, matrices: bool) -> dict[str, Any]:
+        """The kernel's batched info of the trainees at ``index``."""
+        return dynamics.step_info(self.state, index, matrices=matrices)
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Adjust one cell per trainee; finished trainees restart as ``autoreset_mode`` says.
@@ -362,7 +399,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
         # One kernel call for the batch. NEXT_STEP: restarting trainees are adjusted too (without a random
         # draw), then restarted, which overwrites their state; their reward is 0.
         stepping = ~restarting if any_restarting else None
-        rewards = dynamics.step(self.state, actions, self._draw_deltas(stepping), self.config.drift_coef)
+        rewards = self._step_kernel(actions, stepping)
         self._elapsed_steps += 1
         if any_restarting:
             index = np.flatnonzero(restarting)
@@ -418,19 +455,9 @@ class FitnessWeightsVectorEnv(VectorEnv):
         Each key has its ``_key`` mask, and the values of trainees outside the mask are 0.
         """
         if mask is None or mask.all():
-            info = dynamics.step_info(self.state, matrices=matrices)
-            present = self._all
-        else:
-            index = np.flatnonzero(mask)
-            info = {}
-            for key, value in dynamics.step_info(self.state, index, matrices=matrices).items():
-                full = np.zeros((self.num_envs, *value.shape[1:]), dtype=value.dtype)
-                full[index] = value
-                info[key] = full
-            present = mask
-        for key in list(info):
-            info[f"_{key}"] = present.copy()
-        return info
+            return _with_masks(self._kernel_info(slice(None), matrices), self._all)
+        index = np.flatnonzero(mask)
+        return _with_masks(_scatter(self._kernel_info(index, matrices), index, self.num_envs), mask)
 
     # --- rendering --------------------------------------------------------------------------------------------------
 

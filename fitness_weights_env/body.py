@@ -1,0 +1,395 @@
+"""The simulated trainees of ``FitnessWeights-v1``: how N bodies answer a week of training.
+
+This is the trainee's half of v1's kernel (:mod:`fitness_weights_env.training_dynamics` adds the matrices). A
+:class:`Body` holds the batch's state; :func:`start` puts each trainee at the steady state of their habitual plan;
+:func:`train_week` trains one week under given loads, the same function for the env, the oracle's planner and the
+calibration. The equations of the plan and the fitness-fatigue core are in :mod:`fitness_weights_env.response`;
+this module adds the rest:
+
+**From performance to quality.** Each quality's performance ``p_q = k1 F_q - G_q`` (``k1`` = 1: the other gains
+are relative to it) is read against its habitual steady state ``p*_q``. The quality follows the difference in
+logit space, scaled by the trainee's responsiveness:
+
+    q_q = clip(q0_q + sigmoid(l0_q + ADAPTATION_RATE r_q (p_q - p*_q)) - sigmoid(l0_q), 0, 1),
+    l0_q = logit(clip(q0_q, QUALITY_FLOOR, 1 - QUALITY_FLOOR)).
+
+So the relative change ``dq / q = ADAPTATION_RATE r_q (1 - q) dp`` is scaled by the responsiveness ``r_q`` and by
+the room left ``1 - q``; the absolute change is ``q (1 - q)`` times it, nearly flat over the population's levels
+(0.25 at 0.5, 0.21 at 0.3 or 0.7), so gains hardly depend on the baseline, as HERITAGE found (a correlation of 0.08
+between baseline VO2max and its response). The floor lets a quality at 0 start to grow. An unchanged plan keeps
+``p = p*`` and the trainee where they are; detraining (less stimulus than the habit) lowers the quality.
+``ADAPTATION_RATE`` is calibrated so that the oracle's plan gives the median trainee the gains published for a
+16-week programme (``benchmarks/RESULTS.md``, "FitnessWeights-v1: calibration").
+
+**Fatigue.** The fatigue gain of a day is ``k2 + k3 H`` with ``k2 = gain_ratio`` (the trainee's hidden ``k2 / k1``)
+and ``k3 = gain_ratio FATIGUE_GROWTH``, ``H`` decaying with ``FATIGUE_MEMORY`` days (Busso 2003; his fits put
+``tau3`` at a few days; both values are estimates). The daily impulse is the week's diminished stimulus ``d_q``.
+
+**Subject scores** follow the true qualities through the catalog's loadings, never through the agent's CQ:
+``S_s = clip(S0_s + CQ_prior[s] . (q - q0), 0, 1)``.
+
+**Injury risk: a proxy, not a validated predictor.** Gabbett 2016 ("The training-injury prevention paradox", Br J
+Sports Med 50:273-280) relates injuries to spikes of the acute:chronic workload ratio (ACWR), with a "sweet spot"
+of 0.8 to 1.3 and a danger zone above 1.5; Impellizzeri et al. 2021 (Sports Med 51:581-592) show the ratio's
+statistical flaws (mathematical coupling, arbitrary windows) and that it should not be used to predict injuries of
+an individual. It is used here only to make sudden changes of plan cost something, as coaches believe they do:
+
+* acute load ``A_e`` = this week's load of exercise ``e``; chronic load ``C_e`` = the mean of the previous
+  ``CHRONIC_WEEKS`` (4) weeks, uncoupled (the acute week is not part of it);
+* the ratio counts the trainee's whole weekly budget ``B`` toward every exercise's tolerance (general
+  conditioning: ``TOLERANCE_SHARE``, 1, an estimate): ``ratio_e = (A_e + TOLERANCE_SHARE B) / (C_e +
+  TOLERANCE_SHARE B)``. Moving half the budget onto a new exercise in one week gives a ratio of about 1.5 for
+  it; the same move spread over 4 weeks stays under 1.3;
+* concentration: the normalized Herfindahl index of the week's allocation, ``(sum_e x_e^2 - 1/44) / (1 - 1/44)``,
+  0 for an even plan and 1 for a single exercise (overuse);
+* weekly hazard ``h = BASE_HAZARD (1 + CONCENTRATION_HAZARD c) + SPIKE_HAZARD sum_e x_e max(ratio_e - SWEET_SPOT,
+  0)`` and probability ``1 - exp(-h)``. ``BASE_HAZARD`` 0.004 a week gives about 6% over 16 weeks, inside the
+  injury incidence of recreational training programmes; the other weights are estimates.
+
+The reward pays the expected cost ``INJURY_COST p`` (in target-score units: about what losing ``INJURY_WEEKS``
+weeks of training costs). With ``injuries=True`` an injury is drawn instead and stops training for
+``INJURY_WEEKS`` weeks (loads 0), starting the week after it.
+
+**Measurement.** The observation's qualities are the true ones plus ``N(0, MEASUREMENT_NOISE)`` (0.02), drawn
+at every week's end, clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from fitness_weights_env.catalog import CATALOG
+from fitness_weights_env.hidden import HiddenParameters
+from fitness_weights_env.response import (
+    FitnessFatigue,
+    habitual_state,
+    performance,
+    step,
+    stimulus,
+    target_rows,
+    training_plan,
+)
+
+__all__ = [
+    "ADAPTATION_RATE",
+    "BASE_HAZARD",
+    "CHRONIC_WEEKS",
+    "CONCENTRATION_HAZARD",
+    "DAYS_PER_WEEK",
+    "FATIGUE_GROWTH",
+    "FATIGUE_MEMORY",
+    "INJURY_COST",
+    "INJURY_WEEKS",
+    "MEASUREMENT_NOISE",
+    "QUALITY_FLOOR",
+    "SPIKE_HAZARD",
+    "SWEET_SPOT",
+    "TOLERANCE_SHARE",
+    "Body",
+    "WeekResult",
+    "concentration",
+    "injury_probability",
+    "start",
+    "train_week",
+]
+
+N_SUBJECTS, N_QUALITIES, N_EXERCISES = CATALOG.n_subjects, CATALOG.n_qualities, CATALOG.n_exercises
+DAYS_PER_WEEK = 7
+ADAPTATION_RATE = 0.1
+"""Change of a quality per unit of performance above the habit, at responsiveness 1 (calibrated)."""
+QUALITY_FLOOR = 0.02
+FATIGUE_GROWTH = 0.2
+"""``k3 / k2``: growth of the fatigue gain per unit of recent load (an estimate)."""
+FATIGUE_MEMORY = 4.0
+"""``tau3``, days (an estimate)."""
+CHRONIC_WEEKS = 4
+TOLERANCE_SHARE = 1.0
+SWEET_SPOT = 1.3
+BASE_HAZARD = 0.004
+CONCENTRATION_HAZARD = 2.0
+SPIKE_HAZARD = 0.12
+INJURY_COST = 0.05
+INJURY_WEEKS = 2
+MEASUREMENT_NOISE = 0.02
+HABITUAL_VOLUME = 0.5
+"""The weekly volume of the trainee's habit before the programme, a share of the programme's budget (an estimate)."""
+
+_CQ_PRIOR = np.asarray(CATALOG.cq_prior)
+_QX_PRIOR = np.asarray(CATALOG.qx_prior)
+_CQ_PRIOR_T = np.ascontiguousarray(_CQ_PRIOR.T)
+
+
+@dataclass
+class Body:
+    """The simulated trainees of a batch (struct of arrays, leading axis N); see the module docstring.
+
+    Attributes:
+        baseline: (N, 5) true qualities at the start, ``q0``.
+        logit: (N, 5) ``l0``, the floored baseline's logit.
+        qualities: (N, 5) true qualities now.
+        baseline_scores: (N, 93) subject scores at the start.
+        scores: (N, 93) true subject scores now.
+        target_mask: (N, 93) 1 on target subjects, else 0.
+        target_weight: (N, 93) ``1 / n_targets`` on target subjects, else 0.
+        target_rows: (N, 93) each trainee's target subjects first, in subject order (then 0s).
+        target_count: (N,) number of targets.
+        target_qualities: (N, 5) the mean of the target subjects' CQ_prior rows: what the targets need.
+        fitness_level: (N,) in [0, 1].
+        budget: (N,) weekly load ``B``.
+        hidden: The hidden parameters.
+        state: Fitness, fatigue and recent load per quality, (N, 5) each.
+        habitual: (N, 5) ``p*``, the performance of the habitual plan's steady state.
+        history: (N, CHRONIC_WEEKS, 44) the previous weeks' loads, the oldest first.
+        tolerance: (N, 44) the denominator of the load ratios, ``C_e + TOLERANCE_SHARE B``, kept with ``history``.
+        allocation: (N, 44) the allocation of the last week trained (the habitual plan's at the start).
+        target_score: (N,) the mean target score now.
+        injured_weeks: (N,) weeks of training still lost to an injury.
+        week: (N,) weeks trained.
+    """
+
+    baseline: np.ndarray
+    logit: np.ndarray
+    qualities: np.ndarray
+    baseline_scores: np.ndarray
+    scores: np.ndarray
+    target_mask: np.ndarray
+    target_weight: np.ndarray
+    target_rows: np.ndarray
+    target_count: np.ndarray
+    target_qualities: np.ndarray
+    fitness_level: np.ndarray
+    budget: np.ndarray
+    hidden: HiddenParameters
+    state: FitnessFatigue
+    habitual: np.ndarray
+    history: np.ndarray
+    tolerance: np.ndarray
+    allocation: np.ndarray
+    target_score: np.ndarray
+    injured_weeks: np.ndarray
+    week: np.ndarray
+
+    @classmethod
+    def zeros(cls, n: int) -> Body:
+        """An empty batch of ``n`` trainees; fill it with :func:`start`."""
+        q, s, e = (n, N_QUALITIES), (n, N_SUBJECTS), (n, N_EXERCISES)
+        hidden = HiddenParameters(
+            responsiveness=np.ones(q),
+            tau1=np.full(n, 42.0),
+            tau2=np.full(n, 8.5),
+            gain_ratio=np.full(n, 2.0),
+            transfer=np.zeros((n, N_EXERCISES, N_QUALITIES)),
+        )
+        return cls(
+            baseline=np.zeros(q),
+            logit=np.zeros(q),
+            qualities=np.zeros(q),
+            baseline_scores=np.zeros(s),
+            scores=np.zeros(s),
+            target_mask=np.zeros(s),
+            target_weight=np.zeros(s),
+            target_rows=np.zeros(s, dtype=np.int64),
+            target_count=np.ones(n, dtype=np.int64),
+            target_qualities=np.zeros(q),
+            fitness_level=np.zeros(n),
+            budget=np.zeros(n),
+            hidden=hidden,
+            state=FitnessFatigue.zeros(q),
+            habitual=np.zeros(q),
+            history=np.zeros((n, CHRONIC_WEEKS, N_EXERCISES)),
+            tolerance=np.ones(e),
+            allocation=np.zeros(e),
+            target_score=np.zeros(n),
+            injured_weeks=np.zeros(n, dtype=np.int64),
+            week=np.zeros(n, dtype=np.int64),
+        )
+
+    def take(self, index: Any) -> Body:
+        """A copy of the trainees at ``index`` (an index array may repeat trainees: the planner's candidates)."""
+        arrays = {f.name: getattr(self, f.name)[index].copy() for f in fields(self) if f.name not in ("hidden", "state")}
+        hidden = HiddenParameters(**{name: value[index].copy() for name, value in vars(self.hidden).items()})
+        state = FitnessFatigue(*(getattr(self.state, name)[index].copy() for name in ("fitness", "fatigue", "load")))
+        return Body(**arrays, hidden=hidden, state=state)
+
+    def put(self, index: Any, other: Body) -> None:
+        """Write the trainees of ``other`` (a :meth:`take` of ``index``) back at ``index``."""
+        for f in fields(self):
+            if f.name not in ("hidden", "state"):
+                getattr(self, f.name)[index] = getattr(other, f.name)
+        for name, value in vars(other.hidden).items():
+            getattr(self.hidden, name)[index] = value
+        for name in ("fitness", "fatigue", "load"):
+            getattr(self.state, name)[index] = getattr(other.state, name)
+
+    def fatigue_gains(self) -> tuple[np.ndarray, np.ndarray]:
+        """``k2`` and ``k3`` of every trainee, (N, 1) each, broadcasting over the qualities."""
+        k2 = self.hidden.gain_ratio[:, None]
+        return k2, k2 * FATIGUE_GROWTH
+
+    def time_constants(self) -> dict[str, np.ndarray]:
+        """The keyword arguments of :func:`~fitness_weights_env.response.step` for this batch."""
+        k2, k3 = self.fatigue_gains()
+        return {"tau1": self.hidden.tau1[:, None], "tau2": self.hidden.tau2[:, None], "k2": k2, "k3": k3}
+
+
+def habitual_loads(target_mask: np.ndarray, scores: np.ndarray, fitness_level: np.ndarray) -> np.ndarray:
+    """The weekly loads (N, 44) of the trainees' habitual plan: the catalog's matrices for their targets."""
+    n = target_mask.shape[0]
+    cq = np.broadcast_to(_CQ_PRIOR, (n, N_SUBJECTS, N_QUALITIES))
+    qx = np.broadcast_to(_QX_PRIOR, (n, N_QUALITIES, N_EXERCISES))
+    return training_plan(cq, qx, target_mask, scores, fitness_level)[2]
+
+
+def start(
+    body: Body,
+    index: Any,
+    vectors: np.ndarray,
+    hidden: HiddenParameters,
+    layout: Any,
+    habitual_volume: float = HABITUAL_VOLUME,
+) -> None:
+    """Start the trainees at ``index`` from their vectors (k, 198) and hidden parameters, at their habit's steady state.
+
+    Args:
+        body: The batch.
+        index: Which trainees (an index array or a slice).
+        vectors: Their trainee vectors (the qualities and scores are the true ones at the start).
+        hidden: Their hidden parameters (k trainees).
+        layout: The observation layout.
+        habitual_volume: The habit's weekly volume, a share of the budget (``HABITUAL_VOLUME``).
+    """
+    baseline = vectors[:, layout.qualities].astype(np.float64)
+    scores = vectors[:, layout.subject_scores].astype(np.float64)
+    mask = vectors[:, layout.targets].astype(np.float64)
+    fitness_level = vectors[:, layout.fitness_level][:, 0].astype(np.float64)
+    floored = np.clip(baseline, QUALITY_FLOOR, 1.0 - QUALITY_FLOOR)
+    body.baseline[index] = baseline
+    body.logit[index] = np.log(floored / (1.0 - floored))
+    body.qualities[index] = baseline
+    body.baseline_scores[index] = scores
+    body.scores[index] = scores
+    body.target_mask[index] = mask
+    rows, valid = target_rows(mask)
+    body.target_rows[index] = 0
+    body.target_rows[index, : rows.shape[1]] = np.where(valid, rows, 0)
+    body.target_count[index] = valid.sum(axis=1)
+    weight = mask / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+    body.target_weight[index] = weight
+    body.target_qualities[index] = np.sum(weight[:, :, None] * _CQ_PRIOR, axis=1)
+    body.fitness_level[index] = fitness_level
+    plan = habitual_loads(mask, scores, fitness_level)
+    body.budget[index] = plan.sum(axis=1)
+    loads = habitual_volume * plan
+    for name, value in vars(hidden).items():
+        getattr(body.hidden, name)[index] = value
+    k2 = hidden.gain_ratio[:, None]
+    habit = habitual_state(
+        stimulus(loads, hidden.transfer),
+        tau1=hidden.tau1[:, None],
+        tau2=hidden.tau2[:, None],
+        k2=k2,
+        k3=k2 * FATIGUE_GROWTH,
+        tau3=FATIGUE_MEMORY,
+    )
+    for name in ("fitness", "fatigue", "load"):
+        getattr(body.state, name)[index] = getattr(habit, name)
+    body.habitual[index] = performance(habit, 1.0)
+    body.history[index] = loads[:, None, :]
+    body.tolerance[index] = loads + TOLERANCE_SHARE * body.budget[index][:, None]
+    body.allocation[index] = plan / body.budget[index][:, None]
+    body.target_score[index] = np.sum(weight * scores, axis=1)
+    body.injured_weeks[index] = 0
+    body.week[index] = 0
+
+
+def concentration(allocation: Any) -> Any:
+    """The normalized Herfindahl index of allocations (..., 44): 0 for an even plan, 1 for one exercise."""
+    energy = np.sum(allocation * allocation, axis=-1)
+    return np.maximum(energy - 1.0 / N_EXERCISES, 0.0) / (1.0 - 1.0 / N_EXERCISES)
+
+
+def injury_probability(body: Body, loads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The injury probability (N,) of training a week with ``loads`` (N, 44), and the load ratios (N, 44)."""
+    ratios = (loads + (TOLERANCE_SHARE * body.budget)[:, None]) / body.tolerance
+    allocation = loads / body.budget[:, None]
+    spike = np.sum(allocation * np.maximum(ratios - SWEET_SPOT, 0.0), axis=1)
+    hazard = BASE_HAZARD * (1.0 + CONCENTRATION_HAZARD * concentration(allocation)) + SPIKE_HAZARD * spike
+    trained = loads.sum(axis=1) > 0.0  # a week without training risks nothing
+    return np.where(trained, -np.expm1(-hazard), 0.0), ratios
+
+
+def quality(baseline: np.ndarray, change: np.ndarray) -> np.ndarray:
+    """The quality levels that a change of ``change`` (in quality units, before saturation) makes of ``baseline``.
+
+    Linear for small changes and saturating at the room left: ``q0 + R tanh(change / R)`` with ``R = 1 - q0`` on
+    the way up and ``q0`` on the way down (each at least ``QUALITY_FLOOR``), clipped to [0, 1].
+    """
+    room = np.maximum(np.where(change >= 0.0, 1.0 - baseline, baseline), QUALITY_FLOOR)
+    return np.clip(baseline + room * np.tanh(change / room), 0.0, 1.0)
+
+
+def plan_injury_probability(body: Body, allocation: np.ndarray) -> np.ndarray:
+    """The injury probability (N,) of a week trained by ``allocation`` (N, 44): :func:`injury_probability` in a few
+    operations, for the metric that every step recomputes."""
+    tolerance = body.budget[:, None] / body.tolerance
+    spike = np.vecdot(allocation, np.maximum(allocation * tolerance + (TOLERANCE_SHARE * tolerance - SWEET_SPOT), 0.0))
+    energy = np.vecdot(allocation, allocation)
+    concentrated = np.maximum(energy - 1.0 / N_EXERCISES, 0.0) / (1.0 - 1.0 / N_EXERCISES)
+    return -np.expm1(-(BASE_HAZARD * (1.0 + CONCENTRATION_HAZARD * concentrated) + SPIKE_HAZARD * spike))
+
+
+@dataclass
+class WeekResult:
+    """What one week of training did, for the trainees trained (arrays with their leading axis).
+
+    Attributes:
+        loads: (k, 44) the loads trained (0 during an injury).
+        ratios: (k, 44) the acute:chronic load ratios of the week.
+        injury_probability: (k,) the week's injury probability.
+        injured: (k,) bool, an injury was drawn this week (``injuries=True`` only).
+        score_change: (k,) the change of the mean target score.
+    """
+
+    loads: np.ndarray
+    ratios: np.ndarray
+    injury_probability: np.ndarray
+    injured: np.ndarray
+    score_change: np.ndarray
+
+
+def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = None) -> WeekResult:
+    """Train every trainee of ``body`` for one week with the planned ``loads`` (N, 44); update ``body`` in place.
+
+    Args:
+        body: The trainees.
+        loads: The week's planned loads; a trainee still injured trains nothing.
+        injury_draws: (N,) uniforms in [0, 1) to draw injuries with (``injuries=True``), or ``None``: no injuries,
+            the reward pays their expected cost.
+    """
+    resting = body.injured_weeks > 0
+    loads = np.where(resting[:, None], 0.0, loads)
+    probability, ratios = injury_probability(body, loads)
+    injured = np.zeros(loads.shape[0], dtype=bool)
+    if injury_draws is not None:
+        injured = injury_draws < probability
+    body.injured_weeks = np.where(resting, body.injured_weeks - 1, 0) + np.where(injured, INJURY_WEEKS, 0)
+
+    step(body.state, stimulus(loads, body.hidden.transfer), **body.time_constants(), tau3=FATIGUE_MEMORY,
+         days=DAYS_PER_WEEK)
+    body.qualities = quality(body.baseline, ADAPTATION_RATE * body.hidden.responsiveness * (
+        performance(body.state, 1.0) - body.habitual))
+    delta = body.qualities - body.baseline
+    body.scores = np.clip(body.baseline_scores + np.matmul(delta[:, None, :], _CQ_PRIOR_T)[:, 0, :], 0.0, 1.0)
+    target_score = np.vecdot(body.target_weight, body.scores)
+    score_change = target_score - body.target_score
+    body.target_score = target_score
+
+    body.history = np.concatenate([body.history[:, 1:], loads[:, None, :]], axis=1)
+    body.tolerance = body.history.mean(axis=1) + (TOLERANCE_SHARE * body.budget)[:, None]
+    trained = loads.sum(axis=1, keepdims=True) > 0.0
+    body.allocation = np.where(trained, loads / body.budget[:, None], body.allocation)
+    body.week = body.week + 1
+    return WeekResult(loads, ratios, probability, injured, score_change)

@@ -1,0 +1,325 @@
+"""The ``FitnessWeights-v1`` kernel: N trainees whose matrices are a training plan they follow week by week.
+
+Every function works on a batch (leading axis N), as the v0 kernel (:mod:`fitness_weights_env.dynamics`) does,
+and reuses it for the matrices: an action adjusts one cell and renormalizes its row exactly as in v0
+(:func:`~fitness_weights_env.dynamics.apply`). What v1 adds:
+
+* **The plan.** After every action the matrices imply a plan (:func:`~fitness_weights_env.response.training_plan`):
+  the target subjects' CQ rows, weighted by their remaining gaps, give the quality emphasis; QX turns it into an
+  allocation over the 44 exercises; the trainee's weekly budget into loads.
+* **The week.** Every ``steps_per_week`` steps of a trainee, that trainee trains one week under the current plan
+  (:func:`~fitness_weights_env.body.train_week`): its true qualities, subject scores, load history and injury
+  risk move.
+* **The reward** of the step that closes a week is that week's change of the mean (true) target score, minus the
+  injury cost (its expected value ``INJURY_COST p``, or with ``injuries=True`` ``INJURY_COST`` when an injury is
+  drawn), minus ``drift_coef * drift`` (v0's penalty, 0 by default). The other steps' reward is 0. An episode's
+  return is the gain of its mean target score less what its injuries and drift cost.
+* **The observation** keeps v0's layout. ``qualities``: the levels measured at the last week's end (true plus
+  noise); ``subject_scores``: the true current scores; ``metrics``, each in [0, 1]:
+
+  ======================  =================================================================================
+  metric                  meaning
+  ======================  =================================================================================
+  ``recent_improvement``  ``clip(0.5 + dT / (2 IMPROVEMENT_SCALE), 0, 1)``, ``dT`` the last week's change of
+                          the mean target score (0.5: no change)
+  ``injury_risk``         the chance of an injury over ``RISK_WEEKS`` (16) weeks at the current plan's weekly
+                          injury probability, ``1 - (1 - p)^16``
+  ``training_efficiency`` the share of the possible stimulus that the current plan brings to the target
+                          qualities: ``sum_q c_q d_q / sum_q c_q``, ``c`` the targets' mean CQ_prior row and ``d``
+                          the diminished stimulus through the trainee's own transfer
+  ``consistency``         ``1 - |x - x_last| / 2``: how much of the current allocation ``x`` the last week
+                          already trained (1: the same plan)
+  ======================  =================================================================================
+
+  The last three are recomputed after every action, so the policy sees what each action does to the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fitness_weights_env import body as trainees
+from fitness_weights_env import dynamics
+from fitness_weights_env.body import Body, WeekResult
+from fitness_weights_env.catalog import CATALOG
+from fitness_weights_env.hidden import HiddenParameters
+from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
+from fitness_weights_env.response import gap_weights, stimulus, training_plan
+
+__all__ = ["IMPROVEMENT_SCALE", "RISK_WEEKS", "TrainingState", "WeekDraws", "planned_loads", "reset", "step", "step_info"]
+
+IMPROVEMENT_SCALE = 0.02
+"""A week's change of the mean target score that moves ``recent_improvement`` from 0.5 to 1 (a good week's)."""
+RISK_WEEKS = 16
+"""The horizon of the ``injury_risk`` metric, weeks (the default episode)."""
+
+N_QUALITIES, N_EXERCISES = CATALOG.n_qualities, CATALOG.n_exercises
+_RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
+    METRIC_NAMES.index(name) for name in ("recent_improvement", "injury_risk", "training_efficiency", "consistency")
+)
+
+
+@dataclass
+class TrainingState:
+    """The state of N v1 trainees: their matrices (``weights``, v0's state) and their bodies.
+
+    Attributes:
+        weights: The matrices and the observation (v0's :class:`~fitness_weights_env.dynamics.WeightState`).
+        body: The simulated trainees.
+        loads: (N, 44) the loads of each trainee's last week (the habit's at the start).
+        ratios: (N, 44) the acute:chronic load ratios of that week.
+        injury_probability: (N,) that week's injury probability.
+        score_change: (N,) that week's change of the mean target score.
+        gap_weight: (N, 98) each target subject's share of the emphasis (its gap over the targets' total), 0 on
+            the other rows of ``weights``; set when a week closes, as the gaps move with the scores.
+        emphasis: (N, 5) the current plan's quality emphasis.
+        allocation: (N, 44) the current plan's allocation over the exercises.
+    """
+
+    weights: dynamics.WeightState
+    body: Body
+    loads: np.ndarray
+    ratios: np.ndarray
+    injury_probability: np.ndarray
+    score_change: np.ndarray
+    gap_weight: np.ndarray
+    emphasis: np.ndarray
+    allocation: np.ndarray
+
+    @classmethod
+    def zeros(cls, n: int, step_size: float) -> TrainingState:
+        """An empty state for ``n`` trainees; fill it with :func:`reset`."""
+        return cls(
+            weights=dynamics.WeightState.zeros(n, step_size),
+            body=Body.zeros(n),
+            loads=np.zeros((n, N_EXERCISES)),
+            ratios=np.ones((n, N_EXERCISES)),
+            injury_probability=np.zeros(n),
+            score_change=np.zeros(n),
+            gap_weight=np.zeros((n, dynamics.N_ROWS)),
+            emphasis=np.zeros((n, N_QUALITIES)),
+            allocation=np.zeros((n, N_EXERCISES)),
+        )
+
+    # The names the renderer and the envs read, as on v0's state.
+    @property
+    def observation(self) -> np.ndarray:
+        """(N, 198) float32 observations."""
+        return self.weights.observation
+
+    @property
+    def cq(self) -> np.ndarray:
+        """(N, 93, 5) view of the current CQ matrices."""
+        return self.weights.cq
+
+    @property
+    def qx(self) -> np.ndarray:
+        """(N, 5, 44) view of the current QX matrices."""
+        return self.weights.qx
+
+    @property
+    def target_score(self) -> np.ndarray:
+        """(N,) the true mean target score."""
+        return self.body.target_score
+
+    @property
+    def drift(self) -> np.ndarray:
+        """(N,) ``||CQ - CQ0||_F + ||QX - QX0||_F``."""
+        return self.weights.drift
+
+
+@dataclass
+class WeekDraws:
+    """The random numbers of one week of the trainees that close a week (leading axis: those trainees).
+
+    Attributes:
+        noise: (k, 5) standard normals of the qualities' measurement.
+        injury: (k,) uniforms in [0, 1) to draw injuries with, or ``None`` (``injuries=False``).
+    """
+
+    noise: np.ndarray
+    injury: np.ndarray | None
+
+
+def planned_loads(state: TrainingState) -> np.ndarray:
+    """The weekly loads (N, 44) that every trainee's current matrices imply."""
+    return state.body.budget[:, None] * np.maximum(state.allocation, 0.0)
+
+
+def _replan(state: TrainingState, index: Any) -> None:
+    """Compute the plan of the trainees at ``index`` from their matrices and current scores."""
+    body, weights = state.body, state.weights
+    trainee = np.arange(body.budget.shape[0])[index]
+    count = body.target_count[trainee]
+    k = max(int(count.max(initial=1)), 1)
+    rows = body.target_rows[trainee, :k]
+    valid = np.arange(k) < count[:, None]
+    batch = index if isinstance(index, slice) else trainee  # a slice keeps the matrices as views
+    emphasis, allocation, _ = training_plan(
+        weights.cq[batch],
+        weights.qx[batch],
+        body.target_mask[batch],
+        body.scores[batch],
+        body.fitness_level[batch],
+        rows=(rows, valid),
+    )
+    gap_weight = np.zeros((trainee.shape[0], dynamics.N_ROWS))
+    gap_weight[np.arange(trainee.shape[0])[:, None], rows] = gap_weights(body.scores[trainee[:, None], rows], valid)
+    state.gap_weight[trainee] = gap_weight
+    state.emphasis[trainee] = emphasis
+    state.allocation[trainee] = allocation
+
+
+def _follow(state: TrainingState, rows: np.ndarray, old_rows: np.ndarray, new_rows: np.ndarray) -> None:
+    """Update every trainee's plan after one action changed row ``rows`` of its ``weights`` from old to new.
+
+    The plan is linear in each row: a target's CQ row moves the emphasis by its gap weight times the change, which
+    QX carries to the allocation; a QX row moves the allocation by its quality's emphasis times the change. Other
+    CQ rows change nothing. Between weeks this is exact up to rounding; each week's replan starts it afresh.
+    """
+    trainee = np.arange(rows.shape[0])
+    change = new_rows - old_rows
+    emphasis_change = state.gap_weight[trainee, rows][:, None] * change[:, :N_QUALITIES]
+    state.allocation += np.matmul(emphasis_change[:, None, :], state.weights.qx)[:, 0, :]
+    on_qx = rows >= dynamics.N_SUBJECTS
+    quality = np.where(on_qx, rows - dynamics.N_SUBJECTS, 0)
+    state.allocation += np.where(on_qx, state.emphasis[trainee, quality], 0.0)[:, None] * change[:, :N_EXERCISES]
+    state.emphasis += emphasis_change
+
+
+def reset(
+    state: TrainingState,
+    index: Any,
+    vectors: np.ndarray,
+    cq: np.ndarray,
+    qx: np.ndarray,
+    hidden: HiddenParameters,
+    habitual_volume: float,
+) -> None:
+    """Start new episodes for the trainees at ``index`` (an index array or a slice).
+
+    Args:
+        state: The trainees.
+        index: Which trainees.
+        vectors: (k, 198) their trainee vectors: the true baseline.
+        cq: (k, 93, 5) their initial CQ.
+        qx: (k, 5, 44) their initial QX.
+        hidden: Their hidden parameters (k trainees).
+        habitual_volume: The habit's volume, a share of the weekly budget (:mod:`fitness_weights_env.body`).
+    """
+    dynamics.reset(state.weights, index, vectors, cq, qx)
+    trainees.start(state.body, index, vectors, hidden, LAYOUT, habitual_volume)
+    state.loads[index] = state.body.history[index, -1]
+    state.ratios[index] = 1.0
+    state.injury_probability[index] = 0.0
+    state.score_change[index] = 0.0
+    _replan(state, index)
+    _write_metrics(state)
+
+
+def step(
+    state: TrainingState,
+    actions: np.ndarray,
+    deltas: Any,
+    closing: np.ndarray,
+    draws: WeekDraws,
+    drift_coef: float,
+) -> np.ndarray:
+    """Apply one action per trainee; the trainees in ``closing`` then train their week. Returns the rewards (N,).
+
+    Args:
+        state: The trainees.
+        actions: (N,) valid action indices.
+        deltas: The change of each adjusted cell, as in v0.
+        closing: (N,) bool, the trainees whose step closes a week.
+        draws: The week's random numbers of the closing trainees, in their order.
+        drift_coef: Coefficient of the drift penalty, paid at the steps that close a week.
+    """
+    old_rows = state.weights.weights[np.arange(actions.shape[0]), dynamics.ACTION_ROW[actions]]
+    outcome = dynamics.apply(state.weights, actions, deltas, drift_coef)
+    _follow(state, outcome.rows, old_rows, outcome.new_rows)
+    rewards = np.zeros(actions.shape[0])
+    if closing.any():
+        everyone = bool(closing.all())
+        index: Any = slice(None) if everyone else np.flatnonzero(closing)
+        loads = planned_loads(state)[index]
+        body = state.body if everyone else state.body.take(index)
+        week = trainees.train_week(body, loads, draws.injury)
+        if not everyone:
+            state.body.put(index, body)
+        rewards[index] = _week_reward(week, draws.injury is not None) - drift_coef * state.weights.drift[index]
+        _record_week(state, index, week, draws.noise)
+        _replan(state, index)
+    _write_metrics(state)
+    return rewards
+
+
+def _week_reward(week: WeekResult, injuries: bool) -> np.ndarray:
+    cost = np.where(week.injured, trainees.INJURY_COST, 0.0) if injuries else trainees.INJURY_COST * week.injury_probability
+    return week.score_change - cost
+
+
+def _record_week(state: TrainingState, index: Any, week: WeekResult, noise: np.ndarray) -> None:
+    """Keep the week's figures for the info, and measure the trainees: their observed qualities and scores."""
+    state.loads[index] = week.loads
+    state.ratios[index] = week.ratios
+    state.injury_probability[index] = week.injury_probability
+    state.score_change[index] = week.score_change
+    body, observation = state.body, state.weights.observation
+    measured = np.clip(body.qualities[index] + trainees.MEASUREMENT_NOISE * noise, 0.0, 1.0)
+    if isinstance(index, slice):
+        observation[index, LAYOUT.qualities] = measured
+        observation[index, LAYOUT.subject_scores] = body.scores[index]
+    else:
+        observation[index[:, None], np.arange(LAYOUT.qualities.start, LAYOUT.qualities.stop)] = measured
+        columns = np.arange(LAYOUT.subject_scores.start, LAYOUT.subject_scores.stop)
+        observation[index[:, None], columns] = body.scores[index]
+
+
+def _write_metrics(state: TrainingState) -> None:
+    """Recompute the 4 metrics of every trainee into the observation's metrics slice (module docstring)."""
+    body, allocation = state.body, np.maximum(state.allocation, 0.0)
+    probability = trainees.plan_injury_probability(body, allocation)
+    d = stimulus(body.budget[:, None] * allocation, body.hidden.transfer)
+    metrics = state.weights.observation[:, LAYOUT.metrics]
+    change = state.score_change * (0.5 / IMPROVEMENT_SCALE)
+    metrics[:, _RECENT_IMPROVEMENT] = np.clip(change + 0.5, 0.0, 1.0)
+    metrics[:, _INJURY_RISK] = -np.expm1(RISK_WEEKS * np.log1p(-probability))
+    metrics[:, _TRAINING_EFFICIENCY] = np.vecdot(body.target_qualities, d)  # the targets' CQ_prior rows sum to 1
+    metrics[:, _CONSISTENCY] = np.maximum(1.0 - 0.5 * np.sum(np.abs(allocation - body.allocation), axis=1), 0.0)
+
+
+def step_info(state: TrainingState, index: Any = slice(None), matrices: bool = True) -> dict[str, Any]:
+    """The info of the trainees at ``index``: batched for a slice or an index array, unbatched for an int.
+
+    v0's keys (``cq_matrix``, ``qx_matrix`` with ``matrices=True``; ``target_scores``: the true current score of
+    each target subject, 0 elsewhere; ``mean_target_score``; ``drift``), and ``week`` (weeks trained),
+    ``weekly_load`` (44,) and ``load_ratios`` (44,) of the last week, ``injury_probability`` (that week's),
+    ``true_qualities`` (5,), and with ``matrices=True`` ``hidden`` (a dict of the hidden parameters,
+    :class:`HiddenParameters`' fields), which a trainee keeps for the episode.
+    """
+    weights, body = state.weights, state.body
+    f32 = weights.observation.dtype
+    info: dict[str, Any] = {}
+    if matrices:
+        info["cq_matrix"] = weights.cq[index].astype(f32)
+        info["qx_matrix"] = weights.qx[index].astype(f32)
+    info["target_scores"] = (body.scores[index] * body.target_mask[index]).astype(f32)
+    info["mean_target_score"] = _copy(body.target_score[index])
+    info["drift"] = _copy(weights.drift[index])
+    info["week"] = _copy(body.week[index])
+    info["weekly_load"] = state.loads[index].copy()
+    info["load_ratios"] = state.ratios[index].copy()
+    info["injury_probability"] = _copy(state.injury_probability[index])
+    info["true_qualities"] = body.qualities[index].copy()
+    if matrices:
+        info["hidden"] = {name: _copy(value[index]) for name, value in vars(body.hidden).items()}
+    return info
+
+
+def _copy(value: Any) -> Any:
+    """A copy of an array, or the scalar itself (an int index gives numpy scalars)."""
+    return value.copy() if isinstance(value, np.ndarray) else value

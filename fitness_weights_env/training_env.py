@@ -1,0 +1,261 @@
+"""``FitnessWeights-v1``: the matrices become a training plan that a simulated trainee follows week by week."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from fitness_weights_env import body as trainees
+from fitness_weights_env import dynamics, training_dynamics
+from fitness_weights_env.env import FitnessWeightsEnv
+from fitness_weights_env.episode import Adjustment, EpisodeConfig, ProfileLike
+from fitness_weights_env.errors import FieldError, check_int
+from fitness_weights_env.hidden import HiddenParameters, sample_hidden
+from fitness_weights_env.training_dynamics import TrainingState, WeekDraws
+from fitness_weights_env.vector_env import FitnessWeightsVectorEnv, InfoMatrices
+
+__all__ = ["V1_MAX_EPISODE_STEPS", "V1_STEPS_PER_WEEK", "V1_WEEKS", "FitnessWeightsV1Env", "FitnessWeightsV1VectorEnv",
+           "TrainingConfig"]
+
+V1_STEPS_PER_WEEK = 4
+"""Actions per simulated week: a coach adjusts a plan a few times a week, and 4 fits v0's 64-step budget."""
+V1_WEEKS = 16
+"""Weeks of the default episode: the length of a training block, and of the studies the model is calibrated on."""
+V1_MAX_EPISODE_STEPS = V1_STEPS_PER_WEEK * V1_WEEKS
+"""64 steps, as v0's episodes: the service's optimize and PPO's rollouts keep their sizes."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig(EpisodeConfig):
+    """How v1 episodes run: v0's settings with v1's defaults, and the training simulation's; validated on construction.
+
+    Args:
+        step_size: Size of one adjustment (> 0).
+        adjustment: ``"increase"`` or ``"random"``, as in v0.
+        init: Initial matrices; ``"prior"`` (the catalog's: the coach's plan) by default.
+        drift_coef: Coefficient of v0's drift penalty, paid at the steps that close a week (default 0).
+        steps_per_week: Actions per simulated week (at least 1).
+        injuries: Draw injuries (training stops for ``INJURY_WEEKS`` weeks) instead of paying their expected cost.
+        habitual_volume: The habit's weekly volume before the programme, a share of the budget, in [0, 1]; 1 makes
+            the coach's plan keep the trainee where they are (see :mod:`fitness_weights_env.body`).
+    """
+
+    init: dynamics.Init = "prior"
+    drift_coef: float = 0.0
+    steps_per_week: int = V1_STEPS_PER_WEEK
+    injuries: bool = False
+    habitual_volume: float = trainees.HABITUAL_VOLUME
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int("steps_per_week", self.steps_per_week, 1, 10_000)
+        if not isinstance(self.injuries, bool):
+            raise FieldError("injuries", "must be True or False", self.injuries)
+        volume = self.habitual_volume
+        if isinstance(volume, bool) or not isinstance(volume, (int, float)) or not 0.0 <= volume <= 1.0:
+            raise FieldError("habitual_volume", "must be a number in [0, 1]", volume)
+
+    def draw_hidden(self, rngs: Sequence[np.random.Generator]) -> HiddenParameters:
+        """The hidden parameters of new trainees, after their starts (two calls per generator)."""
+        return sample_hidden(rngs)
+
+    def draw_week(self, rngs: Sequence[np.random.Generator]) -> WeekDraws:
+        """The random numbers of one week for each generator's trainee: measurement noise, then the injury draw."""
+        noise = np.array([rng.standard_normal(trainees.N_QUALITIES) for rng in rngs]).reshape(len(rngs), trainees.N_QUALITIES)
+        injury = np.array([rng.random() for rng in rngs]) if self.injuries else None
+        return WeekDraws(noise, injury)
+
+
+_SPEC = """
+    ## Description
+
+    The same 685 actions and 198-dim observation as ``FitnessWeights-v0``, and a different meaning. The matrices are
+    the trainee's training plan (:mod:`fitness_weights_env.training_dynamics`): the target subjects' CQ rows,
+    weighted by the room each has left, give the quality emphasis, QX turns it into an allocation over the 44
+    exercises, and the trainee's weekly budget into loads. Every ``steps_per_week`` actions the trainee trains one
+    week by the current plan and responds through a fitness-fatigue model (Banister 1975, with Busso 2003's
+    load-dependent fatigue) with hidden parameters of their own: responsiveness per quality, time constants, the
+    fatigue/fitness gain ratio and their true exercise-to-quality transfer (:mod:`fitness_weights_env.hidden`).
+    Subject scores follow the true qualities through the catalog's loadings, never through the agent's CQ.
+
+    ## Action Space
+
+    ``Discrete(685)``, as v0: ``a < 465`` raises CQ cell ``(a // 5, a % 5)``, otherwise QX cell
+    ``((a - 465) // 44, (a - 465) % 44)``; the row is renormalized.
+
+    ## Observation Space
+
+    ``Box(0, 1, (198,), float32)``, v0's layout, with these slices changed:
+
+    | Slice             | Meaning in v1                                                                   |
+    |-------------------|---------------------------------------------------------------------------------|
+    | ``qualities``     | measured at the last week's end: the true levels plus N(0, 0.02), clipped         |
+    | ``subject_scores``| the current scores, which move as the trainee trains                            |
+    | ``metrics``       | recent_improvement (last week's score change), injury_risk (of the current plan), |
+    |                   | training_efficiency (share of the possible stimulus on the target qualities),    |
+    |                   | consistency (overlap of the current allocation with last week's)                 |
+
+    ## Rewards
+
+    At the step that closes a week: that week's change of the mean target score, minus the injury cost (expected,
+    ``INJURY_COST * p``; with ``injuries=True``, ``INJURY_COST`` when an injury is drawn), minus
+    ``drift_coef * drift``. Every other step: 0. An episode's return is the gain of its mean target score less
+    its costs, so the matrices' effect on the trainee, not the matrices themselves, is rewarded.
+
+    ## Starting State
+
+    The trainee is ``options["profile"]`` or a draw from the population, with hidden parameters drawn from the
+    env's generator; they start at the steady state of their habit (the catalog's plan at ``habitual_volume``
+    of the budget). ``init="prior"`` (the default) starts the matrices at the catalog's loadings, the coach's plan.
+
+    ## Episode End
+
+    Nothing terminates. ``gym.make("FitnessWeights-v1")`` truncates after 64 steps: 16 weeks of 4 actions.
+
+    ## Info
+
+    v0's keys (``cq_matrix``, ``qx_matrix``, ``target_scores`` and ``mean_target_score``, true and current,
+    ``drift``), and:
+
+    | Key                   | Value                                                               |
+    |-----------------------|---------------------------------------------------------------------|
+    | ``week``              | int, weeks trained                                                  |
+    | ``weekly_load``       | (44,) float64, the last week's load per exercise                    |
+    | ``load_ratios``       | (44,) float64, its acute:chronic ratio per exercise                  |
+    | ``injury_probability``| float, that week's injury probability                               |
+    | ``true_qualities``    | (5,) float64, the true quality levels now                           |
+    | ``hidden``            | dict: ``responsiveness`` (5,), ``tau1``, ``tau2``, ``gain_ratio``, ``transfer`` (44, 5) |
+
+    ``hidden`` is for analysis and oracles: it never enters the observation.
+
+    ## Arguments
+
+    ```python
+    gym.make("FitnessWeights-v1", steps_per_week=4, init="prior", drift_coef=0.0, injuries=False)
+    ```
+
+    | Argument            | Default        | Meaning                                                    |
+    |---------------------|----------------|------------------------------------------------------------|
+    | ``steps_per_week``  | ``4``          | actions per simulated week                                 |
+    | ``init``            | ``"prior"``    | ``"prior"`` (the coach's plan) or ``"uniform"``             |
+    | ``drift_coef``      | ``0.0``        | v0's drift penalty, paid weekly                            |
+    | ``injuries``        | ``False``      | draw injuries instead of paying their expected cost        |
+    | ``habitual_volume`` | ``0.5``        | the habit's volume, a share of the budget                  |
+    | ``step_size``, ``adjustment``, ``render_mode``, ``max_episode_steps`` | as v0 |            |
+"""
+
+
+class FitnessWeightsV1Env(FitnessWeightsEnv):
+    __doc__ = """A trainee who trains week by week by the plan that their CQ and QX matrices imply.
+""" + _SPEC
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        *,
+        max_episode_steps: int | None = None,
+        step_size: float = 0.05,
+        adjustment: Adjustment = "increase",
+        init: dynamics.Init = "prior",
+        drift_coef: float = 0.0,
+        steps_per_week: int = V1_STEPS_PER_WEEK,
+        injuries: bool = False,
+        habitual_volume: float = trainees.HABITUAL_VOLUME,
+    ) -> None:
+        super().__init__(render_mode, max_episode_steps=max_episode_steps, step_size=step_size, adjustment=adjustment)
+        self.config: TrainingConfig = TrainingConfig(
+            step_size=step_size,
+            adjustment=adjustment,
+            init=init,
+            drift_coef=drift_coef,
+            steps_per_week=steps_per_week,
+            injuries=injuries,
+            habitual_volume=habitual_volume,
+        )
+        self.state: TrainingState = TrainingState.zeros(1, self.config.step_size)  # type: ignore[assignment]
+
+    def _reset_kernel(self, profile: ProfileLike | None) -> None:
+        rngs = [self.np_random]
+        starts = self.config.draw_starts(rngs, [profile])
+        training_dynamics.reset(
+            self.state, slice(None), *starts, self.config.draw_hidden(rngs), self.config.habitual_volume
+        )
+
+    def _step_kernel(self, actions: np.ndarray) -> np.ndarray:
+        rngs = [self.np_random]
+        deltas = self.config.draw_deltas(rngs)
+        closing = np.array([(cast("int", self._elapsed_steps) + 1) % self.config.steps_per_week == 0])
+        draws = self.config.draw_week(rngs) if closing[0] else WeekDraws(np.zeros((0, 5)), None)
+        return training_dynamics.step(self.state, actions, deltas, closing, draws, self.config.drift_coef)
+
+    def _info(self) -> dict[str, Any]:
+        return training_dynamics.step_info(self.state, 0)
+
+
+class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
+    __doc__ = """N ``FitnessWeights-v1`` trainees stepped together by the batched kernel.
+
+    Everything :class:`~fitness_weights_env.vector_env.FitnessWeightsVectorEnv` says (autoreset modes, matrices in
+    info, reset options, attributes) holds; the trainees are :class:`FitnessWeightsV1Env`'s. Each trainee closes its
+    own weeks, so trainees restarted at different steps stay correct. Step for step it equals ``SyncVectorEnv`` over
+    N ``gym.make("FitnessWeights-v1")`` seeded alike.
+""" + _SPEC.replace("gym.make(\"FitnessWeights-v1\", ", "gym.make_vec(\"FitnessWeights-v1\", num_envs=256, ")
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        render_mode: str | None = None,
+        *,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.SAME_STEP,
+        max_episode_steps: int | None = V1_MAX_EPISODE_STEPS,
+        step_size: float = 0.05,
+        adjustment: Adjustment = "increase",
+        init: dynamics.Init = "prior",
+        drift_coef: float = 0.0,
+        info_matrices: InfoMatrices = "final",
+        steps_per_week: int = V1_STEPS_PER_WEEK,
+        injuries: bool = False,
+        habitual_volume: float = trainees.HABITUAL_VOLUME,
+    ) -> None:
+        super().__init__(
+            num_envs,
+            render_mode,
+            autoreset_mode=autoreset_mode,
+            max_episode_steps=max_episode_steps,
+            step_size=step_size,
+            adjustment=adjustment,
+            info_matrices=info_matrices,
+        )
+        self.config: TrainingConfig = TrainingConfig(
+            step_size=step_size,
+            adjustment=adjustment,
+            init=init,
+            drift_coef=drift_coef,
+            steps_per_week=steps_per_week,
+            injuries=injuries,
+            habitual_volume=habitual_volume,
+        )
+        self.state: TrainingState = TrainingState.zeros(self.num_envs, self.config.step_size)  # type: ignore[assignment]
+
+    def _reset_kernel(
+        self, index: np.ndarray | slice, rngs: list[np.random.Generator], profiles: Sequence[ProfileLike | None]
+    ) -> None:
+        starts = self.config.draw_starts(rngs, profiles)
+        hidden = self.config.draw_hidden(rngs)
+        training_dynamics.reset(self.state, index, *starts, hidden, self.config.habitual_volume)
+
+    def _step_kernel(self, actions: np.ndarray, stepping: np.ndarray | None) -> np.ndarray:
+        deltas = self._draw_deltas(stepping)
+        closing = (self._elapsed_steps + 1) % self.config.steps_per_week == 0
+        if stepping is not None:
+            closing &= stepping
+        rngs = cast("list[np.random.Generator]", self._rngs)
+        draws = self.config.draw_week([rngs[i] for i in np.flatnonzero(closing)])
+        return training_dynamics.step(self.state, actions, deltas, closing, draws, self.config.drift_coef)
+
+    def _kernel_info(self, index: np.ndarray | slice, matrices: bool) -> dict[str, Any]:
+        return training_dynamics.step_info(self.state, index, matrices=matrices)
