@@ -15,14 +15,20 @@ import numpy as np
 from fitness_weights_env import dynamics
 from fitness_weights_env.episode import DEFAULT_MAX_EPISODE_STEPS, ProfileLike
 from fitness_weights_env.errors import FieldError
+from fitness_weights_env.training_env import FitnessWeightsV1VectorEnv
 from fitness_weights_env.vector_env import FitnessWeightsVectorEnv
 
-__all__ = ["EpisodeResults", "GreedyPolicy", "Policy", "RandomPolicy", "normalized_score", "run_episodes"]
+__all__ = ["VECTOR_ENVS", "EpisodeResults", "GreedyPolicy", "Policy", "RandomPolicy", "normalized_score", "run_episodes"]
 
 Policy = Callable[[np.ndarray, FitnessWeightsVectorEnv], np.ndarray]
 """A policy maps the batched observation (N, 198) and the vector env to N actions."""
 
 _ALL_ACTIONS = np.arange(dynamics.N_ACTIONS)
+VECTOR_ENVS: dict[str, type[FitnessWeightsVectorEnv]] = {
+    "FitnessWeights-v0": FitnessWeightsVectorEnv,
+    "FitnessWeights-v1": FitnessWeightsV1VectorEnv,
+}
+"""The vector env of each env id."""
 
 
 class RandomPolicy:
@@ -104,6 +110,7 @@ def run_episodes(
     *,
     seed: int = 0,
     steps: int = DEFAULT_MAX_EPISODE_STEPS,
+    env_id: str = "FitnessWeights-v0",
     **env_kwargs,
 ) -> EpisodeResults:
     """Run one episode of ``steps`` steps for each trainee, all in one vector env.
@@ -116,9 +123,13 @@ def run_episodes(
         profiles: The trainees.
         seed: Base seed.
         steps: Episode length.
-        **env_kwargs: Passed to :class:`~fitness_weights_env.vector_env.FitnessWeightsVectorEnv`.
+        env_id: ``"FitnessWeights-v0"`` or ``"FitnessWeights-v1"``: which vector env runs them.
+        **env_kwargs: Passed to the vector env (:class:`~fitness_weights_env.vector_env.FitnessWeightsVectorEnv` or
+            :class:`~fitness_weights_env.training_env.FitnessWeightsV1VectorEnv`).
     """
-    env = FitnessWeightsVectorEnv(len(profiles), max_episode_steps=None, **env_kwargs)
+    if env_id not in VECTOR_ENVS:
+        raise FieldError("env_id", f"must be one of {sorted(VECTOR_ENVS)}", env_id)
+    env = VECTOR_ENVS[env_id](len(profiles), max_episode_steps=None, **env_kwargs)
     observation, _ = env.reset(seed=seed, options={"profiles": list(profiles)})
     returns = np.zeros(len(profiles))
     for _ in range(steps):

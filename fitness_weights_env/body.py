@@ -92,6 +92,7 @@ __all__ = [
     "WeekResult",
     "concentration",
     "injury_probability",
+    "settle",
     "start",
     "train_week",
 ]
@@ -285,11 +286,27 @@ def start(
     loads = habitual_volume * plan
     for name, value in vars(hidden).items():
         getattr(body.hidden, name)[index] = value
-    k2 = hidden.gain_ratio[:, None]
+    body.history[index] = loads[:, None, :]
+    body.tolerance[index] = loads + TOLERANCE_SHARE * body.budget[index][:, None]
+    body.allocation[index] = plan / body.budget[index][:, None]
+    body.target_score[index] = np.sum(weight * scores, axis=1)
+    body.injured_weeks[index] = 0
+    body.week[index] = 0
+    settle(body, index)
+
+
+def settle(body: Body, index: Any = slice(None)) -> None:
+    """Put the trainees at ``index`` at the steady state of their habit (the last week of their load history).
+
+    :func:`start` calls it; a planner that changes a batch's hidden parameters (``planner.average_trainee``) calls
+    it again, before any week is trained.
+    """
+    hidden = body.hidden
+    k2 = hidden.gain_ratio[index][:, None]
     habit = habitual_state(
-        stimulus(loads, hidden.transfer),
-        tau1=hidden.tau1[:, None],
-        tau2=hidden.tau2[:, None],
+        stimulus(body.history[index, -1], hidden.transfer[index]),
+        tau1=hidden.tau1[index][:, None],
+        tau2=hidden.tau2[index][:, None],
         k2=k2,
         k3=k2 * FATIGUE_GROWTH,
         tau3=FATIGUE_MEMORY,
@@ -297,12 +314,6 @@ def start(
     for name in ("fitness", "fatigue", "load"):
         getattr(body.state, name)[index] = getattr(habit, name)
     body.habitual[index] = performance(habit, 1.0)
-    body.history[index] = loads[:, None, :]
-    body.tolerance[index] = loads + TOLERANCE_SHARE * body.budget[index][:, None]
-    body.allocation[index] = plan / body.budget[index][:, None]
-    body.target_score[index] = np.sum(weight * scores, axis=1)
-    body.injured_weeks[index] = 0
-    body.week[index] = 0
 
 
 def concentration(allocation: Any) -> Any:

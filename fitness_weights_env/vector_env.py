@@ -39,6 +39,7 @@ _FIXED_ATTRIBUTES = frozenset(
         "num_envs",
         "state",
         "config",
+        "elapsed_steps",
         "autoreset_mode",
         "metadata",
         "render_mode",
@@ -237,6 +238,11 @@ class FitnessWeightsVectorEnv(VectorEnv):
     @max_episode_steps.setter
     def max_episode_steps(self, value: int | None) -> None:
         self._max_episode_steps = check_max_episode_steps(value)
+
+    @property
+    def elapsed_steps(self) -> np.ndarray:
+        """(num_envs,) the steps each trainee has taken in its current episode (a copy)."""
+        return self._elapsed_steps.copy()
 
     @property  # type: ignore[misc]  # read-only: set per trainee with set_attr, VectorEnv's is settable
     def np_random(self) -> tuple[np.random.Generator, ...]:  # type: ignore[override]  # a tuple: one per trainee
