@@ -40,7 +40,9 @@ HELD_OUT_SEED = 10_000
 
 def _bodies(n: int) -> tuple[trainees.Body, np.ndarray]:
     env = FitnessWeightsV1VectorEnv(n)
-    observation, _ = env.reset(seed=HELD_OUT_SEED, options={"profiles": sample_profiles(n, seed=HELD_OUT_SEED, edge_fraction=0.0)})
+    observation, _ = env.reset(
+        seed=HELD_OUT_SEED, options={"profiles": sample_profiles(n, seed=HELD_OUT_SEED, edge_fraction=0.0)}
+    )
     return env.state.body.take(slice(None)), observation
 
 

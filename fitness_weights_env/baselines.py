@@ -18,7 +18,15 @@ from fitness_weights_env.errors import FieldError
 from fitness_weights_env.training_env import FitnessWeightsV1VectorEnv
 from fitness_weights_env.vector_env import FitnessWeightsVectorEnv
 
-__all__ = ["VECTOR_ENVS", "EpisodeResults", "GreedyPolicy", "Policy", "RandomPolicy", "normalized_score", "run_episodes"]
+__all__ = [
+    "VECTOR_ENVS",
+    "EpisodeResults",
+    "GreedyPolicy",
+    "Policy",
+    "RandomPolicy",
+    "normalized_score",
+    "run_episodes",
+]
 
 Policy = Callable[[np.ndarray, FitnessWeightsVectorEnv], np.ndarray]
 """A policy maps the batched observation (N, 198) and the vector env to N actions."""

@@ -210,7 +210,9 @@ class Body:
 
     def take(self, index: Any) -> Body:
         """A copy of the trainees at ``index`` (an index array may repeat trainees: the planner's candidates)."""
-        arrays = {f.name: getattr(self, f.name)[index].copy() for f in fields(self) if f.name not in ("hidden", "state")}
+        arrays = {
+            f.name: getattr(self, f.name)[index].copy() for f in fields(self) if f.name not in ("hidden", "state")
+        }
         hidden = HiddenParameters(**{name: value[index].copy() for name, value in vars(self.hidden).items()})
         state = FitnessFatigue(*(getattr(self.state, name)[index].copy() for name in ("fitness", "fatigue", "load")))
         return Body(**arrays, hidden=hidden, state=state)
@@ -344,7 +346,8 @@ def quality(baseline: np.ndarray, change: np.ndarray) -> np.ndarray:
 
 def plan_injury_probability(body: Body, allocation: np.ndarray) -> np.ndarray:
     """The injury probability (N,) of a week trained by ``allocation`` (N, 44): :func:`injury_probability` in a few
-    operations, for the metric that every step recomputes."""
+    operations, for the metric that every step recomputes.
+    """
     tolerance = body.budget[:, None] / body.tolerance
     spike = np.vecdot(allocation, np.maximum(allocation * tolerance + (TOLERANCE_SHARE * tolerance - SWEET_SPOT), 0.0))
     energy = np.vecdot(allocation, allocation)
@@ -388,10 +391,16 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
         injured = injury_draws < probability
     body.injured_weeks = np.where(resting, body.injured_weeks - 1, 0) + np.where(injured, INJURY_WEEKS, 0)
 
-    step(body.state, stimulus(loads, body.hidden.transfer), **body.time_constants(), tau3=FATIGUE_MEMORY,
-         days=DAYS_PER_WEEK)
-    body.qualities = quality(body.baseline, ADAPTATION_RATE * body.hidden.responsiveness * (
-        performance(body.state, 1.0) - body.habitual))
+    step(
+        body.state,
+        stimulus(loads, body.hidden.transfer),
+        **body.time_constants(),
+        tau3=FATIGUE_MEMORY,
+        days=DAYS_PER_WEEK,
+    )
+    body.qualities = quality(
+        body.baseline, ADAPTATION_RATE * body.hidden.responsiveness * (performance(body.state, 1.0) - body.habitual)
+    )
     delta = body.qualities - body.baseline
     body.scores = np.clip(body.baseline_scores + np.matmul(delta[:, None, :], _CQ_PRIOR_T)[:, 0, :], 0.0, 1.0)
     target_score = np.vecdot(body.target_weight, body.scores)

@@ -17,7 +17,14 @@ import numpy as np
 from fitness_weights_env import body as trainees
 from fitness_weights_env.body import Body
 from fitness_weights_env.errors import check_int
-from fitness_weights_env.hidden import _GAIN_RATIO, _TAU1, _TAU2, EXERCISE_LOADINGS, TRANSFER_CONCENTRATION, TRANSFER_FLOOR
+from fitness_weights_env.hidden import (
+    _GAIN_RATIO,
+    _TAU1,
+    _TAU2,
+    EXERCISE_LOADINGS,
+    TRANSFER_CONCENTRATION,
+    TRANSFER_FLOOR,
+)
 
 __all__ = ["average_trainee", "best_plan", "plan_return"]
 

@@ -49,7 +49,16 @@ from fitness_weights_env.hidden import HiddenParameters
 from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
 from fitness_weights_env.response import gap_weights, stimulus, training_plan
 
-__all__ = ["IMPROVEMENT_SCALE", "RISK_WEEKS", "TrainingState", "WeekDraws", "planned_loads", "reset", "step", "step_info"]
+__all__ = [
+    "IMPROVEMENT_SCALE",
+    "RISK_WEEKS",
+    "TrainingState",
+    "WeekDraws",
+    "planned_loads",
+    "reset",
+    "step",
+    "step_info",
+]
 
 IMPROVEMENT_SCALE = 0.02
 """A week's change of the mean target score that moves ``recent_improvement`` from 0.5 to 1 (a good week's)."""
@@ -167,7 +176,9 @@ def _replan(state: TrainingState, index: Any) -> None:
         rows=(rows, valid),
     )
     gap_weight = np.zeros((trainee.shape[0], dynamics.N_ROWS))
-    gap_weight[np.arange(trainee.shape[0])[:, None], rows] = gap_weights(body.scores[trainee[:, None], rows], valid)
+    position = np.broadcast_to(np.arange(trainee.shape[0])[:, None], rows.shape)
+    weights = gap_weights(body.scores[trainee[:, None], rows], valid)
+    gap_weight[position[valid], rows[valid]] = weights[valid]  # the padding points at row 0: leave it out
     state.gap_weight[trainee] = gap_weight
     state.emphasis[trainee] = emphasis
     state.allocation[trainee] = allocation
@@ -258,7 +269,11 @@ def step(
 
 
 def _week_reward(week: WeekResult, injuries: bool) -> np.ndarray:
-    cost = np.where(week.injured, trainees.INJURY_COST, 0.0) if injuries else trainees.INJURY_COST * week.injury_probability
+    cost = (
+        np.where(week.injured, trainees.INJURY_COST, 0.0)
+        if injuries
+        else trainees.INJURY_COST * week.injury_probability
+    )
     return week.score_change - cost
 
 

@@ -18,8 +18,14 @@ from fitness_weights_env.hidden import HiddenParameters, sample_hidden
 from fitness_weights_env.training_dynamics import TrainingState, WeekDraws
 from fitness_weights_env.vector_env import FitnessWeightsVectorEnv, InfoMatrices
 
-__all__ = ["V1_MAX_EPISODE_STEPS", "V1_STEPS_PER_WEEK", "V1_WEEKS", "FitnessWeightsV1Env", "FitnessWeightsV1VectorEnv",
-           "TrainingConfig"]
+__all__ = [
+    "V1_MAX_EPISODE_STEPS",
+    "V1_STEPS_PER_WEEK",
+    "V1_WEEKS",
+    "FitnessWeightsV1Env",
+    "FitnessWeightsV1VectorEnv",
+    "TrainingConfig",
+]
 
 V1_STEPS_PER_WEEK = 4
 """Actions per simulated week: a coach adjusts a plan a few times a week, and 4 fits v0's 64-step budget."""
@@ -65,7 +71,9 @@ class TrainingConfig(EpisodeConfig):
 
     def draw_week(self, rngs: Sequence[np.random.Generator]) -> WeekDraws:
         """The random numbers of one week for each generator's trainee: measurement noise, then the injury draw."""
-        noise = np.array([rng.standard_normal(trainees.N_QUALITIES) for rng in rngs]).reshape(len(rngs), trainees.N_QUALITIES)
+        noise = np.array([rng.standard_normal(trainees.N_QUALITIES) for rng in rngs]).reshape(
+            len(rngs), trainees.N_QUALITIES
+        )
         injury = np.array([rng.random() for rng in rngs]) if self.injuries else None
         return WeekDraws(noise, injury)
 
@@ -150,8 +158,11 @@ _SPEC = """
 
 
 class FitnessWeightsV1Env(FitnessWeightsEnv):
-    __doc__ = """A trainee who trains week by week by the plan that their CQ and QX matrices imply.
-""" + _SPEC
+    __doc__ = (
+        """A trainee who trains week by week by the plan that their CQ and QX matrices imply.
+"""
+        + _SPEC
+    )
 
     def __init__(
         self,
@@ -203,7 +214,7 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
     info, reset options, attributes) holds; the trainees are :class:`FitnessWeightsV1Env`'s. Each trainee closes its
     own weeks, so trainees restarted at different steps stay correct. Step for step it equals ``SyncVectorEnv`` over
     N ``gym.make("FitnessWeights-v1")`` seeded alike.
-""" + _SPEC.replace("gym.make(\"FitnessWeights-v1\", ", "gym.make_vec(\"FitnessWeights-v1\", num_envs=256, ")
+""" + _SPEC.replace('gym.make("FitnessWeights-v1", ', 'gym.make_vec("FitnessWeights-v1", num_envs=256, ')
 
     def __init__(
         self,

@@ -1,0 +1,242 @@
+"""FitnessWeights-v1: the env, its vector env, its kernel's guarantees and its baselines."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from gymnasium.utils.passive_env_checker import env_reset_passive_checker, env_step_passive_checker
+from gymnasium.vector import AutoresetMode
+
+import fitness_weights_env
+from fitness_weights_env import LAYOUT, FitnessWeightsV1Env, FitnessWeightsV1VectorEnv, sample_profiles
+from fitness_weights_env import body as trainees
+from fitness_weights_env.baselines import run_episodes
+from fitness_weights_env.dynamics import InvalidActionError
+from fitness_weights_env.errors import FieldError
+from fitness_weights_env.planner import average_trainee, best_plan, plan_return
+from fitness_weights_env.training_baselines import CoachPolicy, OraclePolicy, PlanPolicy
+
+
+def test_made_by_id_with_v0s_spaces_and_a_16_week_episode():
+    env = gym.make("FitnessWeights-v1")
+    v0 = gym.make("FitnessWeights-v0")
+    assert env.observation_space == v0.observation_space and env.action_space == v0.action_space
+    assert env.spec is not None and env.spec.max_episode_steps == 64
+    env.reset(seed=0)
+    weeks = []
+    for t in range(64):
+        _, reward, terminated, truncated, info = env.step(int(env.action_space.sample()))
+        weeks.append(info["week"])
+        assert not terminated and truncated == (t == 63)
+        if (t + 1) % 4:
+            assert reward == 0.0  # only the step that closes a week is paid
+    assert weeks[3] == 1 and weeks[-1] == 16
+    envs = gym.make_vec("FitnessWeights-v1", num_envs=3)
+    assert isinstance(envs.unwrapped, FitnessWeightsV1VectorEnv)
+
+
+def test_both_env_checkers_pass():
+    check_env(FitnessWeightsV1Env(max_episode_steps=64), skip_render_check=True)
+    env = FitnessWeightsV1Env(max_episode_steps=64)
+    env_reset_passive_checker(env, seed=3)
+    for _ in range(8):
+        env_step_passive_checker(env, env.action_space.sample())
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"adjustment": "random", "injuries": True, "steps_per_week": 3}, {"init": "uniform", "drift_coef": 0.01}],
+)
+def test_the_vector_env_equals_n_single_envs_bit_for_bit(kwargs):
+    n = 4
+    vector = FitnessWeightsV1VectorEnv(n, **kwargs)
+    singles = [gym.make("FitnessWeights-v1", **kwargs) for _ in range(n)]
+    observations, _ = vector.reset(seed=11)
+    for i, env in enumerate(singles):
+        observation, _ = env.reset(seed=11 + i)
+        np.testing.assert_array_equal(observation, observations[i])
+    rng = np.random.default_rng(0)
+    for _ in range(140):  # two episodes and a bit, through the autoreset
+        actions = rng.integers(0, 685, n)
+        observations, rewards, _, truncated, info = vector.step(actions)
+        for i, env in enumerate(singles):
+            observation, reward, _, done, single_info = env.step(int(actions[i]))
+            if done:
+                assert truncated[i]
+                np.testing.assert_array_equal(info["final_obs"][i], observation)
+                observation, _ = env.reset()
+            np.testing.assert_array_equal(observation, observations[i])
+            assert reward == rewards[i]
+            if not done:
+                assert single_info["mean_target_score"] == info["mean_target_score"][i]
+                np.testing.assert_array_equal(single_info["weekly_load"], info["weekly_load"][i])
+
+
+def test_trainees_restarted_apart_close_their_own_weeks():
+    env = FitnessWeightsV1VectorEnv(2, autoreset_mode=AutoresetMode.DISABLED, max_episode_steps=None)
+    env.reset(seed=0)
+    for _ in range(2):
+        env.step(np.zeros(2, dtype=np.int64))
+    env.reset(seed=[None, 5], options={"reset_mask": np.array([False, True])})
+    single = FitnessWeightsV1Env()
+    single.reset(seed=5)
+    for t in range(8):
+        _, rewards, _, _, info = env.step(np.array([465, 465]))
+        _, reward, _, _, _ = single.step(465)
+        assert rewards[1] == reward
+        assert (rewards[0] != 0.0) == ((t + 3) % 4 == 0)  # trainee 0 is two steps ahead
+        assert info["week"][1] == (t + 1) // 4
+
+
+def test_the_return_is_the_gain_of_the_target_score_less_the_expected_injury_cost():
+    env = FitnessWeightsV1Env(max_episode_steps=64)
+    _, info = env.reset(seed=4)
+    start, total, costs = info["mean_target_score"], 0.0, 0.0
+    rng = np.random.default_rng(1)
+    for t in range(64):
+        _, reward, _, _, info = env.step(int(rng.integers(0, 685)))
+        total += reward
+        if (t + 1) % 4 == 0:
+            costs += trainees.INJURY_COST * info["injury_probability"]
+    assert total == pytest.approx(info["mean_target_score"] - start - costs, abs=1e-12)
+    assert info["mean_target_score"] != start
+
+
+def test_the_guarantees_hold_over_random_plans_and_wide_trainees():
+    profiles = sample_profiles(16, seed=3, edge_fraction=1.0)
+    env = FitnessWeightsV1VectorEnv(16, adjustment="random", injuries=True, info_matrices="every_step")
+    observation, _ = env.reset(seed=0, options={"profiles": profiles})
+    rng = np.random.default_rng(2)
+    for _ in range(64):
+        observation, rewards, _, _, info = env.step(rng.integers(0, 685, 16))
+        assert np.all((observation >= 0) & (observation <= 1)) and np.all(np.isfinite(rewards))
+        np.testing.assert_allclose(info["cq_matrix"].sum(axis=2), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(info["qx_matrix"].sum(axis=2), 1.0, rtol=1e-5)
+        assert np.all((info["true_qualities"] >= 0) & (info["true_qualities"] <= 1))
+        assert np.all(np.isfinite(info["weekly_load"])) and np.all(info["weekly_load"] >= 0)
+        assert np.all((info["injury_probability"] >= 0) & (info["injury_probability"] < 1))
+        np.testing.assert_allclose(env.state.allocation.sum(axis=1), 1.0)
+
+
+def test_an_injury_stops_training_for_the_weeks_it_costs():
+    env = FitnessWeightsV1VectorEnv(64, injuries=True, max_episode_steps=None)
+    env.reset(seed=0)
+    env.state.body.budget[:] *= 1.0  # the default risk; many trainees make a few injuries likely
+    injured_weeks = []
+    for t in range(4 * 30):
+        _, _, _, _, info = env.step(np.full(64, 465))  # a steady shift onto one exercise raises the risk
+        if (t + 1) % 4 == 0:
+            injured_weeks.append(env.state.body.injured_weeks.copy())
+            resting = injured_weeks[-2] > 0 if len(injured_weeks) > 1 else np.zeros(64, dtype=bool)
+            assert np.all(info["weekly_load"][resting] == 0.0)
+    assert np.any(np.stack(injured_weeks) == trainees.INJURY_WEEKS)
+
+
+def test_hidden_parameters_stay_out_of_the_observation():
+    profile = sample_profiles(1, seed=0, edge_fraction=0.0)[0]
+    first, second = FitnessWeightsV1Env(), FitnessWeightsV1Env()
+    observation_1, info_1 = first.reset(seed=1, options={"profile": profile})
+    observation_2, info_2 = second.reset(seed=2, options={"profile": profile})
+    np.testing.assert_array_equal(observation_1[: LAYOUT.metrics.start], observation_2[: LAYOUT.metrics.start])
+    assert not np.array_equal(info_1["hidden"]["responsiveness"], info_2["hidden"]["responsiveness"])
+    for _ in range(4):
+        observation_1, *_ = first.step(465)
+        observation_2, *_ = second.step(465)
+    assert not np.array_equal(observation_1, observation_2)  # the same plan, two bodies
+
+
+def test_subject_scores_follow_the_true_qualities_not_the_agents_cq():
+    env = FitnessWeightsV1Env()
+    _, info = env.reset(seed=0)
+    target = int(np.flatnonzero(info["target_scores"])[0])
+    observation = None
+    for _ in range(8):  # push a CQ cell of a non-target subject: the plan and the body do not change
+        other = next(s for s in range(93) if info["target_scores"][s] == 0)
+        observation, _, _, _, info = env.step(other * 5)
+    body = env.unwrapped.state.body
+    expected = np.clip(
+        body.baseline_scores[0]
+        + np.asarray(fitness_weights_env.CATALOG.cq_prior) @ (body.qualities[0] - body.baseline[0]),
+        0,
+        1,
+    )
+    np.testing.assert_allclose(observation[LAYOUT.subject_scores], expected, rtol=1e-6)
+    assert info["target_scores"][target] == pytest.approx(expected[target], rel=1e-6)
+
+
+def test_an_unchanged_plan_keeps_the_trainee_where_they_are_at_the_habits_volume():
+    env = FitnessWeightsV1VectorEnv(8, habitual_volume=1.0, max_episode_steps=None)
+    _, info = env.reset(seed=0)
+    baseline = info["true_qualities"].copy()
+    coach = CoachPolicy()
+    observation = None
+    for _ in range(64):
+        observation, *_ = env.step(coach(observation, env))
+    np.testing.assert_allclose(env.state.body.qualities, baseline, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"steps_per_week": 0}, "steps_per_week"),
+        ({"injuries": "yes"}, "injuries"),
+        ({"habitual_volume": 1.5}, "habitual_volume"),
+        ({"init": "zero"}, "init"),
+        ({"drift_coef": -1.0}, "drift_coef"),
+    ],
+)
+def test_bad_arguments_name_their_field(kwargs, field):
+    with pytest.raises(FieldError) as raised:
+        FitnessWeightsV1Env(**kwargs)
+    assert raised.value.field == field
+    with pytest.raises(FieldError) as raised:
+        FitnessWeightsV1VectorEnv(2, **kwargs)
+    assert raised.value.field == field
+
+
+def test_bad_actions_are_refused_and_change_nothing():
+    env = FitnessWeightsV1Env()
+    observation, _ = env.reset(seed=0)
+    for action in (685, -1, 1.5, "3"):
+        with pytest.raises(InvalidActionError):
+            env.step(action)
+    np.testing.assert_array_equal(env.unwrapped.state.observation[0], observation)
+
+
+def test_a_sudden_shift_triples_the_injury_risk_and_a_four_week_one_stays_in_the_sweet_spot():
+    env = FitnessWeightsV1VectorEnv(32)
+    env.reset(seed=0)
+    body = env.state.body.take(slice(None))
+    coach = body.allocation.copy()
+    shifted = 0.5 * coach
+    shifted[np.arange(32), np.argmin(coach, axis=1)] += 0.5
+    p_coach, _ = trainees.injury_probability(body, body.budget[:, None] * coach)
+    p_sudden, _ = trainees.injury_probability(body, body.budget[:, None] * shifted)
+    assert np.all(p_sudden >= 3 * p_coach)
+    for week in range(1, 9):
+        share = min(week / 4, 1.0)
+        result = trainees.train_week(body, body.budget[:, None] * ((1 - share) * coach + share * shifted))
+        assert result.ratios.max() <= trainees.SWEET_SPOT
+
+
+def test_the_planner_never_loses_to_its_start_and_the_oracle_beats_the_coach():
+    env = FitnessWeightsV1VectorEnv(6)
+    env.reset(seed=0)
+    body = env.state.body.take(slice(None))
+    start = body.allocation.copy()
+    plan, value = best_plan(body, start, 16, iterations=5)
+    np.testing.assert_allclose(plan.sum(axis=1), 1.0)
+    assert np.all(value >= plan_return(body, start, 16) - 1e-12)
+    np.testing.assert_allclose(value, plan_return(body, plan, 16))
+    assert not np.array_equal(average_trainee(body).hidden.transfer, body.hidden.transfer)
+
+    profiles = sample_profiles(6, seed=1, edge_fraction=0.0)
+    runs = {
+        name: run_episodes(policy, profiles, seed=5, env_id="FitnessWeights-v1").returns.mean()
+        for name, policy in (("coach", CoachPolicy()), ("oracle", OraclePolicy(iterations=5)))
+    }
+    assert runs["oracle"] > runs["coach"]
+    with pytest.raises(FieldError):
+        PlanPolicy("truth")  # type: ignore[arg-type]
