@@ -345,8 +345,9 @@ def quality(baseline: np.ndarray, change: np.ndarray) -> np.ndarray:
 
 
 def plan_injury_probability(body: Body, allocation: np.ndarray) -> np.ndarray:
-    """The injury probability (N,) of a week trained by ``allocation`` (N, 44): :func:`injury_probability` in a few
-    operations, for the metric that every step recomputes.
+    """The injury probability (N,) of a week trained by ``allocation`` (N, 44), for the metric of every step.
+
+    :func:`injury_probability` in fewer operations.
     """
     tolerance = body.budget[:, None] / body.tolerance
     spike = np.vecdot(allocation, np.maximum(allocation * tolerance + (TOLERANCE_SHARE * tolerance - SWEET_SPOT), 0.0))

@@ -329,9 +329,9 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
 
 
 def apply(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Outcome:
-    """Apply one action per trainee to the matrices and their row statistics, in place; the metrics are left as they are.
+    """Apply one action per trainee to the matrices and their row statistics, in place; not the metrics.
 
-    The matrix half of a step, which ``FitnessWeights-v1``'s kernel shares (:mod:`fitness_weights_env.training_dynamics`).
+    The matrix half of a step, which v1's kernel shares (:mod:`fitness_weights_env.training_dynamics`).
     The arguments are :func:`step`'s; returns the outcome :func:`evaluate` gave.
     """
     xp = array_namespace(state.weights)

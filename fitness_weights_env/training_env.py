@@ -158,11 +158,7 @@ _SPEC = """
 
 
 class FitnessWeightsV1Env(FitnessWeightsEnv):
-    __doc__ = (
-        """A trainee who trains week by week by the plan that their CQ and QX matrices imply.
-"""
-        + _SPEC
-    )
+    """A trainee who trains week by week by the plan that their CQ and QX matrices imply (the spec follows)."""
 
     def __init__(
         self,
@@ -208,13 +204,13 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
 
 
 class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
-    __doc__ = """N ``FitnessWeights-v1`` trainees stepped together by the batched kernel.
+    """N ``FitnessWeights-v1`` trainees stepped together by the batched kernel.
 
     Everything :class:`~fitness_weights_env.vector_env.FitnessWeightsVectorEnv` says (autoreset modes, matrices in
     info, reset options, attributes) holds; the trainees are :class:`FitnessWeightsV1Env`'s. Each trainee closes its
     own weeks, so trainees restarted at different steps stay correct. Step for step it equals ``SyncVectorEnv`` over
-    N ``gym.make("FitnessWeights-v1")`` seeded alike.
-""" + _SPEC.replace('gym.make("FitnessWeights-v1", ', 'gym.make_vec("FitnessWeights-v1", num_envs=256, ')
+    N ``gym.make("FitnessWeights-v1")`` seeded alike (the spec follows).
+    """
 
     def __init__(
         self,
@@ -270,3 +266,10 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
 
     def _kernel_info(self, index: np.ndarray | slice, matrices: bool) -> dict[str, Any]:
         return training_dynamics.step_info(self.state, index, matrices=matrices)
+
+
+# The classes' docstrings end with the spec they share (Gymnasium's tables: actions, observations, rewards, ...).
+FitnessWeightsV1Env.__doc__ = (FitnessWeightsV1Env.__doc__ or "") + _SPEC
+FitnessWeightsV1VectorEnv.__doc__ = (FitnessWeightsV1VectorEnv.__doc__ or "") + _SPEC.replace(
+    'gym.make("FitnessWeights-v1", ', 'gym.make_vec("FitnessWeights-v1", num_envs=256, '
+)
