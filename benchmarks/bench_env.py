@@ -1,9 +1,10 @@
-"""Environment throughput: single env (wrapped and unwrapped), vector env, greedy oracle.
+"""Environment throughput: single env (wrapped and unwrapped), vector env, greedy oracle; v0 and v1.
 
 Prints a Markdown table of steps/s: the median and the best of ``--rounds`` short timed windows per
 workload, taken round-robin so that the shared machine's speed swings hit every row alike (the best
 window shows the code's own cost, the median what a user sees); the vector/single ratio measured in
-the same run; and the mean episode return of the random and greedy policies on 200 seeded trainees::
+the same run; the v1/v0 ratio of the vector envs at N = 256, interleaved in the same rounds; and the mean
+episode return of the random and greedy policies on 200 seeded trainees::
 
     python benchmarks/bench_env.py            # about a minute on a 2-core CPU
     python benchmarks/bench_env.py --json out.json
@@ -61,9 +62,9 @@ def single_env_workload(env: gym.Env, steps: int) -> Callable[[], int]:
     return run
 
 
-def vector_env_workload(num_envs: int) -> Callable[[], int]:
+def vector_env_workload(num_envs: int, env_id: str = "FitnessWeights-v0") -> Callable[[], int]:
     """Whole 64-step episodes of N trainees, one autoreset each (at least 4096 steps)."""
-    env = gym.make_vec("FitnessWeights-v0", num_envs=num_envs)
+    env = gym.make_vec(env_id, num_envs=num_envs)
     env.reset(seed=0)
     steps = 64 * max(1, 4096 // (64 * num_envs))
     actions = np.random.default_rng(0).integers(0, 685, (steps, num_envs))
@@ -103,6 +104,9 @@ def main() -> None:
     }
     for n in (8, 64, 256, 1024):
         workloads[f"vector env, N={n}"] = vector_env_workload(n)
+    workloads["v1 single env, unwrapped"] = single_env_workload(gym.make("FitnessWeights-v1").unwrapped, 1000)
+    for n in (8, 64, 256, 1024):
+        workloads[f"v1 vector env, N={n}"] = vector_env_workload(n, "FitnessWeights-v1")
     rates = interleaved_rates(workloads, args.rounds)
     oracle_name = f"greedy oracle, {args.trainees} trainees x 64 steps"
     rates.update(interleaved_rates({oracle_name: oracle_workload(args.trainees)}, max(1, args.rounds // 5)))
@@ -120,13 +124,17 @@ def main() -> None:
     vector, unwrapped = rates["vector env, N=1024"], rates["single env, unwrapped"]
     ratio = vector[0] / unwrapped[0], vector[1] / unwrapped[1]
     print(f"\nvector N=1024 / unwrapped single env: {ratio[0]:.1f}x (medians), {ratio[1]:.1f}x (bests)")
+    v1, v0 = rates["v1 vector env, N=256"], rates["vector env, N=256"]
+    v1_ratio = v1[0] / v0[0], v1[1] / v0[1]
+    print(f"v1 / v0 vector env at N=256: {v1_ratio[0]:.2f} (medians), {v1_ratio[1]:.2f} (bests)")
     print(f"\n| policy ({args.trainees} trainees, 64 steps) | mean return | 95% CI |\n|---|---:|---:|")
     for name, returns in (("random", random), ("greedy", greedy)):
         half = 1.96 * returns.std(ddof=1) / np.sqrt(len(returns))
         print(f"| {name} | {returns.mean():.3f} | ± {half:.3f} |")
     if args.json:
         figures = {name: {"median": median, "best": best} for name, (median, best) in rates.items()}
-        figures.update(vector_over_unwrapped=ratio, random_return=random.mean(), greedy_return=greedy.mean())
+        figures.update(vector_over_unwrapped=ratio, v1_over_v0_n256=v1_ratio)
+        figures.update(random_return=random.mean(), greedy_return=greedy.mean())
         with open(args.json, "w") as handle:
             json.dump(figures, handle, indent=2)
 

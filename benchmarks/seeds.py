@@ -26,6 +26,9 @@ replacement, then the trainees within each drawn seed; with 3 seeds it can only 
 implements both with numpy (the same resampling as rliable 1.2.0, which it does not need; with
 ``rliable`` installed, ``--check-rliable`` compares the point estimates and the intervals).
 
+On ``FitnessWeights-v1`` (the report's ``env_id``) the references are the coach (0) and the oracle (1), and a
+trainee's score is its margin over the coach in units of its seed's mean oracle margin (:meth:`SeedRun.normalized`).
+
 The edge table (``sb3_ext.evaluate.EDGE_PROFILES``) is given per seed and as the mean and the minimum
 over seeds, with the acceptance of each profile: both policies at least random (score >= 0) and at least
 0.8 where greedy and random differ by more than 0.05 in mean return.
@@ -48,6 +51,8 @@ SAMPLED, DETERMINISTIC = "policy (optimize: sampled, seeded)", "policy (determin
 POLICIES = {"sampled": SAMPLED, "deterministic": DETERMINISTIC}
 EDGE_GAP, EDGE_TARGET = 0.05, 0.8
 """An edge profile passes when both policies score >= 0, and >= EDGE_TARGET where greedy - random > EDGE_GAP."""
+ANCHORS = {"FitnessWeights-v0": ("random", "greedy"), "FitnessWeights-v1": ("coach", "oracle")}
+"""The runs that score 0 and 1 on each env (``sb3_ext.evaluate.SCORE_ANCHORS``)."""
 CHUNK = 2_000
 """Bootstrap replicates computed at once (bounds the index arrays' memory)."""
 
@@ -73,9 +78,20 @@ class SeedRun:
         """The seed of the training run (and of its held-out set)."""
         return int(self.data["seed"])
 
+    @property
+    def anchors(self) -> tuple[str, str]:
+        """The runs that score 0 and 1 (random and greedy on v0, the coach and the oracle on v1)."""
+        return ANCHORS[self.data.get("env_id", "FitnessWeights-v0")]
+
     def normalized(self, policy: str) -> np.ndarray:
-        """Per-trainee normalized scores of ``policy`` (``sampled`` or ``deterministic``)."""
-        low, high = self.returns["random"], self.returns["greedy"]
+        """Per-trainee normalized scores of ``policy`` (``sampled`` or ``deterministic``).
+
+        v0: each trainee by its own references. v1: each trainee's margin over the coach in units of the set's mean
+        oracle margin (a trainee's own margin, about 0.02, can be 0).
+        """
+        low, high = self.returns["low"], self.returns["high"]
+        if self.anchors == ANCHORS["FitnessWeights-v1"]:
+            return (self.returns[policy] - low) / (high.mean() - low.mean())
         return (self.returns[policy] - low) / (high - low)
 
 
@@ -86,12 +102,14 @@ def load_run(folder: Path) -> SeedRun:
         raise SystemExit(f"{path} does not exist: run examples/train_ppo.py --out {folder} first")
     data = json.loads(path.read_text())
     per_trainee = data.get("per_trainee") or {}
-    missing = [name for name in (SAMPLED, DETERMINISTIC, "greedy", "random", "n_targets") if name not in per_trainee]
+    zero, one = ANCHORS[data.get("env_id", "FitnessWeights-v0")]
+    missing = [name for name in (SAMPLED, DETERMINISTIC, zero, one, "n_targets") if name not in per_trainee]
     if missing:
         raise SystemExit(f"{path} has no per-trainee {missing}: evaluate it again with python -m sb3_ext.evaluate")
     returns = {key: np.asarray(per_trainee[name], dtype=np.float64) for key, name in POLICIES.items()}
-    returns |= {name: np.asarray(per_trainee[name], dtype=np.float64) for name in ("greedy", "random")}
-    if np.any(returns["greedy"] <= returns["random"]):
+    returns |= {"low": np.asarray(per_trainee[zero], dtype=np.float64)}
+    returns |= {"high": np.asarray(per_trainee[one], dtype=np.float64)}
+    if data.get("env_id", "FitnessWeights-v0") == "FitnessWeights-v0" and np.any(returns["high"] <= returns["low"]):
         raise SystemExit(f"{path}: a trainee whose greedy return is not above random has no normalized score")
     return SeedRun(folder, data, returns, np.asarray(per_trainee["n_targets"], dtype=np.int64))
 
@@ -192,7 +210,8 @@ def _edge_lines(runs: Sequence[SeedRun]) -> list[str]:
     failures = 0
     for name in names:
         rows = [table[name] for table in tables]
-        gap = float(np.mean([row["mean_return"]["greedy"] - row["mean_return"]["random"] for row in rows]))
+        zero, one = runs[0].anchors
+        gap = float(np.mean([row["mean_return"][one] - row["mean_return"][zero] for row in rows]))
         sampled = np.array([row["normalized_score"] for row in rows], dtype=np.float64)
         deterministic = np.array([row["deterministic_score"] for row in rows], dtype=np.float64)
         floor = EDGE_TARGET if gap > EDGE_GAP else 0.0
@@ -218,7 +237,7 @@ def _target_count_lines(runs: Sequence[SeedRun]) -> list[str]:
             mask = run.n_targets == count
             if not mask.any():
                 continue
-            low, high = run.returns["random"][mask].mean(), run.returns["greedy"][mask].mean()
+            low, high = run.returns["low"][mask].mean(), run.returns["high"][mask].mean()
             for key in POLICIES:
                 scores[key].append((run.returns[key][mask].mean() - low) / (high - low))
         total = sum(int((run.n_targets == count).sum()) for run in runs)
@@ -253,7 +272,7 @@ def _prediction_lines(runs: Sequence[SeedRun]) -> list[str]:
 
 def report(runs: Sequence[SeedRun], reps: int, seed: int) -> tuple[list[str], dict[str, np.ndarray]]:
     """The Markdown report and the score matrices (trainees x seeds) of both policies."""
-    sizes = {run.returns["greedy"].size for run in runs}
+    sizes = {run.returns["high"].size for run in runs}
     if len(sizes) != 1:
         raise SystemExit(f"the runs have different numbers of held-out trainees: {sorted(sizes)}")
     lines = [

@@ -1,7 +1,8 @@
-"""Train PPO with the attention policy on FitnessWeights-v0, save the model, and evaluate it.
+"""Train PPO with the attention policy on FitnessWeights-v0 (or v1), save the model, and evaluate it.
 
     python examples/train_ppo.py --timesteps 300000 --preset cpu --vec batched --device cpu --seed 0 \\
         --out runs/attn --tensorboard runs/tensorboard
+    python examples/train_ppo.py --env FitnessWeights-v1 --device cpu --out runs/v1
 
 The model comes from the project's one training recipe (``sb3_ext.recipe.make_model``) with a
 ``sb3_ext.config.TrainConfig`` of the arguments: the preset (``sb3_ext.presets``) sets the number of envs and
@@ -15,6 +16,7 @@ import argparse
 import time
 from pathlib import Path
 
+from fitness_weights_env import ENV_IDS
 from sb3_ext.config import DEFAULT_LEARNING_RATE, POLICIES, VECTORIZATIONS, TrainConfig
 from sb3_ext.evaluate import evaluate_model
 from sb3_ext.presets import PRESETS
@@ -23,6 +25,7 @@ from sb3_ext.recipe import learning_rate, make_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="FitnessWeights-v0", choices=ENV_IDS, help="the env (default v0)")
     parser.add_argument("--timesteps", type=int, default=800_000, help="environment steps to train for")
     parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="throughput preset (default cpu)")
     parser.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: the preset's)")
@@ -38,6 +41,7 @@ def main() -> None:
 
     config = TrainConfig(
         timesteps=args.timesteps,
+        env_id=args.env,
         policy=args.policy,
         preset=args.preset,
         n_envs=args.n_envs,
@@ -56,7 +60,7 @@ def main() -> None:
     rate = config.timesteps / seconds
     print(f"trained {config.timesteps} steps in {seconds:.0f} s ({rate:.0f} steps/s); saved {args.out / 'model.zip'}")
 
-    report = evaluate_model(model, n_trainees=config.eval_trainees, seed=config.seed)
+    report = evaluate_model(model, n_trainees=config.eval_trainees, seed=config.seed, env_id=config.env_id)
     settings = {**config.ppo_arguments(), "learning_rate": learning_rate(config)}
     report.extra.update(
         policy=config.policy,

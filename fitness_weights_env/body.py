@@ -6,20 +6,23 @@ This is the trainee's half of v1's kernel (:mod:`fitness_weights_env.training_dy
 calibration. The equations of the plan and the fitness-fatigue core are in :mod:`fitness_weights_env.response`;
 this module adds the rest:
 
+**The habit.** Each trainee arrives at the steady state of their habit: the catalog's plan for their targets at
+``HABITUAL_VOLUME`` (0.5) of the programme's weekly budget. The programme then trains the full budget, so the
+coach's plan (the catalog's, unchanged) gains what a standard programme gains an untrained adult, and a better plan
+gains more. With ``habitual_volume=1`` the habit is the coach's plan itself and an unchanged plan keeps the trainee
+where they are (``benchmarks/RESULTS.md``, "FitnessWeights-v1: calibration", says why 0.5 is the default).
+
 **From performance to quality.** Each quality's performance ``p_q = k1 F_q - G_q`` (``k1`` = 1: the other gains
-are relative to it) is read against its habitual steady state ``p*_q``. The quality follows the difference in
-logit space, scaled by the trainee's responsiveness:
+are relative to it) is read against the habit's steady state ``p*_q``. The change, scaled by the trainee's
+responsiveness, moves the quality linearly at first and saturates at the room left:
 
-    q_q = clip(q0_q + sigmoid(l0_q + ADAPTATION_RATE r_q (p_q - p*_q)) - sigmoid(l0_q), 0, 1),
-    l0_q = logit(clip(q0_q, QUALITY_FLOOR, 1 - QUALITY_FLOOR)).
+    c_q = ADAPTATION_RATE r_q (p_q - p*_q),
+    q_q = clip(q0_q + R_q tanh(c_q / R_q), 0, 1),   R_q = 1 - q0_q when c_q >= 0, else q0_q (at least QUALITY_FLOOR).
 
-So the relative change ``dq / q = ADAPTATION_RATE r_q (1 - q) dp`` is scaled by the responsiveness ``r_q`` and by
-the room left ``1 - q``; the absolute change is ``q (1 - q)`` times it, nearly flat over the population's levels
-(0.25 at 0.5, 0.21 at 0.3 or 0.7), so gains hardly depend on the baseline, as HERITAGE found (a correlation of 0.08
-between baseline VO2max and its response). The floor lets a quality at 0 start to grow. An unchanged plan keeps
-``p = p*`` and the trainee where they are; detraining (less stimulus than the habit) lowers the quality.
-``ADAPTATION_RATE`` is calibrated so that the oracle's plan gives the median trainee the gains published for a
-16-week programme (``benchmarks/RESULTS.md``, "FitnessWeights-v1: calibration").
+A small change is ``c_q`` whatever the baseline, as HERITAGE found (a correlation of 0.08 between baseline VO2max
+and its response); a large one approaches the room left ``1 - q0`` and never passes it. ``ADAPTATION_RATE`` is
+calibrated so that the oracle's plan gives the median trainee the gains published for a 16-week programme of
+untrained adults (+20 to 40%: Busso 2003's subjects gained 30 +/- 7% in 15 weeks).
 
 **Fatigue.** The fatigue gain of a day is ``k2 + k3 H`` with ``k2 = gain_ratio`` (the trainee's hidden ``k2 / k1``)
 and ``k3 = gain_ratio FATIGUE_GROWTH``, ``H`` decaying with ``FATIGUE_MEMORY`` days (Busso 2003; his fits put
@@ -129,7 +132,6 @@ class Body:
 
     Attributes:
         baseline: (N, 5) true qualities at the start, ``q0``.
-        logit: (N, 5) ``l0``, the floored baseline's logit.
         qualities: (N, 5) true qualities now.
         baseline_scores: (N, 93) subject scores at the start.
         scores: (N, 93) true subject scores now.
@@ -143,8 +145,9 @@ class Body:
         hidden: The hidden parameters.
         state: Fitness, fatigue and recent load per quality, (N, 5) each.
         habitual: (N, 5) ``p*``, the performance of the habitual plan's steady state.
-        history: (N, CHRONIC_WEEKS, 44) the previous weeks' loads, the oldest first.
+        history: (N, CHRONIC_WEEKS, 44) the previous weeks' loads, week ``w`` at ``w % CHRONIC_WEEKS``.
         tolerance: (N, 44) the denominator of the load ratios, ``C_e + TOLERANCE_SHARE B``, kept with ``history``.
+        ratio_slope: (N, 44) ``B / tolerance``: a ratio is ``x_e ratio_slope + TOLERANCE_SHARE ratio_slope``.
         allocation: (N, 44) the allocation of the last week trained (the habitual plan's at the start).
         target_score: (N,) the mean target score now.
         injured_weeks: (N,) weeks of training still lost to an injury.
@@ -152,7 +155,6 @@ class Body:
     """
 
     baseline: np.ndarray
-    logit: np.ndarray
     qualities: np.ndarray
     baseline_scores: np.ndarray
     scores: np.ndarray
@@ -168,6 +170,7 @@ class Body:
     habitual: np.ndarray
     history: np.ndarray
     tolerance: np.ndarray
+    ratio_slope: np.ndarray
     allocation: np.ndarray
     target_score: np.ndarray
     injured_weeks: np.ndarray
@@ -186,7 +189,6 @@ class Body:
         )
         return cls(
             baseline=np.zeros(q),
-            logit=np.zeros(q),
             qualities=np.zeros(q),
             baseline_scores=np.zeros(s),
             scores=np.zeros(s),
@@ -202,6 +204,7 @@ class Body:
             habitual=np.zeros(q),
             history=np.zeros((n, CHRONIC_WEEKS, N_EXERCISES)),
             tolerance=np.ones(e),
+            ratio_slope=np.ones(e),
             allocation=np.zeros(e),
             target_score=np.zeros(n),
             injured_weeks=np.zeros(n, dtype=np.int64),
@@ -268,9 +271,7 @@ def start(
     scores = vectors[:, layout.subject_scores].astype(np.float64)
     mask = vectors[:, layout.targets].astype(np.float64)
     fitness_level = vectors[:, layout.fitness_level][:, 0].astype(np.float64)
-    floored = np.clip(baseline, QUALITY_FLOOR, 1.0 - QUALITY_FLOOR)
     body.baseline[index] = baseline
-    body.logit[index] = np.log(floored / (1.0 - floored))
     body.qualities[index] = baseline
     body.baseline_scores[index] = scores
     body.scores[index] = scores
@@ -290,6 +291,7 @@ def start(
         getattr(body.hidden, name)[index] = value
     body.history[index] = loads[:, None, :]
     body.tolerance[index] = loads + TOLERANCE_SHARE * body.budget[index][:, None]
+    body.ratio_slope[index] = body.budget[index][:, None] / body.tolerance[index]
     body.allocation[index] = plan / body.budget[index][:, None]
     body.target_score[index] = np.sum(weight * scores, axis=1)
     body.injured_weeks[index] = 0
@@ -298,7 +300,7 @@ def start(
 
 
 def settle(body: Body, index: Any = slice(None)) -> None:
-    """Put the trainees at ``index`` at the steady state of their habit (the last week of their load history).
+    """Put the trainees at ``index`` at the steady state of their habit (the loads of their history, all equal).
 
     :func:`start` calls it; a planner that changes a batch's hidden parameters (``planner.average_trainee``) calls
     it again, before any week is trained.
@@ -349,8 +351,8 @@ def plan_injury_probability(body: Body, allocation: np.ndarray) -> np.ndarray:
 
     :func:`injury_probability` in fewer operations.
     """
-    tolerance = body.budget[:, None] / body.tolerance
-    spike = np.vecdot(allocation, np.maximum(allocation * tolerance + (TOLERANCE_SHARE * tolerance - SWEET_SPOT), 0.0))
+    slope = body.ratio_slope
+    spike = np.vecdot(allocation, np.maximum((allocation + TOLERANCE_SHARE) * slope - SWEET_SPOT, 0.0))
     energy = np.vecdot(allocation, allocation)
     concentrated = np.maximum(energy - 1.0 / N_EXERCISES, 0.0) / (1.0 - 1.0 / N_EXERCISES)
     return -np.expm1(-(BASE_HAZARD * (1.0 + CONCENTRATION_HAZARD * concentrated) + SPIKE_HAZARD * spike))
@@ -408,8 +410,9 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
     score_change = target_score - body.target_score
     body.target_score = target_score
 
-    body.history = np.concatenate([body.history[:, 1:], loads[:, None, :]], axis=1)
+    body.history[np.arange(loads.shape[0]), body.week % CHRONIC_WEEKS] = loads  # a ring: the oldest week goes
     body.tolerance = body.history.mean(axis=1) + (TOLERANCE_SHARE * body.budget)[:, None]
+    body.ratio_slope = body.budget[:, None] / body.tolerance
     trained = loads.sum(axis=1, keepdims=True) > 0.0
     body.allocation = np.where(trained, loads / body.budget[:, None], body.allocation)
     body.week = body.week + 1

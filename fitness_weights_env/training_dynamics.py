@@ -47,7 +47,7 @@ from fitness_weights_env.body import Body, WeekResult
 from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.hidden import HiddenParameters
 from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
-from fitness_weights_env.response import gap_weights, stimulus, training_plan
+from fitness_weights_env.response import HALF_SATURATION, gap_weights, training_plan
 
 __all__ = [
     "IMPROVEMENT_SCALE",
@@ -296,9 +296,10 @@ def _record_week(state: TrainingState, index: Any, week: WeekResult, noise: np.n
 
 def _write_metrics(state: TrainingState) -> None:
     """Recompute the 4 metrics of every trainee into the observation's metrics slice (module docstring)."""
-    body, allocation = state.body, np.maximum(state.allocation, 0.0)
+    body, allocation = state.body, state.allocation  # on the simplex up to rounding
     probability = trainees.plan_injury_probability(body, allocation)
-    d = stimulus(body.budget[:, None] * allocation, body.hidden.transfer)
+    u = body.budget[:, None] * np.matmul(allocation[:, None, :], body.hidden.transfer)[:, 0, :]
+    d = u / (u + HALF_SATURATION)
     metrics = state.weights.observation[:, LAYOUT.metrics]
     change = state.score_change * (0.5 / IMPROVEMENT_SCALE)
     metrics[:, _RECENT_IMPROVEMENT] = np.clip(change + 0.5, 0.0, 1.0)

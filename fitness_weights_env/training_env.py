@@ -32,6 +32,8 @@ V1_STEPS_PER_WEEK = 4
 V1_WEEKS = 16
 """Weeks of the default episode: the length of a training block, and of the studies the model is calibrated on."""
 V1_MAX_EPISODE_STEPS = V1_STEPS_PER_WEEK * V1_WEEKS
+DRAW_WEEKS = V1_WEEKS
+"""Weeks of random numbers a trainee draws at once (at reset, then every ``DRAW_WEEKS`` weeks)."""
 """64 steps, as v0's episodes: the service's optimize and PPO's rollouts keep their sizes."""
 
 
@@ -69,13 +71,40 @@ class TrainingConfig(EpisodeConfig):
         """The hidden parameters of new trainees, after their starts (two calls per generator)."""
         return sample_hidden(rngs)
 
-    def draw_week(self, rngs: Sequence[np.random.Generator]) -> WeekDraws:
-        """The random numbers of one week for each generator's trainee: measurement noise, then the injury draw."""
-        noise = np.array([rng.standard_normal(trainees.N_QUALITIES) for rng in rngs]).reshape(
-            len(rngs), trainees.N_QUALITIES
-        )
-        injury = np.array([rng.random() for rng in rngs]) if self.injuries else None
+    def draw_weeks(self, rngs: Sequence[np.random.Generator]) -> WeekDraws:
+        """The random numbers of the next ``DRAW_WEEKS`` weeks of each generator's trainee, one call each.
+
+        Measurement noise ``(k, DRAW_WEEKS, 5)``, then (``injuries=True``) the injury uniforms ``(k, DRAW_WEEKS)``.
+        Drawn at reset and again every ``DRAW_WEEKS`` weeks, in blocks, so that a week's step makes no call.
+        """
+        shape = (len(rngs), DRAW_WEEKS, trainees.N_QUALITIES)
+        noise = np.array([rng.standard_normal(shape[1:]) for rng in rngs]).reshape(shape)
+        injury = np.array([rng.random(DRAW_WEEKS) for rng in rngs]).reshape(shape[:2]) if self.injuries else None
         return WeekDraws(noise, injury)
+
+
+class _WeekDrawBlocks:
+    """Each trainee's block of week draws (``TrainingConfig.draw_weeks``), refilled every ``DRAW_WEEKS`` weeks."""
+
+    def __init__(self, n: int, injuries: bool) -> None:
+        self.noise = np.zeros((n, DRAW_WEEKS, trainees.N_QUALITIES))
+        self.injury = np.zeros((n, DRAW_WEEKS)) if injuries else None
+
+    def fill(self, index: np.ndarray | slice, draws: WeekDraws) -> None:
+        self.noise[index] = draws.noise
+        if self.injury is not None and draws.injury is not None:
+            self.injury[index] = draws.injury
+
+    def week(
+        self, config: TrainingConfig, rngs: Sequence[np.random.Generator], index: np.ndarray, weeks: np.ndarray
+    ) -> WeekDraws:
+        """The draws of week ``weeks[j]`` of trainee ``index[j]``; blocks run out are drawn anew first."""
+        column = weeks % DRAW_WEEKS
+        spent = np.flatnonzero((column == 0) & (weeks > 0))
+        if spent.size:
+            self.fill(index[spent], config.draw_weeks([rngs[i] for i in index[spent]]))
+        injury = None if self.injury is None else self.injury[index, column]
+        return WeekDraws(self.noise[index, column], injury)
 
 
 _SPEC = """
@@ -184,19 +213,21 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
             habitual_volume=habitual_volume,
         )
         self.state: TrainingState = TrainingState.zeros(1, self.config.step_size)  # type: ignore[assignment]
+        self._draws = _WeekDrawBlocks(1, injuries)
 
     def _reset_kernel(self, profile: ProfileLike | None) -> None:
         rngs = [self.np_random]
         starts = self.config.draw_starts(rngs, [profile])
-        training_dynamics.reset(
-            self.state, slice(None), *starts, self.config.draw_hidden(rngs), self.config.habitual_volume
-        )
+        hidden = self.config.draw_hidden(rngs)
+        self._draws.fill(slice(None), self.config.draw_weeks(rngs))
+        training_dynamics.reset(self.state, slice(None), *starts, hidden, self.config.habitual_volume)
 
     def _step_kernel(self, actions: np.ndarray) -> np.ndarray:
         rngs = [self.np_random]
         deltas = self.config.draw_deltas(rngs)
         closing = np.array([(cast("int", self._elapsed_steps) + 1) % self.config.steps_per_week == 0])
-        draws = self.config.draw_week(rngs) if closing[0] else WeekDraws(np.zeros((0, 5)), None)
+        index = np.flatnonzero(closing)
+        draws = self._draws.week(self.config, rngs, index, self.state.body.week[index])
         return training_dynamics.step(self.state, actions, deltas, closing, draws, self.config.drift_coef)
 
     def _info(self) -> dict[str, Any]:
@@ -247,12 +278,14 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
             habitual_volume=habitual_volume,
         )
         self.state: TrainingState = TrainingState.zeros(self.num_envs, self.config.step_size)  # type: ignore[assignment]
+        self._draws = _WeekDrawBlocks(self.num_envs, injuries)
 
     def _reset_kernel(
         self, index: np.ndarray | slice, rngs: list[np.random.Generator], profiles: Sequence[ProfileLike | None]
     ) -> None:
         starts = self.config.draw_starts(rngs, profiles)
         hidden = self.config.draw_hidden(rngs)
+        self._draws.fill(index, self.config.draw_weeks(rngs))
         training_dynamics.reset(self.state, index, *starts, hidden, self.config.habitual_volume)
 
     def _step_kernel(self, actions: np.ndarray, stepping: np.ndarray | None) -> np.ndarray:
@@ -261,7 +294,8 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
         if stepping is not None:
             closing &= stepping
         rngs = cast("list[np.random.Generator]", self._rngs)
-        draws = self.config.draw_week([rngs[i] for i in np.flatnonzero(closing)])
+        index = np.flatnonzero(closing)
+        draws = self._draws.week(self.config, rngs, index, self.state.body.week[index])
         return training_dynamics.step(self.state, actions, deltas, closing, draws, self.config.drift_coef)
 
     def _kernel_info(self, index: np.ndarray | slice, matrices: bool) -> dict[str, Any]:

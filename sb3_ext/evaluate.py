@@ -19,9 +19,14 @@ edge profiles (:data:`EDGE_PROFILES`): for each, ``edge_trainees`` trainees of t
 apart from the held-out set) with the named fields set, each run by the greedy oracle, random, the
 sampled policy and the most likely actions, with the normalized score per profile. The report keeps
 every held-out trainee's returns (``per_trainee``) so that runs of several seeds can be aggregated
-(``benchmarks/seeds.py``)::
+(``benchmarks/seeds.py``).
+
+On ``FitnessWeights-v1`` (``--env FitnessWeights-v1``) the score's 0 and 1 are the coach (the catalog's plan,
+never personalized) and the oracle (which knows the trainee's hidden parameters), ``(R - R_coach) / (R_oracle -
+R_coach)``; random and the best plan for the population's average trainee are reported beside them::
 
     python -m sb3_ext.evaluate runs/model.zip --trainees 200 --seed 0 --out runs/
+    python -m sb3_ext.evaluate runs/v1/model.zip --env FitnessWeights-v1 --out runs/v1/
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fitness_weights_env import CATALOG, FitnessWeightsVectorEnv, TraineeProfile, sample_profiles
+from fitness_weights_env import CATALOG, ENV_IDS, TraineeProfile, sample_profiles
 from fitness_weights_env.baselines import (
+    VECTOR_ENVS,
     EpisodeResults,
     GreedyPolicy,
     Policy,
@@ -51,6 +57,7 @@ from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import AGE_MAX, AGE_MIN
 from fitness_weights_env.metrics import MatrixMetrics, matrix_metrics
 from fitness_weights_env.population import typical_subject_scores
+from fitness_weights_env.training_baselines import CoachPolicy, OraclePolicy, PlanPolicy
 from sb3_ext.actions import PolicyActions
 from sb3_ext.ppo import PPO
 
@@ -66,7 +73,24 @@ EDGE_GAP = 0.05
 """Greedy-random gap in mean return below which an edge profile's normalized score is mostly noise."""
 
 POLICY_NAMES = ("policy (optimize: sampled, seeded)", "policy (deterministic)", "greedy", "random")
-"""The four runs of every trainee, in the report's order."""
+"""The four runs of every trainee on ``FitnessWeights-v0``, in the report's order."""
+V1_POLICY_NAMES = (*POLICY_NAMES[:2], "oracle", "coach", "random", "average trainee's plan")
+"""The runs of every trainee on ``FitnessWeights-v1``: the score's 1 and 0 (oracle, coach), random and the plan
+for the population's average trainee (:mod:`fitness_weights_env.training_baselines`)."""
+SCORE_ANCHORS = {"FitnessWeights-v0": ("random", "greedy"), "FitnessWeights-v1": ("coach", "oracle")}
+"""The runs that score 0 and 1 on each env."""
+
+
+def policy_names(env_id: str) -> tuple[str, ...]:
+    """The runs of every trainee on ``env_id``, in the report's order."""
+    return V1_POLICY_NAMES if env_id == "FitnessWeights-v1" else POLICY_NAMES
+
+
+def _reference_policies(env_id: str, seed: int) -> tuple[Policy, ...]:
+    """The reference runs after the policy's two, in :func:`policy_names` order."""
+    if env_id == "FitnessWeights-v1":
+        return (OraclePolicy(), CoachPolicy(), RandomPolicy(seed), PlanPolicy("average"))  # type: ignore[return-value]
+    return (GreedyPolicy(), RandomPolicy(seed))
 
 
 def _with_qualities(qualities: Sequence[float]) -> Callable[[TraineeProfile, int], dict[str, Any]]:
@@ -135,6 +159,7 @@ class EdgeProfileResult:
         mean_return: Mean return of each run, keyed as the report's ``mean_return``.
         normalized_score: The sampled policy's (the optimize outcome's) normalized score on the row.
         deterministic_score: The most likely actions' normalized score on the row.
+        anchors: The runs that score 0 and 1 (:data:`SCORE_ANCHORS`).
     """
 
     name: str
@@ -142,18 +167,19 @@ class EdgeProfileResult:
     mean_return: dict[str, float]
     normalized_score: float
     deterministic_score: float
+    anchors: tuple[str, str] = ("random", "greedy")
 
     @property
     def gap(self) -> float:
-        """Greedy minus random mean return: the scale of the row's normalized scores."""
-        return self.mean_return["greedy"] - self.mean_return["random"]
+        """The score's 1 minus its 0 in mean return (greedy - random on v0): the scale of the row's scores."""
+        return self.mean_return[self.anchors[1]] - self.mean_return[self.anchors[0]]
 
 
 @dataclass
 class EvaluationReport:
     """Everything :func:`evaluate_model` measures. ``to_markdown`` and ``to_dict`` render it.
 
-    ``per_trainee`` holds, for each held-out trainee in order, its return under each of ``POLICY_NAMES``
+    ``per_trainee`` holds, for each held-out trainee in order, its return under each of :func:`policy_names`
     and its number of target subjects (``"n_targets"``); ``edge_profiles`` is the edge table.
     """
 
@@ -172,6 +198,7 @@ class EvaluationReport:
     edge_profiles: list[EdgeProfileResult] = field(default_factory=list)
     per_trainee: dict[str, list[float]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    env_id: str = "FitnessWeights-v0"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (NaN becomes null)."""
@@ -191,14 +218,15 @@ class EvaluationReport:
         """The report as Markdown tables."""
         low, high = self.normalized_score_ci
         deterministic_low, deterministic_high = self.deterministic_score_ci
+        zero, one = SCORE_ANCHORS[self.env_id]
         lines = [
-            f"## Evaluation on {self.n_trainees} held-out trainees (seed {self.seed})",
+            f"## Evaluation on {self.env_id}, {self.n_trainees} held-out trainees (seed {self.seed})",
             "",
             "| policy | mean return |",
             "|---|---:|",
             *(f"| {name} | {value:.3f} |" for name, value in self.mean_return.items()),
             "",
-            f"Normalized score (0 = random, 1 = greedy): **{self.normalized_score:.3f}** "
+            f"Normalized score (0 = {zero}, 1 = {one}): **{self.normalized_score:.3f}** "
             f"(95% CI {low:.3f} to {high:.3f}); with the most likely actions (deterministic) "
             f"{self.deterministic_score:.3f} ({deterministic_low:.3f} to {deterministic_high:.3f})",
             "",
@@ -232,16 +260,17 @@ class EvaluationReport:
         if not self.edge_profiles:
             return []
         n = self.edge_profiles[0].n_trainees
+        zero, one = SCORE_ANCHORS[self.env_id]
         lines = [
-            f"Edge profiles ({n} trainees each; normalized score 0 = random, 1 = greedy, per profile; "
-            f"* where greedy and random differ by at most {EDGE_GAP} in mean return, so the score is mostly noise):",
+            f"Edge profiles ({n} trainees each; normalized score 0 = {zero}, 1 = {one}, per profile; "
+            f"* where {one} and {zero} differ by at most {EDGE_GAP} in mean return, so the score is mostly noise):",
             "",
-            "| profile | greedy | random | greedy - random | optimize (sampled) | deterministic "
+            f"| profile | {one} | {zero} | {one} - {zero} | optimize (sampled) | deterministic "
             "| score (sampled) | score (deterministic) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in self.edge_profiles:
-            returns = [row.mean_return[name] for name in ("greedy", "random")]
+            returns = [row.mean_return[name] for name in (one, zero)]
             policies = [row.mean_return[name] for name in POLICY_NAMES[:2]]
             mark = "*" if abs(row.gap) <= EDGE_GAP else ""
             lines.append(
@@ -302,24 +331,28 @@ def _score_or_nan(returns: np.ndarray, random: np.ndarray, greedy: np.ndarray) -
 
 
 def _run_all(
-    policy: Any, profiles: Sequence[TraineeProfile], seed: int, env_kwargs: dict[str, Any]
+    policy: Any, profiles: Sequence[TraineeProfile], seed: int, env_kwargs: dict[str, Any], env_id: str
 ) -> dict[str, EpisodeResults]:
-    """One episode of each trainee under each of ``POLICY_NAMES``, all from the same starts.
+    """One episode of each trainee under each of :func:`policy_names`, all from the same starts.
 
     Trainee ``i`` starts from episode seed ``seed + i`` and, sampled, draws its actions with seed ``seed + i``.
     """
     seeds = [seed + i for i in range(len(profiles))]
-    runs: tuple[Policy, ...] = (PolicyActions(policy, seeds), PolicyActions(policy), GreedyPolicy(), RandomPolicy(seed))
+    runs = (PolicyActions(policy, seeds), PolicyActions(policy), *_reference_policies(env_id, seed))
     return {
-        name: run_episodes(actions, profiles, seed=seed, **env_kwargs)
-        for name, actions in zip(POLICY_NAMES, runs, strict=True)
+        name: run_episodes(actions, profiles, seed=seed, env_id=env_id, **env_kwargs)
+        for name, actions in zip(policy_names(env_id), runs, strict=True)
     }
 
 
-def _edge_table(policy: Any, n_per_profile: int, seed: int, env_kwargs: dict[str, Any]) -> list[EdgeProfileResult]:
+def _edge_table(
+    policy: Any, n_per_profile: int, seed: int, env_kwargs: dict[str, Any], env_id: str
+) -> list[EdgeProfileResult]:
     """Run every edge profile's trainees in one batch and score each profile on its own rows."""
     rows = edge_profiles(n_per_profile, seed)
-    results = _run_all(policy, [profile for trainees in rows.values() for profile in trainees], seed, env_kwargs)
+    all_profiles = [profile for trainees in rows.values() for profile in trainees]
+    results = _run_all(policy, all_profiles, seed, env_kwargs, env_id)
+    zero, one = SCORE_ANCHORS[env_id]
     table = []
     for k, name in enumerate(rows):
         part = {key: value.returns[k * n_per_profile : (k + 1) * n_per_profile] for key, value in results.items()}
@@ -328,8 +361,9 @@ def _edge_table(policy: Any, n_per_profile: int, seed: int, env_kwargs: dict[str
                 name=name,
                 n_trainees=n_per_profile,
                 mean_return={key: float(value.mean()) for key, value in part.items()},
-                normalized_score=_score_or_nan(part[POLICY_NAMES[0]], part["random"], part["greedy"]),
-                deterministic_score=_score_or_nan(part[POLICY_NAMES[1]], part["random"], part["greedy"]),
+                normalized_score=_score_or_nan(part[POLICY_NAMES[0]], part[zero], part[one]),
+                deterministic_score=_score_or_nan(part[POLICY_NAMES[1]], part[zero], part[one]),
+                anchors=(zero, one),
             )
         )
     return table
@@ -340,9 +374,13 @@ def evaluate_model(
     n_trainees: int = 200,
     seed: int = 0,
     edge_trainees: int | None = None,
+    env_id: str = "FitnessWeights-v0",
     **env_kwargs: Any,
 ) -> EvaluationReport:
-    """Run the policy, the greedy oracle and random on the same held-out trainees and measure the predictions.
+    """Run the policy and the reference policies on the same held-out trainees and measure the predictions.
+
+    On ``FitnessWeights-v0`` the references are the greedy oracle (the score's 1) and random (its 0); on
+    ``FitnessWeights-v1`` the oracle and the coach, with random and the average trainee's plan beside.
 
     Args:
         model: A trained model (only its ``policy`` is used). Without ``predict_weights`` on its policy
@@ -351,32 +389,32 @@ def evaluate_model(
         seed: Seed of the held-out set, of the edge profiles' trainees and of the episodes.
         edge_trainees: Trainees per edge profile (:data:`EDGE_PROFILES`); 0 leaves the edge table out. By default
             ``EDGE_TRAINEES``, or ``n_trainees`` if that is fewer, so that a small evaluation stays small.
+        env_id: The env the policy acts in, one of ``fitness_weights_env.ENV_IDS``.
         **env_kwargs: Passed to the environment (``step_size``, ``init``...); use the training settings.
     """
     if n_trainees < 2:
         raise FieldError("n_trainees", "must be at least 2", n_trainees)
+    if env_id not in ENV_IDS:
+        raise FieldError("env_id", f"must be one of {list(ENV_IDS)}", env_id)
     if edge_trainees is None:
         edge_trainees = min(EDGE_TRAINEES, n_trainees)
     if edge_trainees < 0:
         raise FieldError("edge_trainees", "must be at least 0", edge_trainees)
     profiles = sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed, edge_fraction=0.0)
-    runs = _run_all(model.policy, profiles, seed, env_kwargs)
-    outcome, deterministic, greedy, random = (runs[name] for name in POLICY_NAMES)
-    per_trainee = {name: runs[name].returns.tolist() for name in POLICY_NAMES}
+    runs = _run_all(model.policy, profiles, seed, env_kwargs, env_id)
+    outcome, deterministic = runs[POLICY_NAMES[0]], runs[POLICY_NAMES[1]]
+    zero, one = (runs[name].returns for name in SCORE_ANCHORS[env_id])
+    per_trainee = {name: run.returns.tolist() for name, run in runs.items()}
     per_trainee["n_targets"] = [float(len(profile.targets)) for profile in profiles]
-    edges = _edge_table(model.policy, edge_trainees, seed, env_kwargs) if edge_trainees else []
+    edges = _edge_table(model.policy, edge_trainees, seed, env_kwargs, env_id) if edge_trainees else []
 
-    mean_return = {
-        "policy (optimize: sampled, seeded)": float(outcome.returns.mean()),
-        "policy (deterministic)": float(deterministic.returns.mean()),
-        "greedy": float(greedy.returns.mean()),
-        "random": float(random.returns.mean()),
-    }
+    mean_return = {name: float(run.returns.mean()) for name, run in runs.items()}
     scores: dict[str, Any] = {
-        "normalized_score": normalized_score(outcome.returns, random.returns, greedy.returns),
-        "normalized_score_ci": _bootstrap_ci(outcome.returns, random.returns, greedy.returns, seed),
-        "deterministic_score": normalized_score(deterministic.returns, random.returns, greedy.returns),
-        "deterministic_score_ci": _bootstrap_ci(deterministic.returns, random.returns, greedy.returns, seed),
+        "normalized_score": normalized_score(outcome.returns, zero, one),
+        "normalized_score_ci": _bootstrap_ci(outcome.returns, zero, one, seed),
+        "deterministic_score": normalized_score(deterministic.returns, zero, one),
+        "deterministic_score_ci": _bootstrap_ci(deterministic.returns, zero, one, seed),
+        "env_id": env_id,
     }
     predict = getattr(model.policy, "predict_weights", None)
     if predict is None:
@@ -392,7 +430,7 @@ def evaluate_model(
             per_trainee=per_trainee,
         )
 
-    env = FitnessWeightsVectorEnv(n_trainees, **env_kwargs)
+    env = VECTOR_ENVS[env_id](n_trainees, **env_kwargs)
     initial, _ = env.reset(seed=seed, options={"profiles": profiles})
     cq, qx, confidence = predict(initial)
     single = []
@@ -432,11 +470,14 @@ def main(argv: list[str] | None = None) -> EvaluationReport:
     )
     parser.add_argument("--out", type=Path, default=None, help="folder for evaluation.json and evaluation.md")
     parser.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
+    parser.add_argument("--env", default="FitnessWeights-v0", choices=ENV_IDS, help="the env (default v0)")
     args = parser.parse_args(argv)
     if not args.model.exists() and not args.model.with_suffix(".zip").exists():
         parser.error(f"model file {args.model} does not exist")
     model = PPO.load(args.model, device=args.device)
-    report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed, edge_trainees=args.edge_trainees)
+    report = evaluate_model(
+        model, n_trainees=args.trainees, seed=args.seed, edge_trainees=args.edge_trainees, env_id=args.env
+    )
     print(report.to_markdown())
     if args.out is not None:
         report.write(args.out)

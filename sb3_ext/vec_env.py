@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.vector import VectorEnv
 from stable_baselines3.common import env_util
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv, VecMonitor
@@ -235,10 +236,11 @@ def _make_vector_env(env_id: str, n_envs: int, env_kwargs: dict[str, Any]) -> Ve
 
 
 def _is_fitness_weights(env_id: str) -> bool:
+    """Whether the id's vector entry point is a ``FitnessWeightsVectorEnv`` (v0's, v1's or a subclass)."""
     entry_point = gym.spec(env_id).vector_entry_point
-    return entry_point is FitnessWeightsVectorEnv or entry_point == (
-        f"{FitnessWeightsVectorEnv.__module__}:{FitnessWeightsVectorEnv.__name__}"
-    )
+    if isinstance(entry_point, str):
+        entry_point = load_env_creator(entry_point)
+    return isinstance(entry_point, type) and issubclass(entry_point, FitnessWeightsVectorEnv)
 
 
 def _importable_id(env_id: str) -> str:
