@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from fitness_weights_env import dynamics
 from fitness_weights_env.episode import DEFAULT_MAX_EPISODE_STEPS, ProfileLike
@@ -137,7 +138,10 @@ def run_episodes(
     """
     if env_id not in VECTOR_ENVS:
         raise FieldError("env_id", f"must be one of {sorted(VECTOR_ENVS)}", env_id)
-    env = VECTOR_ENVS[env_id](len(profiles), max_episode_steps=None, **env_kwargs)
+    # DISABLED: an episode that ends (v1's block) keeps its last state for the results instead of restarting.
+    env = VECTOR_ENVS[env_id](
+        len(profiles), max_episode_steps=None, autoreset_mode=AutoresetMode.DISABLED, **env_kwargs
+    )
     observation, _ = env.reset(seed=seed, options={"profiles": list(profiles)})
     returns = np.zeros(len(profiles))
     for _ in range(steps):

@@ -159,7 +159,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         reward = self._step_kernel(actions)
         self._elapsed_steps += 1
         truncated = self.max_episode_steps is not None and self._elapsed_steps >= self.max_episode_steps
-        return self.state.observation[0].copy(), float(reward[0]), False, truncated, self._info()
+        return self.state.observation[0].copy(), float(reward[0]), self._terminated(), truncated, self._info()
 
     # --- the kernel at N=1: v0's here, v1's in FitnessWeightsV1Env ----------------------------------------------------
 
@@ -171,6 +171,9 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
 
     def _info(self) -> dict[str, Any]:
         return dynamics.step_info(self.state, 0)
+
+    def _terminated(self) -> bool:
+        return False  # v0 has no terminal state
 
     @property
     def profile(self) -> TraineeProfile:

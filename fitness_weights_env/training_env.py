@@ -47,6 +47,8 @@ class TrainingConfig(EpisodeConfig):
         init: Initial matrices; ``"prior"`` (the catalog's: the coach's plan) by default.
         drift_coef: Coefficient of v0's drift penalty, paid at the steps that close a week (default 0).
         steps_per_week: Actions per simulated week (at least 1).
+        weeks: The block's length: the episode terminates when the trainee has trained this many weeks (``None``:
+            never; then only ``max_episode_steps`` ends it).
         injuries: Draw injuries (training stops for ``INJURY_WEEKS`` weeks) instead of paying their expected cost.
         habitual_volume: The habit's weekly volume before the programme, a share of the budget, in [0, 1]; 1 makes
             the coach's plan keep the trainee where they are (see :mod:`fitness_weights_env.body`).
@@ -55,12 +57,15 @@ class TrainingConfig(EpisodeConfig):
     init: dynamics.Init = "prior"
     drift_coef: float = 0.0
     steps_per_week: int = V1_STEPS_PER_WEEK
+    weeks: int | None = V1_WEEKS
     injuries: bool = False
     habitual_volume: float = trainees.HABITUAL_VOLUME
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int("steps_per_week", self.steps_per_week, 1, 10_000)
+        if self.weeks is not None:
+            check_int("weeks", self.weeks, 1, 10_000)
         if not isinstance(self.injuries, bool):
             raise FieldError("injuries", "must be True or False", self.injuries)
         volume = self.habitual_volume
@@ -151,7 +156,10 @@ _SPEC = """
 
     ## Episode End
 
-    Nothing terminates. ``gym.make("FitnessWeights-v1")`` truncates after 64 steps: 16 weeks of 4 actions.
+    The episode terminates when the block ends: the trainee has trained ``weeks`` weeks (16: 64 steps of 4 a
+    week). The block is part of the task (the reward is its gain, and nothing is left to gain after it), so it is
+    a terminal state, not a time limit: a learner does not bootstrap past it. ``weeks=None`` never terminates;
+    ``max_episode_steps`` truncates (``gym.make``: 64).
 
     ## Info
 
@@ -178,6 +186,7 @@ _SPEC = """
     | Argument            | Default        | Meaning                                                    |
     |---------------------|----------------|------------------------------------------------------------|
     | ``steps_per_week``  | ``4``          | actions per simulated week                                 |
+    | ``weeks``           | ``16``         | the block's length: the episode terminates after it (``None``: never) |
     | ``init``            | ``"prior"``    | ``"prior"`` (the coach's plan) or ``"uniform"``             |
     | ``drift_coef``      | ``0.0``        | v0's drift penalty, paid weekly                            |
     | ``injuries``        | ``False``      | draw injuries instead of paying their expected cost        |
@@ -199,6 +208,7 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
         init: dynamics.Init = "prior",
         drift_coef: float = 0.0,
         steps_per_week: int = V1_STEPS_PER_WEEK,
+        weeks: int | None = V1_WEEKS,
         injuries: bool = False,
         habitual_volume: float = trainees.HABITUAL_VOLUME,
     ) -> None:
@@ -209,6 +219,7 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
             init=init,
             drift_coef=drift_coef,
             steps_per_week=steps_per_week,
+            weeks=weeks,
             injuries=injuries,
             habitual_volume=habitual_volume,
         )
@@ -233,6 +244,9 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
     def _info(self) -> dict[str, Any]:
         return training_dynamics.step_info(self.state, 0)
 
+    def _terminated(self) -> bool:
+        return self.config.weeks is not None and bool(self.state.body.week[0] >= self.config.weeks)
+
 
 class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
     """N ``FitnessWeights-v1`` trainees stepped together by the batched kernel.
@@ -256,6 +270,7 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
         drift_coef: float = 0.0,
         info_matrices: InfoMatrices = "final",
         steps_per_week: int = V1_STEPS_PER_WEEK,
+        weeks: int | None = V1_WEEKS,
         injuries: bool = False,
         habitual_volume: float = trainees.HABITUAL_VOLUME,
     ) -> None:
@@ -274,6 +289,7 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
             init=init,
             drift_coef=drift_coef,
             steps_per_week=steps_per_week,
+            weeks=weeks,
             injuries=injuries,
             habitual_volume=habitual_volume,
         )
@@ -300,6 +316,11 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
 
     def _kernel_info(self, index: np.ndarray | slice, matrices: bool) -> dict[str, Any]:
         return training_dynamics.step_info(self.state, index, matrices=matrices)
+
+    def _terminated(self) -> np.ndarray:
+        if self.config.weeks is None:
+            return np.zeros(self.num_envs, dtype=bool)
+        return self.state.body.week >= self.config.weeks
 
 
 # The classes' docstrings end with the spec they share (Gymnasium's tables: actions, observations, rewards, ...).

@@ -370,6 +370,10 @@ class FitnessWeightsVectorEnv(VectorEnv):
         """The kernel's batched info of the trainees at ``index``."""
         return dynamics.step_info(self.state, index, matrices=matrices)
 
+    def _terminated(self) -> np.ndarray:
+        """(num_envs,) bool: the trainees whose episode ended in a terminal state this step (none in v0)."""
+        return np.zeros(self.num_envs, dtype=bool)
+
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Adjust one cell per trainee; finished trainees restart as ``autoreset_mode`` says.
 
@@ -411,7 +415,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
             index = np.flatnonzero(restarting)
             self._start(index, [None] * len(index))
             rewards[index] = 0.0
-        terminated = np.zeros(n, dtype=bool)
+        terminated = self._terminated()
         if self.max_episode_steps is None:
             truncated = np.zeros(n, dtype=bool)
         else:

@@ -40,6 +40,7 @@ __all__ = [
     "FINAL_LEARNING_RATE_FRACTION",
     "LEARNING_RATE_SCHEDULES",
     "POLICIES",
+    "ENV_PPO_DEFAULTS",
     "PPO_OVERRIDES",
     "VECTORIZATIONS",
     "TrainConfig",
@@ -67,6 +68,13 @@ MAX_KWARGS_CHARS = 10_000
 # PPO constructor arguments a config may set, by kind of value: the rest (policy, env, learning_rate, seed,
 # device, policy_kwargs) come from the config's own fields.
 _POSITIVE_INT, _NUMBER, _UNIT, _BOOL, _INT, _OPTIONAL_NUMBER = "int>=1", "number>=0", "(0,1]", "bool", "int", "None"
+ENV_PPO_DEFAULTS: dict[str, dict[str, Any]] = {"FitnessWeights-v1": {"gamma": 1.0, "gae_lambda": 0.98}}
+"""PPO arguments an env sets over the preset's (``ppo_kwargs`` overrides them). v1's reward is each week's change
+of the target score, and a plan's fatigue comes weeks before its fitness: with SB3's ``gamma=0.99`` and
+``gae_lambda=0.95`` (an advantage horizon of about 4 weeks) PPO learned to cut the load that tires, led the coach
+for 8 weeks and ended below it; undiscounted, the return is the block's gain (``benchmarks/RESULTS.md``,
+"FitnessWeights-v1: learning")."""
+
 PPO_OVERRIDES: dict[str, str] = {
     "n_steps": _POSITIVE_INT,
     "batch_size": _POSITIVE_INT,
@@ -182,7 +190,7 @@ class TrainConfig:
         return self.envs() * self.n_steps()
 
     def ppo_arguments(self) -> dict[str, Any]:
-        """PPO's size arguments from the preset, then ``ppo_kwargs`` (a new dict each time).
+        """PPO's size arguments from the preset, the env's (:data:`ENV_PPO_DEFAULTS`), then ``ppo_kwargs`` (a new dict).
 
         The preset's ``batch_size`` is capped at the rollout size, so a small ``n_envs`` still has whole
         minibatches.
@@ -190,6 +198,7 @@ class TrainConfig:
         preset = get_preset(self.preset)
         arguments = preset.ppo_kwargs()
         arguments["batch_size"] = min(arguments["batch_size"], self.rollout_size())
+        arguments.update(ENV_PPO_DEFAULTS.get(self.env_id, {}))
         arguments.update(self.ppo_kwargs or {})
         return arguments
 

@@ -29,7 +29,7 @@ def test_made_by_id_with_v0s_spaces_and_a_16_week_episode():
     for t in range(64):
         _, reward, terminated, truncated, info = env.step(int(env.action_space.sample()))
         weeks.append(info["week"])
-        assert not terminated and truncated == (t == 63)
+        assert terminated == truncated == (t == 63)  # the block ends: a terminal state (and the registered limit)
         if (t + 1) % 4:
             assert reward == 0.0  # only the step that closes a week is paid
     assert weeks[3] == 1 and weeks[-1] == 16
@@ -60,11 +60,12 @@ def test_the_vector_env_equals_n_single_envs_bit_for_bit(kwargs):
     rng = np.random.default_rng(0)
     for _ in range(140):  # two episodes and a bit, through the autoreset
         actions = rng.integers(0, 685, n)
-        observations, rewards, _, truncated, info = vector.step(actions)
+        observations, rewards, terminated, truncated, info = vector.step(actions)
         for i, env in enumerate(singles):
-            observation, reward, _, done, single_info = env.step(int(actions[i]))
+            observation, reward, single_terminated, single_truncated, single_info = env.step(int(actions[i]))
+            done = single_terminated or single_truncated
+            assert (terminated[i], truncated[i]) == (single_terminated, single_truncated)
             if done:
-                assert truncated[i]
                 np.testing.assert_array_equal(info["final_obs"][i], observation)
                 observation, _ = env.reset()
             np.testing.assert_array_equal(observation, observations[i])
@@ -121,7 +122,7 @@ def test_the_guarantees_hold_over_random_plans_and_wide_trainees():
 
 
 def test_an_injury_stops_training_for_the_weeks_it_costs():
-    env = FitnessWeightsV1VectorEnv(64, injuries=True, max_episode_steps=None)
+    env = FitnessWeightsV1VectorEnv(64, injuries=True, max_episode_steps=None, weeks=None)
     env.reset(seed=0)
     env.state.body.budget[:] *= 1.0  # the default risk; many trainees make a few injuries likely
     injured_weeks = []
@@ -167,7 +168,7 @@ def test_subject_scores_follow_the_true_qualities_not_the_agents_cq():
 
 
 def test_an_unchanged_plan_keeps_the_trainee_where_they_are_at_the_habits_volume():
-    env = FitnessWeightsV1VectorEnv(8, habitual_volume=1.0, max_episode_steps=None)
+    env = FitnessWeightsV1VectorEnv(8, habitual_volume=1.0, max_episode_steps=None, weeks=None)
     _, info = env.reset(seed=0)
     baseline = info["true_qualities"].copy()
     coach = CoachPolicy()
