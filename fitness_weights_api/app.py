@@ -22,6 +22,10 @@ GET     ``/health``                            liveness, the active and the serv
 GET     ``/metrics``                    read   request counts and latencies, Prometheus text format
 ======  ==============================  =====  ====================================================================
 
+Optimize and predict run the active version through the kernel of the env it was trained on (its manifest's
+``env_id``, ``FitnessWeights-v0`` or ``FitnessWeights-v1``; the answer's ``env_id`` says which); ``POST /train``
+takes the ``env_id`` to train in, and the job registers its model with it.
+
 (1) none, or ``read`` with ``FITNESS_WEIGHTS_REQUIRE_TOKEN=1``. A token (:mod:`.tokens`) travels as
 ``Authorization: Bearer <token>``; an ``admin`` token allows what a ``read`` one does.
 

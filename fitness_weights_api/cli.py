@@ -4,6 +4,7 @@ Every subcommand works on one service folder (``--home``, or ``FITNESS_WEIGHTS_H
 :mod:`fitness_weights_api.settings`), the same one ``serve`` answers from::
 
     fitness-weights train --timesteps 200000 --activate      # a training job; its model is registered
+    fitness-weights train --timesteps 200000 --env-id FitnessWeights-v1   # trained and served on v1
     fitness-weights models list
     fitness-weights predict --profile trainee.json
     fitness-weights optimize --age 23 --gender male --fitness-level 0.6 \\
@@ -38,6 +39,7 @@ from typing import Any
 from fitness_weights_api.job_config import JobConfig
 from fitness_weights_api.job_store import FINAL_STATES, SUCCEEDED, Job
 from fitness_weights_api.jobs import JobManager
+from fitness_weights_api.model_format import ENV_IDS
 from fitness_weights_api.registry import FORMAT, RegistryError
 from fitness_weights_api.settings import ServiceSettings
 from fitness_weights_env.errors import FieldError, FitnessWeightsError
@@ -66,17 +68,22 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def _check_env_id(env_id: str | None) -> None:
+    """An ``--env-id`` given is one of the registry's env ids (checked before any work)."""
+    if env_id is not None and env_id not in ENV_IDS:
+        raise FieldError("env_id", f"must be one of {list(ENV_IDS)}", env_id)
+
+
 # -- train ---------------------------------------------------------------------------------------------------
 
 
 def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    settings = _settings(args)
-    registry = settings.open_registry()
-    jobs = settings.open_jobs(registry)
-    config = JobConfig(
+    _check_env_id(args.env_id)
+    config = JobConfig(  # checked before the service folder is opened (a bad field creates nothing)
         timesteps=args.timesteps,
+        env_id=args.env_id,
         policy=args.policy,
         preset=args.preset,
         n_envs=args.n_envs,
@@ -86,6 +93,9 @@ def _train(args: argparse.Namespace) -> int:
         activate=args.activate,
         device=args.device,
     )
+    settings = _settings(args)
+    registry = settings.open_registry()
+    jobs = settings.open_jobs(registry)
     job = jobs.submit(config)
     print(f"job {job.job_id} {job.state}; log: {jobs.job_dir(job.job_id) / 'job.log'}")
     if args.detach:
@@ -109,7 +119,10 @@ def _train(args: argparse.Namespace) -> int:
     record = registry.get(job.model_version)  # type: ignore[arg-type]
     score = "n/a" if record.evaluation_score is None else f"{record.evaluation_score:.3f}"
     active = " (active)" if record.active else ""
-    print(f"registered {record.version}{active}: normalized score {score} on {config.eval_trainees} trainees")
+    print(
+        f"registered {record.version}{active}: normalized score {score} on {config.eval_trainees} trainees of "
+        f"{config.env_id}"
+    )
     return 0
 
 
@@ -122,8 +135,12 @@ def _poll(jobs: JobManager, job_id: str, interval_s: float = 0.5) -> Job:
 # -- evaluate ------------------------------------------------------------------------------------------------
 
 
-def _load_model(settings: ServiceSettings, model: str, device: str) -> Any:
-    """A registry version (``v3``), ``active``, or a model file (an SB3 archive, converted: nothing unpickled)."""
+def _load_model(settings: ServiceSettings, model: str, device: str, env_id: str | None = None) -> Any:
+    """A registry version (``v3``), ``active``, or a model file (an SB3 archive, converted: nothing unpickled).
+
+    ``env_id`` is the env a model file acts in (``None``: a registry-format file's own, ``FitnessWeights-v0`` for an
+    SB3 archive, which does not say); a registered version acts in its own.
+    """
     registry = settings.open_registry()
     if model == "active" or (model.startswith("v") and model[1:].isdigit()):
         if model == "active":
@@ -135,20 +152,34 @@ def _load_model(settings: ServiceSettings, model: str, device: str) -> Any:
     path = Path(model)
     if not path.is_file():
         raise CommandError(f"model: {model!r} is neither a registered version (v1, v2, ...), 'active', nor a file")
-    from fitness_weights_api.model_format import ModelFormatError, file_bytes, load_policy, model_from_bytes
+    from fitness_weights_api.model_format import (
+        ModelFormatError,
+        file_bytes,
+        is_safetensors,
+        load_policy,
+        model_from_bytes,
+        read_model,
+    )
 
     try:
         data = file_bytes(path, settings.max_model_bytes)
-        return load_policy(model_from_bytes(data, max_bytes=settings.max_model_bytes), device=device)
+        if env_id is None and is_safetensors(data):
+            safe = read_model(data, settings.max_model_bytes)
+        else:
+            safe = model_from_bytes(data, max_bytes=settings.max_model_bytes, env_id=env_id or ENV_IDS[0])
+        return load_policy(safe, device=device)
     except ModelFormatError as err:
         raise CommandError(f"model: {path} is refused: {err}") from None
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from fitness_weights_api.weights import model_env_id
     from sb3_ext.evaluate import evaluate_model
 
-    model = _load_model(_settings(args), args.model, args.device)
-    report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed)
+    _check_env_id(args.env_id)
+    model = _load_model(_settings(args), args.model, args.device, args.env_id)
+    env_id = model_env_id(model, args.env_id)  # a registered version's own env; another one named is refused
+    report = evaluate_model(model, n_trainees=args.trainees, seed=args.seed, env_id=env_id)
     print(report.to_markdown())
     if args.out is not None:
         report.write(args.out)
@@ -220,15 +251,16 @@ def _service(args: argparse.Namespace) -> Any:
 def _optimize(args: argparse.Namespace) -> int:
     from fitness_weights_api.schemas import OptimizeRequest, OptimizeResponse
 
+    _check_env_id(args.env_id)
     request, profile = _request(args, OptimizeRequest)
     served = _service(args).optimize(
-        profile, request.optimization_steps, seed=request.seed, deterministic=request.deterministic
+        profile, request.optimization_steps, seed=request.seed, deterministic=request.deterministic, env_id=args.env_id
     )
     if args.json:
         print(OptimizeResponse.build(request.user_id, served.model_version, served.result).model_dump_json(indent=2))
         return 0
     result = served.result
-    title = f"optimize: model {served.model_version}, {result.steps} steps"
+    title = f"optimize: model {served.model_version}, {result.steps} steps on {result.env_id}"
     _print_tables(title, profile, result)
     metrics = ", ".join(f"{name} {value:.3f}" for name, value in (result.performance_metrics or {}).items())
     print(f"performance metrics: {metrics}")
@@ -238,13 +270,14 @@ def _optimize(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from fitness_weights_api.schemas import PredictRequest, PredictResponse
 
+    _check_env_id(args.env_id)
     request, profile = _request(args, PredictRequest)
-    served = _service(args).predict(profile, seed=request.seed)
+    served = _service(args).predict(profile, seed=request.seed, env_id=args.env_id)
     if args.json:
         print(PredictResponse.build(request.user_id, served.model_version, served.result).model_dump_json(indent=2))
         return 0
     result = served.result
-    _print_tables(f"predict: model {served.model_version}", profile, result)
+    _print_tables(f"predict: model {served.model_version} on {result.env_id}", profile, result)
     print(f"prediction confidence: {result.confidence:.3f}")
     return 0
 
@@ -293,6 +326,7 @@ def _models(args: argparse.Namespace) -> int:
         print(f"active: {record.version}")
         return 0
     if args.action == "register":
+        _check_env_id(args.env_id)
         print(f"converting and checking {args.file} (a dry run in a child process) ...", file=sys.stderr)
         record = registry.register(args.file, training_config={}, activate=args.activate, env_id=args.env_id)
         policy = record.metadata.get("policy")
@@ -309,7 +343,7 @@ def _models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"models in {registry.root}", title_justify="left")
-    for column in ("version", "active", "created", "score", "policy", "timesteps", "job", "format"):
+    for column in ("version", "active", "created", "score", "policy", "env", "timesteps", "job", "format"):
         table.add_column(column)
     for v in versions:
         score = "" if v.evaluation_score is None else f"{v.evaluation_score:.3f}"
@@ -320,6 +354,7 @@ def _models(args: argparse.Namespace) -> int:
             v.created[:19],
             score,
             str(meta.get("policy", "")),
+            str(meta.get("env_id", "")),
             str(meta.get("timesteps", "")),
             str(meta.get("job_id", ""))[:8],
             v.format if v.format == FORMAT else f"{v.format} (never loaded: register again)",
@@ -442,6 +477,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _env_ids_help() -> str:
+    return " or ".join(ENV_IDS)
+
+
+_EXPECTED_ENV_HELP = (
+    "the environment the active model must act in (it runs in its own; another is refused); default: any"
+)
+
+
 def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("trainee (a JSON file with the API's fields, and/or flags that override it)")
     group.add_argument("--profile", metavar="FILE", help="JSON object with the API's trainee fields")
@@ -477,10 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train a model in a training job and register it",
-        description="Start a training job (PPO on FitnessWeights-v0, the schedule of examples/train_ppo.py), follow "
-        "it with a progress bar, and register its model when it succeeds. Ctrl-C cancels the job.",
+        description="Start a training job (PPO on --env-id's environment, the schedule of examples/train_ppo.py), "
+        "follow it with a progress bar, and register its model with that env id when it succeeds (optimize and "
+        "predict then run it in that env). Ctrl-C cancels the job.",
     )
     train.add_argument("--timesteps", type=_positive, required=True, help="environment steps to train for")
+    train.add_argument("--env-id", default=ENV_IDS[0], help=f"the environment to train in: {_env_ids_help()}")
     train.add_argument("--policy", default="AttnCQQXPolicy", choices=POLICIES, help="the policy")
     train.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="throughput preset")
     train.add_argument("--n-envs", type=_positive, default=None, help="parallel environments (default: preset's)")
@@ -508,6 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the held-out set")
     evaluate.add_argument("--out", type=Path, default=None, help="folder for evaluation.json and evaluation.md")
     evaluate.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    evaluate.add_argument(
+        "--env-id",
+        default=None,
+        help=f"the environment the model acts in, {_env_ids_help()} (default: a registered version's or a "
+        f"registry-format file's own; {ENV_IDS[0]} for an SB3 archive, which does not say)",
+    )
     evaluate.set_defaults(run=_evaluate)
 
     optimize = commands.add_parser(
@@ -522,6 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimize.add_argument(
         "--deterministic", action="store_true", help="the most likely actions instead of actions sampled with the seed"
     )
+    optimize.add_argument("--env-id", default=None, help=_EXPECTED_ENV_HELP)
     optimize.set_defaults(run=_optimize)
 
     predict = commands.add_parser(
@@ -532,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_profile_arguments(predict)
     predict.add_argument("--seed", type=int, default=0, help="seed of the initial matrices (the starting state)")
+    predict.add_argument("--env-id", default=None, help=_EXPECTED_ENV_HELP)
     predict.set_defaults(run=_predict)
 
     models = commands.add_parser(
@@ -550,7 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("file", type=Path, help="the model file (.zip)")
     register.add_argument("--activate", action="store_true", help="make it the active version")
     register.add_argument(
-        "--env-id", default="FitnessWeights-v0", help="the environment it acts in (default FitnessWeights-v0)"
+        "--env-id",
+        default=ENV_IDS[0],
+        help=f"the environment it acts in and is served in: {_env_ids_help()} (default {ENV_IDS[0]}); a model file "
+        "in the registry's format that says another is refused",
     )
     models.set_defaults(run=_models)
 

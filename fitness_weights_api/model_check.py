@@ -1,13 +1,13 @@
 """The dry run a model passes before the registry takes it, in a child process bounded in time and memory.
 
 :func:`dry_run` builds the policy from a :class:`~fitness_weights_api.model_format.SafeModel` (strict weights),
-runs :data:`DRY_RUN_STEPS` optimize steps on a held-out trainee and, when the policy has prediction heads, one
-prediction, and checks that every number is finite and every matrix has the catalog's shape with rows summing to
-1. It runs in :class:`ModelChecker`'s child process (``python -m fitness_weights_api.model_check``), which
-limits its own address space (``RLIMIT_AS``) before it imports torch; the parent kills it when a check takes
-longer than its time limit. The child is kept between checks (importing torch takes seconds; a check takes
-tens of milliseconds) and started again after any failure, so a model that exhausted it affects no later
-check. The child exits when its parent does (its input closes).
+runs :data:`DRY_RUN_STEPS` optimize steps on a held-out trainee in the env its manifest names (``env_id``) and,
+when the policy has prediction heads, one prediction, and checks that every number is finite and every matrix
+has the catalog's shape with rows summing to 1. It runs in :class:`ModelChecker`'s child process
+(``python -m fitness_weights_api.model_check``), which limits its own address space (``RLIMIT_AS``) before it
+imports torch; the parent kills it when a check takes longer than its time limit. The child is kept between
+checks (importing torch takes seconds; a check takes tens of milliseconds) and started again after any failure,
+so a model that exhausted it affects no later check. The child exits when its parent does (its input closes).
 
 Protocol: the parent writes the model file's length (8 bytes, little-endian) and its bytes; the child answers
 one JSON line, ``{"ok": true, "policy": ..., "predicts": ...}`` or ``{"ok": false, "field": ..., "error": ...}``.
@@ -58,11 +58,12 @@ def dry_run(model: Any) -> dict[str, Any]:
     from fitness_weights_env import CATALOG, sample_profile
 
     served = load_policy(model, device="cpu")
+    env_id = served.manifest["env_id"]  # the env the service will run it in
     profile = sample_profile(np.random.default_rng(DRY_RUN_SEED))
-    results = {"optimize": optimize_weights(served, profile, DRY_RUN_STEPS, seed=DRY_RUN_SEED)}
+    results = {"optimize": optimize_weights(served, profile, DRY_RUN_STEPS, seed=DRY_RUN_SEED, env_id=env_id)}
     predicts = hasattr(served.policy, "predict_weights")
     if predicts:
-        results["predict"] = predict_weights(served, profile)
+        results["predict"] = predict_weights(served, profile, env_id=env_id)
     for kind, result in results.items():
         if result.cq.shape != (CATALOG.n_subjects, CATALOG.n_qualities) or result.qx.shape != (
             CATALOG.n_qualities,

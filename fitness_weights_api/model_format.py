@@ -44,11 +44,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import fitness_weights_env
+from fitness_weights_env.errors import FieldError
+
 if TYPE_CHECKING:
     import torch as th
     from stable_baselines3.common.policies import BasePolicy
-
-from fitness_weights_env.errors import FieldError
 
 __all__ = [
     "ENV_IDS",
@@ -67,8 +68,8 @@ __all__ = [
 
 FORMAT = "fitness-weights-model"
 FORMAT_VERSION = 1
-ENV_IDS = ("FitnessWeights-v0",)
-"""The environments whose models the registry takes."""
+ENV_IDS: tuple[str, ...] = tuple(fitness_weights_env.ENV_IDS)
+"""The environments whose models the registry takes: every env id ``fitness_weights_env`` registers."""
 
 POLICIES = {  # name: (module, class name) -- the allow-list; nothing else is ever built
     "AttnCQQXPolicy": ("sb3_ext.policies", "AttnCQQXPolicy"),
@@ -140,9 +141,7 @@ def _spaces(env_id: str) -> tuple[Any, Any]:
     """Made once per env id: every manifest check and every policy built asks for them."""
     import gymnasium as gym
 
-    import fitness_weights_env  # noqa: F401  (registers the envs)
-
-    env = gym.make(env_id)
+    env = gym.make(env_id)  # fitness_weights_env, imported above, registered it
     try:
         return env.observation_space, env.action_space
     finally:

@@ -295,7 +295,10 @@ class ModelRegistry:
             evaluation_score: The evaluation score, finite, or ``None``.
             metadata: Free-form JSON-serializable dict (job id, ...); ``policy`` and ``env_id`` are added.
             activate: Also make the new version the active one, in the same transaction.
-            env_id: The environment the model acts in (its spaces are this env's); an SB3 archive does not say.
+            env_id: The environment the model acts in, one of :data:`.model_format.ENV_IDS` (its spaces are this
+                env's; it runs the model's optimize and predict). An SB3 archive does not say; a file in the
+                registry's format, an ``env_id`` in ``training_config`` or in ``metadata`` that says another is
+                refused.
 
         Returns:
             The new version's record.
@@ -303,11 +306,13 @@ class ModelRegistry:
         Raises:
             ModelRefusedError: The model is refused: not an SB3 model, a needed field only pickled, weights that
                 do not build an allowed policy for ``env_id``'s spaces, or a failed dry run (``field`` names it).
-            FieldError: An invalid argument (``field`` names it).
+            FieldError: An invalid argument (``field`` names it): an unknown ``env_id``, or one that the
+                training config or the metadata contradict.
             RegistryError: A failed database operation.
         """
         config_json, config = _to_json("training_config", training_config)
-        _to_json("metadata", {} if metadata is None else metadata)  # refused before the conversion's work
+        _, described = _to_json("metadata", {} if metadata is None else metadata)  # refused before the conversion
+        _check_env_id(env_id, config, described)
         score = _check_score(evaluation_score)
         if not isinstance(activate, bool):
             raise FieldError("activate", "must be a bool", activate)
@@ -585,6 +590,19 @@ def _to_json(name: str, value: Any) -> tuple[str, dict[str, Any]]:
     except (TypeError, ValueError, RecursionError) as err:
         raise FieldError(name, f"is not JSON-serializable: {err}") from None
     return text, json.loads(text)
+
+
+def _check_env_id(env_id: Any, training_config: dict[str, Any], metadata: dict[str, Any]) -> None:
+    """``env_id`` is an env the registry serves, and the one ``training_config`` and ``metadata`` name, if they do."""
+    from fitness_weights_api.model_format import ENV_IDS
+
+    if not isinstance(env_id, str) or env_id not in ENV_IDS:
+        raise FieldError("env_id", f"must be one of {list(ENV_IDS)}", env_id)
+    for name, described in (("training_config", training_config), ("metadata", metadata)):
+        named = described.get("env_id")
+        if named is not None and named != env_id:
+            other = named if named in ENV_IDS else "another env"  # never quote an unknown value in the reason
+            raise FieldError("env_id", f"differs from {name}.env_id: the model was made for {other}", env_id)
 
 
 def _check_score(value: Any) -> float | None:

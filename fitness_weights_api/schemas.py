@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError, PydanticKnownError
 from typing_extensions import TypedDict
 
 from fitness_weights_api.job_store import Job
+from fitness_weights_api.model_format import ENV_IDS
 from fitness_weights_api.registry import ModelVersion
 from fitness_weights_api.weights import MAX_OPTIMIZATION_STEPS, WeightsResult
 from fitness_weights_env import (
@@ -374,10 +375,19 @@ class OptimizeRequest(TraineeRequest):
 class _WeightsResponse(BaseModel):
     user_id: str
     model_version: str = Field(description="The registry version that answered.")
+    env_id: Literal[ENV_IDS] = Field(  # type: ignore[valid-type]  # pydantic: Literal of a tuple
+        description="The environment whose kernel answered: the one the model was trained on."
+    )
     cq_matrix: list[list[float]] = Field(description="93 x 5 subject x quality weights, rows summing to 1.")
     qx_matrix: list[list[float]] = Field(description="5 x 44 quality x exercise weights, rows summing to 1.")
     target_achievement_scores: dict[str, float] = Field(
-        description="CQ[s] . qualities of each target subject (English name), as the environment computes it."
+        description="The score of each target subject (English name), as the environment computes it: "
+        "CQ[s] . qualities on FitnessWeights-v0; on FitnessWeights-v1 the simulated trainee's score (after the "
+        "weeks trained by the plan for optimize, at the start for predict)."
+    )
+    mean_target_score: float = Field(
+        description="The environment's mean target score: the mean of target_achievement_scores on "
+        "FitnessWeights-v0, the simulated trainee's on FitnessWeights-v1."
     )
     timestamp: datetime
 
@@ -386,9 +396,11 @@ class _WeightsResponse(BaseModel):
         return {
             "user_id": user_id,
             "model_version": version,
+            "env_id": result.env_id,
             "cq_matrix": result.cq.tolist(),
             "qx_matrix": result.qx.tolist(),
             "target_achievement_scores": result.target_scores,
+            "mean_target_score": result.mean_target_score,
             "timestamp": datetime.now(timezone.utc),
         }
 
@@ -428,6 +440,9 @@ class TrainRequest(_Request):
     model_config = ConfigDict(json_schema_extra={"examples": [{"timesteps": 200_000}]})
 
     timesteps: WholeNumber = Field(ge=1, description="Environment steps to train for (at most the server's limit).")
+    env_id: Literal[ENV_IDS] = Field(  # type: ignore[valid-type]  # pydantic: Literal of a tuple
+        default=ENV_IDS[0], description="The environment to train in; the model is registered with it."
+    )
     policy: Literal[POLICIES] = "AttnCQQXPolicy"  # type: ignore[valid-type]  # pydantic: Literal of a tuple
     preset: Literal[PRESET_NAMES] = Field(default="cpu", description="Throughput preset.")  # type: ignore[valid-type]
     n_envs: Annotated[int, Field(ge=1, le=MAX_N_ENVS), BeforeValidator(_whole)] | None = Field(

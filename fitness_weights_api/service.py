@@ -23,7 +23,7 @@ from fitness_weights_api.job_config import JobConfig
 from fitness_weights_api.job_store import Job
 from fitness_weights_api.jobs import JobManager
 from fitness_weights_api.registry import ModelRegistry, ModelVersion, RegistryError
-from fitness_weights_api.weights import WeightsResult, optimize_weights, predict_weights
+from fitness_weights_api.weights import WeightsResult, model_env_id, optimize_weights, predict_weights
 from fitness_weights_env.episode import ProfileLike
 from fitness_weights_env.errors import FitnessWeightsError
 
@@ -41,7 +41,10 @@ class NoActiveModelError(FitnessWeightsError):
 
 @dataclass(frozen=True)
 class ServedResult:
-    """A :class:`~fitness_weights_api.weights.WeightsResult` and the model version that made it."""
+    """A :class:`~fitness_weights_api.weights.WeightsResult` and the model version that made it.
+
+    ``result.env_id`` is the env whose kernel ran: the one the version's manifest names.
+    """
 
     result: WeightsResult
     model_version: str
@@ -116,16 +119,33 @@ class WeightService:
         return self.registry.active()
 
     def optimize(
-        self, profile: ProfileLike, steps: int = 64, *, seed: int = 0, deterministic: bool = False
+        self,
+        profile: ProfileLike,
+        steps: int = 64,
+        *,
+        seed: int = 0,
+        deterministic: bool = False,
+        env_id: str | None = None,
     ) -> ServedResult:
-        """Run the active policy on the trainee (see :func:`.weights.optimize_weights`)."""
-        model, version = self.model()
-        return ServedResult(optimize_weights(model, profile, steps, seed=seed, deterministic=deterministic), version)
+        """Run the active policy on the trainee in its env's kernel (see :func:`.weights.optimize_weights`).
 
-    def predict(self, profile: ProfileLike, *, seed: int = 0) -> ServedResult:
-        """One forward pass of the active policy's prediction heads (see :func:`.weights.predict_weights`)."""
+        The env is the one the served version's manifest names (``FitnessWeights-v0`` or ``FitnessWeights-v1``);
+        ``env_id``, when given, is the env the caller expects, refused (``FieldError``, field ``env_id``) if the
+        served version acts in another.
+        """
         model, version = self.model()
-        return ServedResult(predict_weights(model, profile, seed=seed), version)
+        env_id = model_env_id(model, env_id)
+        result = optimize_weights(model, profile, steps, seed=seed, deterministic=deterministic, env_id=env_id)
+        return ServedResult(result, version)
+
+    def predict(self, profile: ProfileLike, *, seed: int = 0, env_id: str | None = None) -> ServedResult:
+        """One forward pass of the active policy's prediction heads (see :func:`.weights.predict_weights`).
+
+        The policy sees the starting state of the env the served version's manifest names; ``env_id`` as in
+        :meth:`optimize`.
+        """
+        model, version = self.model()
+        return ServedResult(predict_weights(model, profile, seed=seed, env_id=model_env_id(model, env_id)), version)
 
     def train(self, config: JobConfig | Mapping[str, Any]) -> Job:
         """Start a training job (in its own process; see :meth:`.JobManager.submit`); its model registers here.

@@ -20,16 +20,16 @@ What it does:
 1. Checks that the job runs under its pid (after the manager's commit); if not, exits with code 3, writing
    nothing.
 2. Trains ``sb3_ext.recipe.make_model(config)`` for the job's config
-   (:class:`~fitness_weights_api.job_config.JobConfig`). After every rollout it records the progress (timesteps,
-   mean episode return) and reads the job's ``cancel_requested`` flag. At the end of the first rollout, then once
-   ``--checkpoint-rollouts`` rollouts or ``--checkpoint-seconds`` seconds have passed since the last checkpoint,
-   it saves ``checkpoint.zip`` in the job folder atomically (a temporary file, then ``os.replace``) and records
-   its path.
-3. Saves ``model.zip`` atomically, evaluates it on ``eval_trainees`` held-out trainees (``evaluation.json``),
-   registers it (metadata ``{"job_id", "policy", "timesteps"}``, the normalized score as
-   ``evaluation_score``, activated if the config says so) and marks the job ``succeeded`` with the version.
-   From registering on, ``SIGTERM`` is deferred (the job completes). A death between registering and marking
-   is settled by the manager, which finds the version by its metadata.
+   (:class:`~fitness_weights_api.job_config.JobConfig`), in the envs of its ``env_id``. After every rollout it
+   records the progress (timesteps, mean episode return) and reads the job's ``cancel_requested`` flag. At the end
+   of the first rollout, then once ``--checkpoint-rollouts`` rollouts or ``--checkpoint-seconds`` seconds have
+   passed since the last checkpoint, it saves ``checkpoint.zip`` in the job folder atomically (a temporary file,
+   then ``os.replace``) and records its path.
+3. Saves ``model.zip`` atomically, evaluates it on ``eval_trainees`` held-out trainees of its ``env_id``
+   (``evaluation.json``), registers it with that ``env_id`` (metadata ``{"job_id", "policy", "timesteps"}``, the
+   normalized score as ``evaluation_score``, activated if the config says so) and marks the job ``succeeded``
+   with the version. From registering on, ``SIGTERM`` is deferred (the job completes). A death between
+   registering and marking is settled by the manager, which finds the version by its metadata.
 
 Outcomes and exit codes: ``succeeded`` (0); an exception marks the job ``failed`` with
 ``"<ExceptionType>: <message>"`` (absolute paths cut to their last component) and prints the traceback to the
@@ -178,7 +178,7 @@ class _JobProcess:
 
         model_path = self.job_dir / MODEL_FILE
         _save_atomically(model, model_path)
-        report = evaluate_model(model, n_trainees=config.eval_trainees, seed=config.seed)
+        report = evaluate_model(model, n_trainees=config.eval_trainees, seed=config.seed, env_id=config.env_id)
         evaluation = json.dumps(report.to_dict(), indent=2)
         write_atomically(self.job_dir / "evaluation.json", lambda temp: temp.write_text(evaluation))
         score = report.normalized_score if math.isfinite(report.normalized_score) else None
@@ -195,6 +195,7 @@ class _JobProcess:
             evaluation_score=score,
             metadata={"job_id": self.job_id, "policy": config.policy, "timesteps": int(model.num_timesteps)},
             activate=config.activate,
+            env_id=config.env_id,
         )
         self.registered = version.version
         self.database.finish(

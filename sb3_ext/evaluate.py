@@ -338,7 +338,7 @@ def _run_all(
     Trainee ``i`` starts from episode seed ``seed + i`` and, sampled, draws its actions with seed ``seed + i``.
     """
     seeds = [seed + i for i in range(len(profiles))]
-    runs = (PolicyActions(policy, seeds), PolicyActions(policy), *_reference_policies(env_id, seed))
+    runs: tuple[Policy, ...] = (PolicyActions(policy, seeds), PolicyActions(policy), *_reference_policies(env_id, seed))
     return {
         name: run_episodes(actions, profiles, seed=seed, env_id=env_id, **env_kwargs)
         for name, actions in zip(policy_names(env_id), runs, strict=True)

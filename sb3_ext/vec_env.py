@@ -238,9 +238,8 @@ def _make_vector_env(env_id: str, n_envs: int, env_kwargs: dict[str, Any]) -> Ve
 def _is_fitness_weights(env_id: str) -> bool:
     """Whether the id's vector entry point is a ``FitnessWeightsVectorEnv`` (v0's, v1's or a subclass)."""
     entry_point = gym.spec(env_id).vector_entry_point
-    if isinstance(entry_point, str):
-        entry_point = load_env_creator(entry_point)
-    return isinstance(entry_point, type) and issubclass(entry_point, FitnessWeightsVectorEnv)
+    creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    return isinstance(creator, type) and issubclass(creator, FitnessWeightsVectorEnv)
 
 
 def _importable_id(env_id: str) -> str:
