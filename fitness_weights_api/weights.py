@@ -28,6 +28,7 @@ from fitness_weights_env import CATALOG, ENV_IDS, LAYOUT, METRIC_NAMES, TraineeP
 from fitness_weights_env.baselines import VECTOR_ENVS
 from fitness_weights_env.episode import ProfileLike
 from fitness_weights_env.errors import FieldError, FitnessWeightsError
+from fitness_weights_env.training_env import FitnessWeightsV1VectorEnv
 from fitness_weights_env.vector_env import FitnessWeightsVectorEnv
 from sb3_ext.actions import PolicyActions
 
@@ -57,8 +58,11 @@ def _one_trainee_env(env_id: str) -> FitnessWeightsVectorEnv:
     env = envs.get(env_id)
     if env is None:
         # No episode end: a request runs its steps (v1's block would otherwise end, and restart, at week 16).
-        endless = {"weeks": None} if env_id == "FitnessWeights-v1" else {}
-        env = envs[env_id] = VECTOR_ENVS[env_id](1, max_episode_steps=None, **endless)
+        if env_id == "FitnessWeights-v1":
+            env = FitnessWeightsV1VectorEnv(1, max_episode_steps=None, weeks=None)
+        else:
+            env = VECTOR_ENVS[env_id](1, max_episode_steps=None)
+        envs[env_id] = env
     return env
 
 
