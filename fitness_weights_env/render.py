@@ -24,6 +24,7 @@ def summary(
     mean_target_score: float,
     drift: float,
     top_exercises: int = 3,
+    subject_scores: np.ndarray | None = None,
 ) -> str:
     """The target subjects with their CQ rows, and the top exercises per quality.
 
@@ -35,6 +36,7 @@ def summary(
         mean_target_score: The mean target score.
         drift: Distance of the matrices from their initial values.
         top_exercises: How many exercises to list per quality.
+        subject_scores: (93,) each subject's score to show (v1's true scores); ``None``: ``CQ[s] . qualities`` (v0).
     """
     qualities = [q.name_en for q in CATALOG.qualities]
     width = max(len(CATALOG.subjects[s].name_en) for s in profile.targets) + 2
@@ -49,7 +51,7 @@ def summary(
         lines.append(
             CATALOG.subjects[s].name_en.ljust(width)
             + " ".join(f"{v:6.3f}" for v in row)
-            + f"  {float(row @ profile.qualities):6.3f}"
+            + f"  {float(row @ profile.qualities if subject_scores is None else subject_scores[s]):6.3f}"
         )
     lines.append("Top exercises per quality (QX)")
     for q, name in enumerate(qualities):
@@ -111,4 +113,5 @@ def render_trainee(render_mode: str, state: WeightState, index: int, step: int) 
         step=step,
         mean_target_score=float(state.target_score[index]),
         drift=float(state.drift[index]),
+        subject_scores=state.body.scores[index] if hasattr(state, "body") else None,  # v1: the trainee's own
     )
