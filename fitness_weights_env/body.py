@@ -10,7 +10,8 @@ this module adds the rest:
 ``HABITUAL_VOLUME`` (0.5) of the programme's weekly budget. The programme then trains the full budget, so the
 coach's plan (the catalog's, unchanged) gains what a standard programme gains an untrained adult, and a better plan
 gains more. With ``habitual_volume=1`` the habit is the coach's plan itself and an unchanged plan keeps the trainee
-where they are (``benchmarks/RESULTS.md``, "FitnessWeights-v1: calibration", says why 0.5 is the default).
+where they are (``docs/design-decisions.md`` says why 0.5 is the default; ``benchmarks/RESULTS.md``, "FitnessWeights-v1:
+the training model", has the figures).
 
 **From performance to quality.** Each quality's performance ``p_q = k1 F_q - G_q`` (``k1`` = 1: the other gains
 are relative to it) is read against the habit's steady state ``p*_q``. The change, scaled by the trainee's
@@ -49,8 +50,8 @@ an individual. It is used here only to make sudden changes of plan cost somethin
   0)`` and probability ``1 - exp(-h)``. ``BASE_HAZARD`` 0.004 a week gives about 6% over 16 weeks, inside the
   injury incidence of recreational training programmes; the other weights are estimates.
 
-The reward pays the expected cost ``INJURY_COST p`` (in target-score units: about what losing ``INJURY_WEEKS``
-weeks of training costs). With ``injuries=True`` an injury is drawn instead and stops training for
+The reward pays the expected cost ``INJURY_COST p`` (0.05 in target-score units, an estimate: several weeks of a
+programme's gain, for the weeks lost and the fitness that decays meanwhile). With ``injuries=True`` an injury is drawn instead and stops training for
 ``INJURY_WEEKS`` weeks (loads 0), starting the week after it.
 
 **Measurement.** The observation's qualities are the true ones plus ``N(0, MEASUREMENT_NOISE)`` (0.02), drawn

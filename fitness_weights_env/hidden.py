@@ -12,8 +12,8 @@ parameter           draw
                     do, and not at all with the baseline level (HERITAGE, Bouchard et al. 1999, J Appl
                     Physiol 87:1003-1008: 481 adults, 20 weeks, VO2max responses from none to over +1
                     L/min, a correlation of 0.08 between baseline and response). ``RESPONSIVENESS_SIGMA``
-                    0.5 gives a coefficient of variation of about 0.53 (an estimate, calibrated later
-                    against the published spread of gains)
+                    0.5 gives a coefficient of variation of about 0.53 (an estimate; the spread of
+                    the gains it makes is in ``benchmarks/RESULTS.md``)
 ``tau1``            fitness time constant, lognormal around 42 days (``exp(N(ln 42, 0.15))``), clipped to
                     [25, 70] (Banister and Busso's fits give 38 to 45 days for the median athlete)
 ``tau2``            fatigue time constant, lognormal around 8.5 days (``exp(N(ln 8.5, 0.15))``), clipped

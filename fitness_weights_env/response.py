@@ -21,7 +21,7 @@ of performance.
 reached; smallest for strength, whose returns diminish most: Pelland et al. 2024, a meta-regression of 67 studies of
 resistance training volume). The values are estimates, in the budget's units, set about one budget so that the
 habitual plans sit on the rising part of the curve (``d`` 0.2 to 0.4) and doubling a load gains less than double;
-the calibration that fixed them is in ``benchmarks/RESULTS.md`` ("FitnessWeights-v1: calibration").
+the calibration that fixed them is in ``benchmarks/RESULTS.md`` ("FitnessWeights-v1: the training model").
 
 **The fitness-fatigue core.**
 
