@@ -51,8 +51,8 @@ an individual. It is used here only to make sudden changes of plan cost somethin
   injury incidence of recreational training programmes; the other weights are estimates.
 
 The reward pays the expected cost ``INJURY_COST p`` (0.05 in target-score units, an estimate: several weeks of a
-programme's gain, for the weeks lost and the fitness that decays meanwhile). With ``injuries=True`` an injury is drawn instead and stops training for
-``INJURY_WEEKS`` weeks (loads 0), starting the week after it.
+programme's gain, for the weeks lost and the fitness that decays meanwhile). With ``injuries=True`` an injury is
+drawn instead and stops training for ``INJURY_WEEKS`` weeks (loads 0), starting the week after it.
 
 **Measurement.** The observation's qualities are the true ones plus ``N(0, MEASUREMENT_NOISE)`` (0.02), drawn
 at every week's end, clipped to [0, 1].
