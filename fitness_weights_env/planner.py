@@ -32,17 +32,20 @@ N_EXERCISES = trainees.N_EXERCISES
 _FD_STEP = 1e-3
 
 
-def plan_return(body: Body, allocation: np.ndarray, weeks: int) -> np.ndarray:
+def plan_return(body: Body, allocation: np.ndarray, weeks: int | np.ndarray) -> np.ndarray:
     """The return (N,) of holding ``allocation`` (N, 44) for ``weeks`` weeks, from the trainees' current state.
 
-    ``body`` is left unchanged (a copy is trained).
+    ``weeks`` is one number for every trainee or one per trainee (N,). ``body`` is left unchanged (a copy is
+    trained).
     """
+    weeks = np.broadcast_to(np.asarray(weeks, dtype=np.int64), allocation.shape[:1])
     trained = body.take(slice(None))
     loads = trained.budget[:, None] * allocation
     total = np.zeros(allocation.shape[0])
-    for _ in range(weeks):
+    for week_index in range(int(weeks.max(initial=0))):
         week = trainees.train_week(trained, loads)
-        total += week.score_change - trainees.INJURY_COST * week.injury_probability
+        gain = week.score_change - trainees.INJURY_COST * week.injury_probability
+        total += np.where(week_index < weeks, gain, 0.0)
     return total
 
 

@@ -47,6 +47,7 @@ from fitness_weights_env.body import Body, WeekResult
 from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.hidden import HiddenParameters
 from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
+from fitness_weights_env.planner import plan_return
 from fitness_weights_env.response import HALF_SATURATION, gap_weights, training_plan
 
 __all__ = [
@@ -86,6 +87,8 @@ class TrainingState:
             the other rows of ``weights``; set when a week closes, as the gaps move with the scores.
         emphasis: (N, 5) the current plan's quality emphasis.
         allocation: (N, 44) the current plan's allocation over the exercises.
+        potential: (N,) the shaping potential: what the current plan, held to the block's end, would still gain
+            (0 without shaping).
     """
 
     weights: dynamics.WeightState
@@ -97,6 +100,7 @@ class TrainingState:
     gap_weight: np.ndarray
     emphasis: np.ndarray
     allocation: np.ndarray
+    potential: np.ndarray
 
     @classmethod
     def zeros(cls, n: int, step_size: float) -> TrainingState:
@@ -111,6 +115,7 @@ class TrainingState:
             gap_weight=np.zeros((n, dynamics.N_ROWS)),
             emphasis=np.zeros((n, N_QUALITIES)),
             allocation=np.zeros((n, N_EXERCISES)),
+            potential=np.zeros(n),
         )
 
     # The names the renderer and the envs read, as on v0's state.
@@ -209,6 +214,7 @@ def reset(
     qx: np.ndarray,
     hidden: HiddenParameters,
     habitual_volume: float,
+    shaping_weeks: int | None = None,
 ) -> None:
     """Start new episodes for the trainees at ``index`` (an index array or a slice).
 
@@ -220,6 +226,7 @@ def reset(
         qx: (k, 5, 44) their initial QX.
         hidden: Their hidden parameters (k trainees).
         habitual_volume: The habit's volume, a share of the weekly budget (:mod:`fitness_weights_env.body`).
+        shaping_weeks: The block's length when the reward is shaped (:func:`step`), else ``None``.
     """
     dynamics.reset(state.weights, index, vectors, cq, qx)
     trainees.start(state.body, index, vectors, hidden, LAYOUT, habitual_volume)
@@ -228,6 +235,8 @@ def reset(
     state.injury_probability[index] = 0.0
     state.score_change[index] = 0.0
     _replan(state, index)
+    if shaping_weeks is not None:
+        state.potential[index] = _potential(state, index, shaping_weeks)
     _write_metrics(state)
 
 
@@ -238,6 +247,7 @@ def step(
     closing: np.ndarray,
     draws: WeekDraws,
     drift_coef: float,
+    shaping_weeks: int | None = None,
 ) -> np.ndarray:
     """Apply one action per trainee; the trainees in ``closing`` then train their week. Returns the rewards (N,).
 
@@ -248,6 +258,10 @@ def step(
         closing: (N,) bool, the trainees whose step closes a week.
         draws: The week's random numbers of the closing trainees, in their order.
         drift_coef: Coefficient of the drift penalty, paid at the steps that close a week.
+        shaping_weeks: With a block length, add the change of the potential ``Phi`` (what the current plan, held
+            to the block's end, would still gain) to every step's reward, with ``Phi = 0`` once the block is over:
+            potential-based shaping (Ng, Harada and Russell 1999), which changes no policy's ranking (undiscounted,
+            an episode's shaped return is its return minus ``Phi`` at the start) and credits each action at once.
     """
     old_rows = state.weights.weights[np.arange(actions.shape[0]), dynamics.ACTION_ROW[actions]]
     outcome = dynamics.apply(state.weights, actions, deltas, drift_coef)
@@ -264,8 +278,19 @@ def step(
         rewards[index] = _week_reward(week, draws.injury is not None) - drift_coef * state.weights.drift[index]
         _record_week(state, index, week, draws.noise)
         _replan(state, index)
+    if shaping_weeks is not None:
+        potential = _potential(state, slice(None), shaping_weeks)
+        rewards += potential - state.potential
+        state.potential = potential
     _write_metrics(state)
     return rewards
+
+
+def _potential(state: TrainingState, index: Any, weeks: int) -> np.ndarray:
+    """What the trainees' current plans, held to the end of a ``weeks``-week block, would still gain."""
+    body = state.body.take(index)
+    left = np.maximum(weeks - body.week, 0)
+    return plan_return(body, np.maximum(state.allocation[index], 0.0), left)
 
 
 def _week_reward(week: WeekResult, injuries: bool) -> np.ndarray:

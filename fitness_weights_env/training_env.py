@@ -52,7 +52,14 @@ class TrainingConfig(EpisodeConfig):
         injuries: Draw injuries (training stops for ``INJURY_WEEKS`` weeks) instead of paying their expected cost.
         habitual_volume: The habit's weekly volume before the programme, a share of the budget, in [0, 1]; 1 makes
             the coach's plan keep the trainee where they are (see :mod:`fitness_weights_env.body`).
+        reward_shaping: Add potential-based shaping to every step's reward (for training; the evaluation and the
+            score use the reward without it): see :func:`fitness_weights_env.training_dynamics.step`.
     """
+
+    @property
+    def shaping_weeks(self) -> int | None:
+        """The block length the kernel shapes with, or ``None`` without shaping."""
+        return self.weeks if self.reward_shaping else None
 
     init: dynamics.Init = "prior"
     drift_coef: float = 0.0
@@ -60,6 +67,7 @@ class TrainingConfig(EpisodeConfig):
     weeks: int | None = V1_WEEKS
     injuries: bool = False
     habitual_volume: float = trainees.HABITUAL_VOLUME
+    reward_shaping: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -68,6 +76,10 @@ class TrainingConfig(EpisodeConfig):
             check_int("weeks", self.weeks, 1, 10_000)
         if not isinstance(self.injuries, bool):
             raise FieldError("injuries", "must be True or False", self.injuries)
+        if not isinstance(self.reward_shaping, bool):
+            raise FieldError("reward_shaping", "must be True or False", self.reward_shaping)
+        if self.reward_shaping and self.weeks is None:
+            raise FieldError("reward_shaping", "needs a block length: weeks must not be None")
         volume = self.habitual_volume
         if isinstance(volume, bool) or not isinstance(volume, (int, float)) or not 0.0 <= volume <= 1.0:
             raise FieldError("habitual_volume", "must be a number in [0, 1]", volume)
@@ -191,6 +203,7 @@ _SPEC = """
     | ``drift_coef``      | ``0.0``        | v0's drift penalty, paid weekly                            |
     | ``injuries``        | ``False``      | draw injuries instead of paying their expected cost        |
     | ``habitual_volume`` | ``0.5``        | the habit's volume, a share of the budget                  |
+    | ``reward_shaping``  | ``False``      | add potential-based shaping to every step (for training)    |
     | ``step_size``, ``adjustment``, ``render_mode``, ``max_episode_steps`` | as v0 |            |
 """
 
@@ -211,6 +224,7 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
         weeks: int | None = V1_WEEKS,
         injuries: bool = False,
         habitual_volume: float = trainees.HABITUAL_VOLUME,
+        reward_shaping: bool = False,
     ) -> None:
         super().__init__(render_mode, max_episode_steps=max_episode_steps, step_size=step_size, adjustment=adjustment)
         self.config: TrainingConfig = TrainingConfig(
@@ -222,6 +236,7 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
             weeks=weeks,
             injuries=injuries,
             habitual_volume=habitual_volume,
+            reward_shaping=reward_shaping,
         )
         self.state: TrainingState = TrainingState.zeros(1, self.config.step_size)  # type: ignore[assignment]
         self._draws = _WeekDrawBlocks(1, injuries)
@@ -231,7 +246,9 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
         starts = self.config.draw_starts(rngs, [profile])
         hidden = self.config.draw_hidden(rngs)
         self._draws.fill(slice(None), self.config.draw_weeks(rngs))
-        training_dynamics.reset(self.state, slice(None), *starts, hidden, self.config.habitual_volume)
+        training_dynamics.reset(
+            self.state, slice(None), *starts, hidden, self.config.habitual_volume, self.config.shaping_weeks
+        )
 
     def _step_kernel(self, actions: np.ndarray) -> np.ndarray:
         rngs = [self.np_random]
@@ -239,7 +256,9 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
         closing = np.array([(cast("int", self._elapsed_steps) + 1) % self.config.steps_per_week == 0])
         index = np.flatnonzero(closing)
         draws = self._draws.week(self.config, rngs, index, self.state.body.week[index])
-        return training_dynamics.step(self.state, actions, deltas, closing, draws, self.config.drift_coef)
+        return training_dynamics.step(
+            self.state, actions, deltas, closing, draws, self.config.drift_coef, self.config.shaping_weeks
+        )
 
     def _info(self) -> dict[str, Any]:
         return training_dynamics.step_info(self.state, 0)
@@ -273,6 +292,7 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
         weeks: int | None = V1_WEEKS,
         injuries: bool = False,
         habitual_volume: float = trainees.HABITUAL_VOLUME,
+        reward_shaping: bool = False,
     ) -> None:
         super().__init__(
             num_envs,
@@ -292,6 +312,7 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
             weeks=weeks,
             injuries=injuries,
             habitual_volume=habitual_volume,
+            reward_shaping=reward_shaping,
         )
         self.state: TrainingState = TrainingState.zeros(self.num_envs, self.config.step_size)  # type: ignore[assignment]
         self._draws = _WeekDrawBlocks(self.num_envs, injuries)
@@ -302,7 +323,9 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
         starts = self.config.draw_starts(rngs, profiles)
         hidden = self.config.draw_hidden(rngs)
         self._draws.fill(index, self.config.draw_weeks(rngs))
-        training_dynamics.reset(self.state, index, *starts, hidden, self.config.habitual_volume)
+        training_dynamics.reset(
+            self.state, index, *starts, hidden, self.config.habitual_volume, self.config.shaping_weeks
+        )
 
     def _step_kernel(self, actions: np.ndarray, stepping: np.ndarray | None) -> np.ndarray:
         deltas = self._draw_deltas(stepping)
@@ -312,7 +335,9 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
         rngs = cast("list[np.random.Generator]", self._rngs)
         index = np.flatnonzero(closing)
         draws = self._draws.week(self.config, rngs, index, self.state.body.week[index])
-        return training_dynamics.step(self.state, actions, deltas, closing, draws, self.config.drift_coef)
+        return training_dynamics.step(
+            self.state, actions, deltas, closing, draws, self.config.drift_coef, self.config.shaping_weeks
+        )
 
     def _kernel_info(self, index: np.ndarray | slice, matrices: bool) -> dict[str, Any]:
         return training_dynamics.step_info(self.state, index, matrices=matrices)

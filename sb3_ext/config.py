@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_LEARNING_RATE",
     "ENV_PPO_DEFAULTS",
+    "ENV_TRAINING_KWARGS",
     "FINAL_LEARNING_RATE_FRACTION",
     "LEARNING_RATE_SCHEDULES",
     "POLICIES",
@@ -74,6 +75,12 @@ of the target score, and a plan's fatigue comes weeks before its fitness: with S
 ``gae_lambda=0.95`` (an advantage horizon of about 4 weeks) PPO learned to cut the load that tires, led the coach
 for 8 weeks and ended below it; undiscounted, the return is the block's gain (``benchmarks/RESULTS.md``,
 "FitnessWeights-v1: learning")."""
+
+ENV_TRAINING_KWARGS: dict[str, dict[str, Any]] = {"FitnessWeights-v1": {"reward_shaping": True}}
+"""Keyword arguments of an env's training envs (:func:`sb3_ext.recipe.make_env`). v1 trains with potential-based
+shaping (``fitness_weights_env.training_dynamics.step``): every action is credited at once with the change of what
+the plan would still gain, which leaves every policy's ranking as it is; the evaluation scores the reward without
+it (``benchmarks/RESULTS.md``, "FitnessWeights-v1: learning")."""
 
 PPO_OVERRIDES: dict[str, str] = {
     "n_steps": _POSITIVE_INT,

@@ -20,7 +20,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 import fitness_weights_env  # noqa: F401  (registers the FitnessWeights envs)
 from fitness_weights_env.errors import FieldError
-from sb3_ext.config import TrainConfig
+from sb3_ext.config import ENV_TRAINING_KWARGS, TrainConfig
 from sb3_ext.ppo import PPO
 from sb3_ext.schedules import CosineSchedule
 from sb3_ext.vec_env import make_vec_env
@@ -36,8 +36,17 @@ def learning_rate(config: TrainConfig) -> float | Schedule:
 
 
 def make_env(config: TrainConfig) -> VecEnv:
-    """The training envs of ``config``: ``make_vec_env(env_id, n_envs, vectorization, seed)``."""
-    return make_vec_env(config.env_id, n_envs=config.envs(), vectorization=config.vectorization, seed=config.seed)
+    """The training envs of ``config``: ``make_vec_env(env_id, n_envs, vectorization, seed)``.
+
+    The env's training arguments (:data:`~sb3_ext.config.ENV_TRAINING_KWARGS`: v1's reward shaping) are passed on.
+    """
+    return make_vec_env(
+        config.env_id,
+        n_envs=config.envs(),
+        vectorization=config.vectorization,
+        seed=config.seed,
+        env_kwargs=dict(ENV_TRAINING_KWARGS.get(config.env_id, {})) or None,
+    )
 
 
 def make_model(

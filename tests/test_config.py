@@ -155,3 +155,13 @@ def test_the_schedule_anneals_to_a_tenth():
     schedule = learning_rate(TrainConfig(1, learning_rate=1e-3))
     assert schedule(1.0) == pytest.approx(1e-3) and schedule(0.0) == pytest.approx(1e-4)
     assert np.isclose(schedule(0.5), 5.5e-4)
+
+
+def test_v1_trains_undiscounted_on_shaped_envs_and_its_overrides_win():
+    config = TrainConfig(64, env_id="FitnessWeights-v1", n_envs=2, policy="MlpPolicy", device="cpu")
+    arguments = config.ppo_arguments()
+    assert arguments["gamma"] == 1.0 and arguments["gae_lambda"] == 0.98
+    assert replace(config, ppo_kwargs={"gamma": 0.9}).ppo_arguments()["gamma"] == 0.9
+    env = make_env(config)
+    assert env.trainees.config.reward_shaping and env.trainees.config.weeks == 16
+    assert not make_env(replace(config, env_id="FitnessWeights-v0")).trainees.config.init == "prior"

@@ -241,3 +241,35 @@ def test_the_planner_never_loses_to_its_start_and_the_oracle_beats_the_coach():
     assert runs["oracle"] > runs["coach"]
     with pytest.raises(FieldError):
         PlanPolicy("truth")  # type: ignore[arg-type]
+
+
+def test_shaping_credits_each_action_and_leaves_every_return_minus_the_start_potential():
+    profiles = sample_profiles(6, seed=3, edge_fraction=0.0)
+    shaped = FitnessWeightsV1VectorEnv(6, reward_shaping=True, max_episode_steps=None)
+    plain = FitnessWeightsV1VectorEnv(6, max_episode_steps=None)
+    shaped.reset(seed=0, options={"profiles": profiles})
+    plain.reset(seed=0, options={"profiles": profiles})
+    start = shaped.state.potential.copy()
+    assert np.all(start > 0)  # the coach's plan, held, still gains
+    rng = np.random.default_rng(0)
+    totals, plain_totals, per_step = np.zeros(6), np.zeros(6), []
+    for _ in range(64):
+        actions = rng.integers(0, 685, 6)
+        _, rewards, terminated, _, _ = shaped.step(actions)
+        _, plain_rewards, _, _, _ = plain.step(actions)
+        totals, plain_totals = totals + rewards, plain_totals + plain_rewards
+        per_step.append(rewards)
+    assert terminated.all()
+    np.testing.assert_allclose(totals, plain_totals - start, atol=1e-12)
+    assert np.count_nonzero(np.stack(per_step)[:3]) > 0  # steps inside a week are credited too
+
+    single = FitnessWeightsV1Env(reward_shaping=True)
+    vector = FitnessWeightsV1VectorEnv(2, reward_shaping=True)
+    single.reset(seed=9)
+    vector.reset(seed=9)
+    for _ in range(20):
+        actions = rng.integers(0, 685, 2)
+        assert single.step(int(actions[0]))[1] == vector.step(actions)[1][0]
+    with pytest.raises(FieldError) as raised:
+        FitnessWeightsV1Env(reward_shaping=True, weeks=None)
+    assert raised.value.field == "reward_shaping"
