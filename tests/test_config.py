@@ -164,4 +164,4 @@ def test_v1_trains_undiscounted_on_shaped_envs_and_its_overrides_win():
     assert replace(config, ppo_kwargs={"gamma": 0.9}).ppo_arguments()["gamma"] == 0.9
     env = make_env(config)
     assert env.trainees.config.reward_shaping and env.trainees.config.weeks == 16
-    assert not make_env(replace(config, env_id="FitnessWeights-v0")).trainees.config.init == "prior"
+    assert make_env(replace(config, env_id="FitnessWeights-v0")).trainees.config.init != "prior"
