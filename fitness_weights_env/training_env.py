@@ -272,8 +272,9 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
 
     Everything :class:`~fitness_weights_env.vector_env.FitnessWeightsVectorEnv` says (autoreset modes, matrices in
     info, reset options, attributes) holds; the trainees are :class:`FitnessWeightsV1Env`'s. Each trainee closes its
-    own weeks, so trainees restarted at different steps stay correct. Step for step it equals ``SyncVectorEnv`` over
-    N ``gym.make("FitnessWeights-v1")`` seeded alike (the spec follows).
+    own weeks, so trainees restarted at different steps stay correct. ``hidden`` comes with the matrices
+    (``info_matrices``: at reset and at an episode's end by default), since a trainee keeps it for the episode. Step
+    for step it equals ``SyncVectorEnv`` over N ``gym.make("FitnessWeights-v1")`` seeded alike (the spec follows).
     """
 
     def __init__(
