@@ -70,9 +70,9 @@ EDGE_SEED = 20_000
 EDGE_TRAINEES = 16
 """Default number of trainees per edge profile."""
 EDGE_GAP = 0.05
+"""Greedy-random gap in mean return below which an edge profile's normalized score is mostly noise."""
 V1_EDGE_GAP = 0.005
 """The same on ``FitnessWeights-v1``, whose oracle-coach margins are about 0.02 in mean return."""
-"""Greedy-random gap in mean return below which an edge profile's normalized score is mostly noise."""
 
 POLICY_NAMES = ("policy (optimize: sampled, seeded)", "policy (deterministic)", "greedy", "random")
 """The four runs of every trainee on ``FitnessWeights-v0``, in the report's order."""
@@ -91,6 +91,7 @@ def policy_names(env_id: str) -> tuple[str, ...]:
 def _reference_policies(env_id: str, seed: int) -> tuple[Policy, ...]:
     """The reference runs after the policy's two, in :func:`policy_names` order."""
     if env_id == "FitnessWeights-v1":
+        # v1's policies take v1's vector env (a FitnessWeightsVectorEnv), which is what run_episodes gives them
         return (OraclePolicy(), CoachPolicy(), RandomPolicy(seed), PlanPolicy("average"))  # type: ignore[return-value]
     return (GreedyPolicy(), RandomPolicy(seed))
 
