@@ -93,7 +93,7 @@ class PlanPolicy:
             body = state.body.take(index)
             if self.hidden == "average":
                 body = average_trainee(body)
-            weeks = -(-int(env.max_episode_steps or 64) // env.config.steps_per_week)
+            weeks = env.config.weeks or -(-int(env.max_episode_steps or 64) // env.config.steps_per_week)
             self.plans[index], _ = best_plan(body, state.allocation[index], weeks, iterations=self.iterations)
         return self._steer(env)
 
