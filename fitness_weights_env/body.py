@@ -322,19 +322,29 @@ def settle(body: Body, index: Any = slice(None)) -> None:
 
 
 def concentration(allocation: Any) -> Any:
-    """The normalized Herfindahl index of allocations (..., 44): 0 for an even plan, 1 for one exercise."""
-    energy = np.sum(allocation * allocation, axis=-1)
+    """The normalized Herfindahl index of allocations (N, 44): 0 for an even plan, 1 for one exercise."""
+    energy = np.vecdot(allocation, allocation)
     return np.maximum(energy - 1.0 / N_EXERCISES, 0.0) / (1.0 - 1.0 / N_EXERCISES)
+
+
+def _load_ratios(body: Body, allocation: np.ndarray) -> np.ndarray:
+    """The acute:chronic ratio (N, 44) of each exercise for a week trained by ``allocation``."""
+    return (allocation + TOLERANCE_SHARE) * body.ratio_slope  # (B x + TOLERANCE_SHARE B) / tolerance
+
+
+def _probability(allocation: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+    """The weekly injury probability (N,) of an allocation with these load ratios (the module docstring's hazard)."""
+    spike = np.vecdot(allocation, np.maximum(ratios - SWEET_SPOT, 0.0))
+    hazard = BASE_HAZARD * (1.0 + CONCENTRATION_HAZARD * concentration(allocation)) + SPIKE_HAZARD * spike
+    return -np.expm1(-hazard)
 
 
 def injury_probability(body: Body, loads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The injury probability (N,) of training a week with ``loads`` (N, 44), and the load ratios (N, 44)."""
-    ratios = (loads + (TOLERANCE_SHARE * body.budget)[:, None]) / body.tolerance
     allocation = loads / body.budget[:, None]
-    spike = np.sum(allocation * np.maximum(ratios - SWEET_SPOT, 0.0), axis=1)
-    hazard = BASE_HAZARD * (1.0 + CONCENTRATION_HAZARD * concentration(allocation)) + SPIKE_HAZARD * spike
+    ratios = _load_ratios(body, allocation)
     trained = loads.sum(axis=1) > 0.0  # a week without training risks nothing
-    return np.where(trained, -np.expm1(-hazard), 0.0), ratios
+    return np.where(trained, _probability(allocation, ratios), 0.0), ratios
 
 
 def quality(baseline: np.ndarray, change: np.ndarray) -> np.ndarray:
@@ -348,15 +358,8 @@ def quality(baseline: np.ndarray, change: np.ndarray) -> np.ndarray:
 
 
 def plan_injury_probability(body: Body, allocation: np.ndarray) -> np.ndarray:
-    """The injury probability (N,) of a week trained by ``allocation`` (N, 44), for the metric of every step.
-
-    :func:`injury_probability` in fewer operations.
-    """
-    slope = body.ratio_slope
-    spike = np.vecdot(allocation, np.maximum((allocation + TOLERANCE_SHARE) * slope - SWEET_SPOT, 0.0))
-    energy = np.vecdot(allocation, allocation)
-    concentrated = np.maximum(energy - 1.0 / N_EXERCISES, 0.0) / (1.0 - 1.0 / N_EXERCISES)
-    return -np.expm1(-(BASE_HAZARD * (1.0 + CONCENTRATION_HAZARD * concentrated) + SPIKE_HAZARD * spike))
+    """The injury probability (N,) of a week trained by ``allocation`` (N, 44): the metric of every step."""
+    return _probability(allocation, _load_ratios(body, allocation))
 
 
 @dataclass
