@@ -22,7 +22,7 @@ from fitness_weights_env.dynamics import N_ACTIONS, InvalidActionError, decode_a
 from fitness_weights_env.env import FitnessWeightsEnv
 from fitness_weights_env.episode import DEFAULT_MAX_EPISODE_STEPS, EpisodeConfig
 from fitness_weights_env.errors import FieldError, FitnessWeightsError
-from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
+from fitness_weights_env.layout import LAYOUT, METRIC_NAMES, TRAINING_LAYOUT, observation_layout
 from fitness_weights_env.population import sample_profile, sample_profiles, typical_metrics, typical_subject_scores
 from fitness_weights_env.profile import TraineeProfile
 from fitness_weights_env.training_env import (
@@ -40,6 +40,7 @@ __all__ = [
     "LAYOUT",
     "METRIC_NAMES",
     "N_ACTIONS",
+    "TRAINING_LAYOUT",
     "Catalog",
     "EpisodeConfig",
     "FieldError",
@@ -53,6 +54,7 @@ __all__ = [
     "TrainingConfig",
     "UnknownNameError",
     "decode_action",
+    "observation_layout",
     "sample_profile",
     "sample_profiles",
     "typical_metrics",

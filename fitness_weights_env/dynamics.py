@@ -174,7 +174,8 @@ class WeightState:
     """The dynamic state of N trainees (struct of arrays, leading axis N).
 
     Attributes:
-        observation: (N, 198) float32 trainee vectors; the metrics slice is kept current.
+        observation: (N, size) float32 observations: the trainee vectors (their first 198 values), the metrics
+            slice kept current; v1's state adds ``progress`` (its kernel writes it).
         weights: (N, 98, 44) current CQ and QX rows (see the module docstring).
         initial: (N, 98, 44) the episode's initial rows.
         qualities: (N, 5) quality levels.
@@ -204,10 +205,10 @@ class WeightState:
     step_size: float
 
     @classmethod
-    def zeros(cls, n: int, step_size: float) -> WeightState:
-        """An empty state for ``n`` trainees; fill it with :func:`reset`."""
+    def zeros(cls, n: int, step_size: float, size: int = LAYOUT.size) -> WeightState:
+        """An empty state for ``n`` trainees with observations of ``size`` values; fill it with :func:`reset`."""
         return cls(
-            observation=np.zeros((n, LAYOUT.size), dtype=np.float32),
+            observation=np.zeros((n, size), dtype=np.float32),
             weights=np.zeros((n, N_ROWS, N_COLS)),
             initial=np.zeros((n, N_ROWS, N_COLS)),
             qualities=np.zeros((n, N_QUALITIES)),
@@ -372,7 +373,7 @@ def reset(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> Non
     """
     xp = array_namespace(state.weights)
     dtype = state.weights.dtype
-    state.observation[index] = vectors
+    state.observation[index, : LAYOUT.size] = vectors
     # Only the matrix cells are written: the padding of ``weights`` is 0 from creation on.
     for matrix in (state.weights, state.initial):
         matrix[index, :N_SUBJECTS, :N_QUALITIES] = cq

@@ -180,7 +180,7 @@ class FitnessWeightsEnv(gym.Env[np.ndarray, np.int64]):
         """The current trainee, with the live metrics as its performance metrics."""
         if self._elapsed_steps is None:
             raise gym.error.ResetNeeded("call reset() first")
-        return TraineeProfile.from_vector(self.state.observation[0])
+        return TraineeProfile.from_vector(self.state.observation[0, : LAYOUT.size])
 
     def render(self) -> str | np.ndarray | None:
         """The text summary (``render_mode="ansi"``) or the heatmap image (``"rgb_array"``)."""

@@ -7,6 +7,7 @@ import numpy as np
 from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.dynamics import WeightState
 from fitness_weights_env.errors import FieldError
+from fitness_weights_env.layout import LAYOUT
 from fitness_weights_env.profile import TraineeProfile
 
 __all__ = ["RENDER_MODES", "check_render_mode", "heatmap", "render_trainee", "summary"]
@@ -103,7 +104,7 @@ def check_render_mode(render_mode: str | None) -> str | None:
 
 def render_trainee(render_mode: str, state: WeightState, index: int, step: int) -> str | np.ndarray:
     """Trainee ``index`` of ``state`` as the text summary (``"ansi"``) or the heatmap (``"rgb_array"``)."""
-    profile = TraineeProfile.from_vector(state.observation[index])
+    profile = TraineeProfile.from_vector(state.observation[index, : LAYOUT.size])
     if render_mode == "rgb_array":
         return heatmap(state.cq[index], state.qx[index], profile.targets)
     return summary(

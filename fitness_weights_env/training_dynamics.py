@@ -14,8 +14,10 @@ and reuses it for the matrices: an action adjusts one cell and renormalizes its 
   injury cost (its expected value ``INJURY_COST p``, or with ``injuries=True`` ``INJURY_COST`` when an injury is
   drawn), minus ``drift_coef * drift`` (v0's penalty, 0 by default). The other steps' reward is 0. An episode's
   return is the gain of its mean target score less what its injuries and drift cost.
-* **The observation** keeps v0's layout. ``qualities``: the levels measured at the last week's end (true plus
-  noise); ``subject_scores``: the true current scores; ``metrics``, each in [0, 1]:
+* **The observation** is v0's trainee vector and ``progress``
+  (:data:`~fitness_weights_env.layout.TRAINING_LAYOUT`): the steps taken in the block over the block's steps, at
+  most 1. ``qualities``: the levels measured at the last week's end (true plus noise); ``subject_scores``: the
+  true current scores; ``metrics``, each in [0, 1]:
 
   ======================  =================================================================================
   metric                  meaning
@@ -46,7 +48,7 @@ from fitness_weights_env import dynamics
 from fitness_weights_env.body import Body, WeekResult
 from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.hidden import HiddenParameters
-from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
+from fitness_weights_env.layout import LAYOUT, METRIC_NAMES, TRAINING_LAYOUT
 from fitness_weights_env.planner import plan_return
 from fitness_weights_env.response import HALF_SATURATION, gap_weights, training_plan
 
@@ -89,6 +91,8 @@ class TrainingState:
         allocation: (N, 44) the current plan's allocation over the exercises.
         potential: (N,) the shaping potential: what the current plan, held to the block's end, would still gain
             (0 without shaping).
+        steps: (N,) steps taken in the episode.
+        block_steps: Steps of the training block, the denominator of ``progress``.
     """
 
     weights: dynamics.WeightState
@@ -101,12 +105,14 @@ class TrainingState:
     emphasis: np.ndarray
     allocation: np.ndarray
     potential: np.ndarray
+    steps: np.ndarray
+    block_steps: int
 
     @classmethod
-    def zeros(cls, n: int, step_size: float) -> TrainingState:
-        """An empty state for ``n`` trainees; fill it with :func:`reset`."""
+    def zeros(cls, n: int, step_size: float, block_steps: int) -> TrainingState:
+        """An empty state for ``n`` trainees in blocks of ``block_steps`` steps; fill it with :func:`reset`."""
         return cls(
-            weights=dynamics.WeightState.zeros(n, step_size),
+            weights=dynamics.WeightState.zeros(n, step_size, TRAINING_LAYOUT.size),
             body=Body.zeros(n),
             loads=np.zeros((n, N_EXERCISES)),
             ratios=np.ones((n, N_EXERCISES)),
@@ -116,12 +122,14 @@ class TrainingState:
             emphasis=np.zeros((n, N_QUALITIES)),
             allocation=np.zeros((n, N_EXERCISES)),
             potential=np.zeros(n),
+            steps=np.zeros(n, dtype=np.int64),
+            block_steps=block_steps,
         )
 
     # The names the renderer and the envs read, as on v0's state.
     @property
     def observation(self) -> np.ndarray:
-        """(N, 198) float32 observations."""
+        """(N, 199) float32 observations (:data:`~fitness_weights_env.layout.TRAINING_LAYOUT`)."""
         return self.weights.observation
 
     @property
@@ -234,6 +242,7 @@ def reset(
     state.ratios[index] = 1.0
     state.injury_probability[index] = 0.0
     state.score_change[index] = 0.0
+    state.steps[index] = 0
     _replan(state, index)
     if shaping_weeks is not None:
         state.potential[index] = _potential(state, index, shaping_weeks)
@@ -282,6 +291,7 @@ def step(
         potential = _potential(state, slice(None), shaping_weeks)
         rewards += potential - state.potential
         state.potential = potential
+    state.steps += 1
     _write_metrics(state)
     return rewards
 
@@ -320,7 +330,7 @@ def _record_week(state: TrainingState, index: Any, week: WeekResult, noise: np.n
 
 
 def _write_metrics(state: TrainingState) -> None:
-    """Recompute the 4 metrics of every trainee into the observation's metrics slice (module docstring)."""
+    """Recompute every trainee's 4 metrics and its progress into the observation (module docstring)."""
     body, allocation = state.body, state.allocation  # on the simplex up to rounding
     probability = trainees.plan_injury_probability(body, allocation)
     u = body.budget[:, None] * np.matmul(allocation[:, None, :], body.hidden.transfer)[:, 0, :]
@@ -331,6 +341,8 @@ def _write_metrics(state: TrainingState) -> None:
     metrics[:, _INJURY_RISK] = -np.expm1(RISK_WEEKS * np.log1p(-probability))
     metrics[:, _TRAINING_EFFICIENCY] = np.vecdot(body.target_qualities, d)  # the targets' CQ_prior rows sum to 1
     metrics[:, _CONSISTENCY] = np.maximum(1.0 - 0.5 * np.sum(np.abs(allocation - body.allocation), axis=1), 0.0)
+    progress = np.minimum(state.steps / state.block_steps, 1.0)
+    state.weights.observation[:, TRAINING_LAYOUT.progress] = progress[:, None]
 
 
 def step_info(state: TrainingState, index: Any = slice(None), matrices: bool = True) -> dict[str, Any]:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
 
 from fitness_weights_env import body as trainees
 from fitness_weights_env import dynamics, training_dynamics
@@ -15,6 +17,7 @@ from fitness_weights_env.env import FitnessWeightsEnv
 from fitness_weights_env.episode import Adjustment, EpisodeConfig, ProfileLike
 from fitness_weights_env.errors import FieldError, check_int
 from fitness_weights_env.hidden import HiddenParameters, sample_hidden
+from fitness_weights_env.layout import TRAINING_LAYOUT
 from fitness_weights_env.training_dynamics import TrainingState, WeekDraws
 from fitness_weights_env.vector_env import FitnessWeightsVectorEnv, InfoMatrices
 
@@ -32,9 +35,9 @@ V1_STEPS_PER_WEEK = 4
 V1_WEEKS = 16
 """Weeks of the default episode: the length of a training block, and of the studies the model is calibrated on."""
 V1_MAX_EPISODE_STEPS = V1_STEPS_PER_WEEK * V1_WEEKS
+"""64 steps, as v0's episodes: the service's optimize and PPO's rollouts keep their sizes."""
 DRAW_WEEKS = V1_WEEKS
 """Weeks of random numbers a trainee draws at once (at reset, then every ``DRAW_WEEKS`` weeks)."""
-"""64 steps, as v0's episodes: the service's optimize and PPO's rollouts keep their sizes."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class TrainingConfig(EpisodeConfig):
         reward_shaping: Add potential-based shaping to every step's reward (for training; the evaluation and the
             score use the reward without it): see :func:`fitness_weights_env.training_dynamics.step`.
     """
+
+    @property
+    def block_steps(self) -> int:
+        """Steps of the training block, ``progress``'s denominator: ``steps_per_week * weeks`` (16 weeks for None)."""
+        return self.steps_per_week * (V1_WEEKS if self.weeks is None else self.weeks)
 
     @property
     def shaping_weeks(self) -> int | None:
@@ -127,7 +135,8 @@ class _WeekDrawBlocks:
 _SPEC = """
     ## Description
 
-    The same 685 actions and 198-dim observation as ``FitnessWeights-v0``, and a different meaning. The matrices are
+    The same 685 actions as ``FitnessWeights-v0``, v0's 198-dim trainee vector and the block's ``progress`` as the
+    observation, and a different meaning. The matrices are
     the trainee's training plan (:mod:`fitness_weights_env.training_dynamics`): the target subjects' CQ rows,
     weighted by the room each has left, give the quality emphasis, QX turns it into an allocation over the 44
     exercises, and the trainee's weekly budget into loads. Every ``steps_per_week`` actions the trainee trains one
@@ -143,7 +152,8 @@ _SPEC = """
 
     ## Observation Space
 
-    ``Box(0, 1, (198,), float32)``, v0's layout, with these slices changed:
+    ``Box(0, 1, (199,), float32)``, laid out by :data:`~fitness_weights_env.layout.TRAINING_LAYOUT`: v0's 198
+    values (``observation[:198]`` is the trainee vector), with these slices changed, and ``progress``:
 
     | Slice             | Meaning in v1                                                                   |
     |-------------------|---------------------------------------------------------------------------------|
@@ -152,6 +162,10 @@ _SPEC = """
     | ``metrics``       | recent_improvement (last week's score change), injury_risk (of the current plan), |
     |                   | training_efficiency (share of the possible stimulus on the target qualities),    |
     |                   | consistency (overlap of the current allocation with last week's)                 |
+    | ``progress``      | steps taken / ``steps_per_week * weeks`` (16 weeks for ``weeks=None``), at most 1 |
+
+    ``progress`` is the time left in the block, which the best action depends on and nothing else shows (a time
+    feature, Pardo et al. 2018).
 
     ## Rewards
 
@@ -238,7 +252,10 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
             habitual_volume=habitual_volume,
             reward_shaping=reward_shaping,
         )
-        self.state: TrainingState = TrainingState.zeros(1, self.config.step_size)  # type: ignore[assignment]
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(TRAINING_LAYOUT.size,), dtype=np.float32)
+        self.state: TrainingState = TrainingState.zeros(  # type: ignore[assignment]
+            1, self.config.step_size, self.config.block_steps
+        )
         self._draws = _WeekDrawBlocks(1, injuries)
 
     def _reset_kernel(self, profile: ProfileLike | None) -> None:
@@ -315,7 +332,11 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
             habitual_volume=habitual_volume,
             reward_shaping=reward_shaping,
         )
-        self.state: TrainingState = TrainingState.zeros(self.num_envs, self.config.step_size)  # type: ignore[assignment]
+        self.single_observation_space = spaces.Box(0.0, 1.0, shape=(TRAINING_LAYOUT.size,), dtype=np.float32)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.state: TrainingState = TrainingState.zeros(  # type: ignore[assignment]
+            self.num_envs, self.config.step_size, self.config.block_steps
+        )
         self._draws = _WeekDrawBlocks(self.num_envs, injuries)
 
     def _reset_kernel(

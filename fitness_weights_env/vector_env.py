@@ -516,7 +516,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
             if name == "profile":
                 if not self._all_started:
                     raise gym.error.ResetNeeded("call reset() first: a trainee that was never reset has no profile")
-                return tuple(TraineeProfile.from_vector(row) for row in self.state.observation)
+                return tuple(TraineeProfile.from_vector(row) for row in self.state.observation[:, : LAYOUT.size])
             if name in ("observation_space", "action_space"):
                 return (getattr(self, f"single_{name}"),) * n
             return getattr(self, name)  # np_random, np_random_seed: tuples already

@@ -23,6 +23,8 @@ import torch as th
 from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 
+from fitness_weights_env.errors import FieldError
+
 __all__ = ["ACTION_STREAM", "PolicyActions", "action_generator"]
 
 ACTION_STREAM = 0xAC7
@@ -49,7 +51,19 @@ class PolicyActions:
         policy.set_training_mode(False)
 
     def __call__(self, observation: np.ndarray, env: Any = None) -> np.ndarray:
-        """The actions (N,) for a batch of observations (N, 198); ``env`` is unused."""
+        """The actions (N,) for a batch of observations (N, n) of the policy's space; ``env`` is unused.
+
+        Raises:
+            FieldError: The observations are not a batch of the policy's observation space (``observation``): a
+                model of one env run in another (v0's 198 values, v1's 199).
+        """
+        expected = tuple(self.policy.observation_space.shape or ())
+        if np.ndim(observation) != len(expected) + 1 or tuple(np.shape(observation)[1:]) != expected:
+            raise FieldError(
+                "observation",
+                f"the policy takes a batch of observations of shape {expected}, got shape {np.shape(observation)}: "
+                "run a model in the env it was trained on",
+            )
         tensor = th.as_tensor(observation, device=self.policy.device)
         with th.no_grad():
             if self.generators is None:

@@ -1,10 +1,11 @@
 """The attention network behind :class:`~sb3_ext.policies.AttnCQQXPolicy`.
 
-The 198-dim state becomes 100 entity tokens: 93 subjects (a learned subject embedding plus its score
+The observation becomes 100 entity tokens: 93 subjects (a learned subject embedding plus its score
 and target flag), 5 qualities (embedding plus level), the profile (age, gender, fitness level) and the
-metrics. A token is linear in its entity's features, ``e_i + x_i F``, so any linear projection of the
-tokens is a batch-independent table plus a small product, ``e W + x (F W)``. The network never
-forms 100 tokens of width d per sample.
+metrics (the 4 metrics, and on ``FitnessWeights-v1`` the block's progress). A token is linear in its
+entity's features, ``e_i + x_i F``, so any linear projection of the tokens is a batch-independent
+table plus a small product, ``e W + x (F W)``. The network never forms 100 tokens of width d per
+sample.
 
 Attention runs where it is cheap (Perceiver-style):
 
@@ -45,11 +46,11 @@ from torch import nn
 
 from fitness_weights_env import CATALOG, LAYOUT
 from fitness_weights_env.errors import FieldError
+from fitness_weights_env.layout import ObservationLayout
 
 __all__ = ["CQQXNetwork", "CellScores", "EntityEmbedding", "NetworkOutput"]
 
 N_SUBJECTS, N_QUALITIES, N_EXERCISES = CATALOG.n_subjects, CATALOG.n_qualities, CATALOG.n_exercises
-PROFILE = slice(LAYOUT.age.start, LAYOUT.fitness_level.stop)  # age, gender, fitness level
 
 
 class NetworkOutput(NamedTuple):
@@ -67,18 +68,22 @@ def _fixed(index: int) -> Callable[[int], int]:
     return lambda i: index
 
 
-def _entity_features() -> tuple[th.Tensor, th.Tensor]:
-    """Where each entity token's features sit in the observation.
+def _entity_features(layout: ObservationLayout) -> tuple[th.Tensor, th.Tensor]:
+    """Where each entity token's features sit in an observation laid out by ``layout``.
 
     Every token has the same feature vector, one slot per feature of every entity type (subjects:
-    score, target flag; qualities: level; profile: age, gender, fitness level; metrics: 4), and uses
-    only its type's slots. ``observation[:, index] * mask`` gives all tokens' features (B, 100, 10).
+    score, target flag; qualities: level; profile: age, gender, fitness level; metrics: 4, and the
+    progress where the layout has it), and uses only its type's slots. ``observation[:, index] * mask``
+    gives all tokens' features (B, 100, 10; 11 with the progress).
     """
+    metrics = list(range(layout.metrics.start, layout.metrics.stop))
+    if layout.progress is not None:
+        metrics += range(layout.progress.start, layout.progress.stop)
     types: list[tuple[int, list[Callable[[int], int]]]] = [  # (entities, observation index of feature f of entity i)
-        (N_SUBJECTS, [lambda i: LAYOUT.subject_scores.start + i, lambda i: LAYOUT.targets.start + i]),
-        (N_QUALITIES, [lambda i: LAYOUT.qualities.start + i]),
-        (1, [_fixed(j) for j in range(PROFILE.start, PROFILE.stop)]),
-        (1, [_fixed(j) for j in range(LAYOUT.metrics.start, LAYOUT.metrics.stop)]),
+        (N_SUBJECTS, [lambda i: layout.subject_scores.start + i, lambda i: layout.targets.start + i]),
+        (N_QUALITIES, [lambda i: layout.qualities.start + i]),
+        (1, [_fixed(j) for j in range(layout.age.start, layout.fitness_level.stop)]),
+        (1, [_fixed(j) for j in metrics]),
     ]
     n_entities = sum(n for n, _ in types)
     n_slots = sum(len(features) for _, features in types)
@@ -209,6 +214,8 @@ class CQQXNetwork(nn.Module):
         n_latents: Latent tokens that summarize the entities.
         n_layers: Latent self-attention blocks.
         mlp_ratio: Hidden width of the MLPs, as a multiple of d.
+        layout: The observation's layout: :data:`~fitness_weights_env.layout.LAYOUT` (v0) or
+            :data:`~fitness_weights_env.layout.TRAINING_LAYOUT` (v1).
     """
 
     feature_index: th.Tensor
@@ -217,7 +224,13 @@ class CQQXNetwork(nn.Module):
     """(100, n_features): 1 where a token uses the feature slot (a buffer)."""
 
     def __init__(
-        self, embed_dim: int = 32, n_heads: int = 2, n_latents: int = 4, n_layers: int = 0, mlp_ratio: int = 2
+        self,
+        embed_dim: int = 32,
+        n_heads: int = 2,
+        n_latents: int = 4,
+        n_layers: int = 0,
+        mlp_ratio: int = 2,
+        layout: ObservationLayout = LAYOUT,
     ) -> None:
         super().__init__()
         if embed_dim % n_heads:
@@ -225,7 +238,8 @@ class CQQXNetwork(nn.Module):
         d = embed_dim
         self.n_heads = n_heads
         # entities: 93 subjects, 5 qualities, the profile and the metrics
-        feature_index, feature_mask = _entity_features()
+        self.layout = layout
+        feature_index, feature_mask = _entity_features(layout)
         self.register_buffer("feature_index", feature_index, persistent=False)
         self.register_buffer("feature_mask", feature_mask, persistent=False)
         n_entities, n_slots = feature_index.shape
@@ -302,7 +316,7 @@ class CQQXNetwork(nn.Module):
         return [*self.aux.parameters(), *self.error.parameters()]
 
     def forward(self, observation: th.Tensor, aux: bool = True) -> NetworkOutput:
-        """Run the trunk and the heads on a batch of observations (B, 198).
+        """Run the trunk and the heads on a batch of observations (B, ``layout.size``).
 
         With ``aux=False`` (acting) the CQ/QX predictions and the error are left out (``None``).
         """

@@ -11,7 +11,7 @@ from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
-from fitness_weights_env import LAYOUT, N_ACTIONS
+from fitness_weights_env import LAYOUT, N_ACTIONS, TRAINING_LAYOUT, observation_layout
 from fitness_weights_env.errors import FieldError
 from sb3_ext.attention import CQQXNetwork, NetworkOutput
 
@@ -35,7 +35,8 @@ class AttnCQQXPolicy(ActorCriticPolicy):
     trains these predictions with auxiliary losses.
 
     Args:
-        observation_space: ``Box(0, 1, (198,))``, the FitnessWeights observation.
+        observation_space: A FitnessWeights observation: ``Box(0, 1, (198,))`` (v0) or ``Box(0, 1, (199,))``
+            (v1, with the block's progress); the network reads it through the layout of its size.
         action_space: ``Discrete(685)``.
         lr_schedule: Learning-rate schedule.
         embed_dim: Token width.
@@ -73,8 +74,13 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         optimizer_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not (isinstance(observation_space, spaces.Box) and observation_space.shape == (LAYOUT.size,)):
-            raise ValueError(f"AttnCQQXPolicy needs the Box({LAYOUT.size},) observation, got {observation_space}")
+        sizes = (LAYOUT.size, TRAINING_LAYOUT.size)
+        if not (isinstance(observation_space, spaces.Box) and observation_space.shape in [(n,) for n in sizes]):
+            raise ValueError(
+                f"AttnCQQXPolicy needs a FitnessWeights observation, Box({sizes[0]},) or Box({sizes[1]},), "
+                f"got {observation_space}"
+            )
+        self.layout = observation_layout(observation_space.shape[0])
         if not (isinstance(action_space, spaces.Discrete) and action_space.n == N_ACTIONS):
             raise ValueError(f"AttnCQQXPolicy needs the Discrete({N_ACTIONS}) action space, got {action_space}")
         if aux_lr_multiplier < 0:
@@ -98,7 +104,7 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         )
 
     def _build(self, lr_schedule: Schedule) -> None:
-        self.network = CQQXNetwork(**self.network_kwargs)
+        self.network = CQQXNetwork(**self.network_kwargs, layout=self.layout)
         aux = {id(p) for p in self.network.aux_parameters}
         groups: list[dict[str, Any]] = [
             {"params": [p for p in self.parameters() if id(p) not in aux], "lr_multiplier": 1.0},
@@ -160,7 +166,8 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         """Predict the optimized CQ and QX matrices, and a confidence, in one forward pass.
 
         Args:
-            observation: One observation (198,) or a batch (B, 198), each in the observation space.
+            observation: One observation or a batch (B, n), each in the policy's observation space (n = 198
+                or 199).
 
         Returns:
             ``(cq, qx, confidence)``: (93, 5), (5, 44) and a float for one observation, or
@@ -174,8 +181,9 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         array = observation.detach().cpu().numpy() if isinstance(observation, th.Tensor) else np.asarray(observation)
         single = array.ndim == 1
         batch = array[None] if single else array
-        if batch.ndim != 2 or batch.shape[1] != LAYOUT.size:
-            raise ValueError(f"observation must have shape ({LAYOUT.size},) or (B, {LAYOUT.size}), got {array.shape}")
+        size = self.layout.size
+        if batch.ndim != 2 or batch.shape[1] != size:
+            raise ValueError(f"observation must have shape ({size},) or (B, {size}), got {array.shape}")
         if not np.all(np.isfinite(batch)):
             raise ValueError("observation contains NaN or infinity")
         if batch.min(initial=0.0) < 0.0 or batch.max(initial=0.0) > 1.0:

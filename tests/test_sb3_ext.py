@@ -12,6 +12,7 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 
 import fitness_weights_env  # noqa: F401
+from fitness_weights_env import LAYOUT, TRAINING_LAYOUT
 from sb3_ext import PPO, AttnCQQXPolicy, AuxRolloutBuffer, CosineSchedule, MultiMetricEarlyStopping
 from sb3_ext.attention import CQQXNetwork
 from sb3_ext.callbacks import StopTrainingOnNoMetricImprovement
@@ -82,6 +83,30 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(actions, loaded.predict(observations, deterministic=True)[0])
     assert loaded.policy.network_kwargs["n_layers"] == 2 and loaded.cq_coef == 7.0
     assert isinstance(loaded.policy, AttnCQQXPolicy)
+
+
+def test_on_v1_the_network_reads_the_progress_and_save_load_round_trips(tmp_path):
+    """v1's observation has 199 values: the metrics token gets the progress as a 5th feature."""
+    model = PPO("AttnCQQXPolicy", gym.make("FitnessWeights-v1"), n_steps=64, batch_size=32, seed=0, device="cpu")
+    model.learn(64)
+    network = model.policy.network
+    assert model.policy.layout is TRAINING_LAYOUT and network.feature_index.shape == (100, 11)
+    assert TRAINING_LAYOUT.progress.start in network.feature_index[network.feature_mask > 0].tolist()
+    observation = gym.make("FitnessWeights-v1").reset(seed=3)[0]
+    later = observation.copy()
+    later[TRAINING_LAYOUT.progress] = 0.75
+    with th.no_grad():
+        logits = [
+            model.policy.get_distribution(th.as_tensor(o[None])).distribution.logits for o in (observation, later)
+        ]
+    assert not th.equal(*logits)  # the time left changes the policy
+    model.save(tmp_path / "v1.zip")
+    loaded = PPO.load(tmp_path / "v1.zip", device="cpu")
+    assert loaded.policy.layout is TRAINING_LAYOUT
+    for x, y in zip(model.policy.predict_weights(later), loaded.policy.predict_weights(later), strict=True):
+        np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match=r"shape \(199,\)"):
+        loaded.policy.predict_weights(observation[: LAYOUT.size])
 
 
 def test_predict_weights_shapes_rows_and_confidence():
@@ -179,7 +204,7 @@ def test_invalid_arguments(kwargs, message):
 
 
 def test_attention_policy_needs_the_fitness_weights_spaces():
-    with pytest.raises(ValueError, match="Box\\(198"):
+    with pytest.raises(ValueError, match="Box\\(198,\\) or Box\\(199"):
         PPO("AttnCQQXPolicy", gym.make("CartPole-v1"))
 
 

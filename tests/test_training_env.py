@@ -10,7 +10,14 @@ from gymnasium.utils.passive_env_checker import env_reset_passive_checker, env_s
 from gymnasium.vector import AutoresetMode
 
 import fitness_weights_env
-from fitness_weights_env import LAYOUT, FitnessWeightsV1Env, FitnessWeightsV1VectorEnv, sample_profiles
+from fitness_weights_env import (
+    LAYOUT,
+    TRAINING_LAYOUT,
+    FitnessWeightsV1Env,
+    FitnessWeightsV1VectorEnv,
+    sample_profile,
+    sample_profiles,
+)
 from fitness_weights_env import body as trainees
 from fitness_weights_env.baselines import run_episodes
 from fitness_weights_env.dynamics import InvalidActionError
@@ -19,22 +26,45 @@ from fitness_weights_env.planner import average_trainee, best_plan, plan_return
 from fitness_weights_env.training_baselines import CoachPolicy, OraclePolicy, PlanPolicy
 
 
-def test_made_by_id_with_v0s_spaces_and_a_16_week_episode():
+def test_made_by_id_with_v0s_actions_its_trainee_vector_and_progress_and_a_16_week_episode():
     env = gym.make("FitnessWeights-v1")
     v0 = gym.make("FitnessWeights-v0")
-    assert env.observation_space == v0.observation_space and env.action_space == v0.action_space
+    assert env.action_space == v0.action_space
+    assert env.observation_space == gym.spaces.Box(0.0, 1.0, (TRAINING_LAYOUT.size,), np.float32)
+    assert TRAINING_LAYOUT.size == LAYOUT.size + 1 and TRAINING_LAYOUT.progress == slice(LAYOUT.size, LAYOUT.size + 1)
     assert env.spec is not None and env.spec.max_episode_steps == 64
-    env.reset(seed=0)
-    weeks = []
+    profile = sample_profile(np.random.default_rng(5))
+    observation, _ = env.reset(seed=0, options={"profile": profile})
+    np.testing.assert_array_equal(observation[LAYOUT.targets], profile.to_vector()[LAYOUT.targets])
+    assert env.unwrapped.profile.targets == profile.targets  # observation[:198] is the trainee vector
+    weeks, progress = [], [observation[TRAINING_LAYOUT.progress][0]]
     for t in range(64):
-        _, reward, terminated, truncated, info = env.step(int(env.action_space.sample()))
+        observation, reward, terminated, truncated, info = env.step(int(env.action_space.sample()))
         weeks.append(info["week"])
+        progress.append(observation[TRAINING_LAYOUT.progress][0])
         assert terminated == truncated == (t == 63)  # the block ends: a terminal state (and the registered limit)
         if (t + 1) % 4:
             assert reward == 0.0  # only the step that closes a week is paid
     assert weeks[3] == 1 and weeks[-1] == 16
+    np.testing.assert_allclose(progress, np.arange(65) / 64, rtol=1e-6)  # steps taken over the block's 64
     envs = gym.make_vec("FitnessWeights-v1", num_envs=3)
     assert isinstance(envs.unwrapped, FitnessWeightsV1VectorEnv)
+
+
+@pytest.mark.parametrize(("weeks", "steps_per_week", "block"), [(None, 4, 64), (3, 2, 6)])
+def test_progress_counts_the_blocks_steps_and_stops_at_1(weeks, steps_per_week, block):
+    env = FitnessWeightsV1Env(weeks=weeks, steps_per_week=steps_per_week)
+    observation, _ = env.reset(seed=1)
+    seen = [float(observation[TRAINING_LAYOUT.progress][0])]
+    for _ in range(block + 6):
+        observation, _, terminated, _, _ = env.step(0)
+        seen.append(float(observation[TRAINING_LAYOUT.progress][0]))
+        if terminated:
+            break
+    expected = np.minimum(np.arange(len(seen)) / block, 1.0)
+    np.testing.assert_allclose(seen, expected, rtol=1e-6)
+    assert seen[-1] == 1.0 and len(seen) == (block + 1 if weeks else block + 7)
+    assert env.reset(seed=1)[0][TRAINING_LAYOUT.progress][0] == 0.0  # a new block starts at 0
 
 
 def test_both_env_checkers_pass():
