@@ -242,12 +242,20 @@ class Body:
         return {"tau1": self.hidden.tau1[:, None], "tau2": self.hidden.tau2[:, None], "k2": k2, "k3": k3}
 
 
-def habitual_loads(target_mask: np.ndarray, scores: np.ndarray, fitness_level: np.ndarray) -> np.ndarray:
-    """The weekly loads (N, 44) of the trainees' habitual plan: the catalog's matrices for their targets."""
+def habitual_loads(
+    target_mask: np.ndarray,
+    scores: np.ndarray,
+    fitness_level: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The weekly loads (N, 44) of the trainees' habitual plan: the catalog's matrices for their targets.
+
+    ``rows``: :func:`~fitness_weights_env.response.target_rows` of ``target_mask``, when the caller has them.
+    """
     n = target_mask.shape[0]
     cq = np.broadcast_to(_CQ_PRIOR, (n, N_SUBJECTS, N_QUALITIES))
     qx = np.broadcast_to(_QX_PRIOR, (n, N_QUALITIES, N_EXERCISES))
-    return training_plan(cq, qx, target_mask, scores, fitness_level)[2]
+    return training_plan(cq, qx, target_mask, scores, fitness_level, rows=rows)[2]
 
 
 def start(
@@ -279,13 +287,13 @@ def start(
     body.target_mask[index] = mask
     rows, valid = target_rows(mask)
     body.target_rows[index] = 0
-    body.target_rows[index, : rows.shape[1]] = np.where(valid, rows, 0)
+    body.target_rows[index, : rows.shape[1]] = rows
     body.target_count[index] = valid.sum(axis=1)
     weight = mask / np.maximum(mask.sum(axis=1, keepdims=True), 1.0)
     body.target_weight[index] = weight
-    body.target_qualities[index] = np.sum(weight[:, :, None] * _CQ_PRIOR, axis=1)
+    body.target_qualities[index] = np.matmul(weight[:, None, :], _CQ_PRIOR)[:, 0, :]
     body.fitness_level[index] = fitness_level
-    plan = habitual_loads(mask, scores, fitness_level)
+    plan = habitual_loads(mask, scores, fitness_level, rows=(rows, valid))
     body.budget[index] = plan.sum(axis=1)
     loads = habitual_volume * plan
     for name, value in vars(hidden).items():
@@ -327,22 +335,28 @@ def concentration(allocation: Any) -> Any:
     return np.maximum(energy - 1.0 / N_EXERCISES, 0.0) / (1.0 - 1.0 / N_EXERCISES)
 
 
-def _load_ratios(body: Body, allocation: np.ndarray) -> np.ndarray:
+def _load_ratios(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:
     """The acute:chronic ratio (N, 44) of each exercise for a week trained by ``allocation``."""
-    return (allocation + TOLERANCE_SHARE) * body.ratio_slope  # (B x + TOLERANCE_SHARE B) / tolerance
+    return (allocation + TOLERANCE_SHARE) * ratio_slope  # (B x + TOLERANCE_SHARE B) / tolerance
+
+
+def _hazard(allocation: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+    """The weekly injury hazard (N,) of an allocation with these load ratios (the module docstring's ``h``)."""
+    excess = ratios - SWEET_SPOT
+    np.maximum(excess, 0.0, out=excess)
+    spike = np.vecdot(allocation, excess)
+    return BASE_HAZARD * (1.0 + CONCENTRATION_HAZARD * concentration(allocation)) + SPIKE_HAZARD * spike
 
 
 def _probability(allocation: np.ndarray, ratios: np.ndarray) -> np.ndarray:
-    """The weekly injury probability (N,) of an allocation with these load ratios (the module docstring's hazard)."""
-    spike = np.vecdot(allocation, np.maximum(ratios - SWEET_SPOT, 0.0))
-    hazard = BASE_HAZARD * (1.0 + CONCENTRATION_HAZARD * concentration(allocation)) + SPIKE_HAZARD * spike
-    return -np.expm1(-hazard)
+    """The weekly injury probability (N,) of an allocation with these load ratios: ``1 - exp(-h)``."""
+    return -np.expm1(-_hazard(allocation, ratios))
 
 
 def injury_probability(body: Body, loads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The injury probability (N,) of training a week with ``loads`` (N, 44), and the load ratios (N, 44)."""
     allocation = loads / body.budget[:, None]
-    ratios = _load_ratios(body, allocation)
+    ratios = _load_ratios(body.ratio_slope, allocation)
     trained = loads.sum(axis=1) > 0.0  # a week without training risks nothing
     return np.where(trained, _probability(allocation, ratios), 0.0), ratios
 
@@ -357,9 +371,12 @@ def quality(baseline: np.ndarray, change: np.ndarray) -> np.ndarray:
     return np.clip(baseline + room * np.tanh(change / room), 0.0, 1.0)
 
 
-def plan_injury_probability(body: Body, allocation: np.ndarray) -> np.ndarray:
-    """The injury probability (N,) of a week trained by ``allocation`` (N, 44): the metric of every step."""
-    return _probability(allocation, _load_ratios(body, allocation))
+def plan_hazard(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:
+    """The weekly injury hazard (k,) of a week trained by ``allocation`` (k, 44): the metric of every step.
+
+    ``ratio_slope`` is :attr:`Body.ratio_slope` of the same k trainees; the probability is ``1 - exp(-hazard)``.
+    """
+    return _hazard(allocation, _load_ratios(ratio_slope, allocation))
 
 
 @dataclass
@@ -391,8 +408,12 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
             the reward pays their expected cost.
     """
     resting = body.injured_weeks > 0
-    loads = np.where(resting[:, None], 0.0, loads)
-    probability, ratios = injury_probability(body, loads)
+    if resting.any():
+        loads = np.where(resting[:, None], 0.0, loads)
+    allocation = loads / body.budget[:, None]
+    ratios = _load_ratios(body.ratio_slope, allocation)
+    trained = loads.sum(axis=1) > 0.0  # a week without training risks nothing, and keeps the last allocation
+    probability = np.where(trained, _probability(allocation, ratios), 0.0)  # injury_probability's
     injured = np.zeros(loads.shape[0], dtype=bool)
     if injury_draws is not None:
         injured = injury_draws < probability
@@ -414,10 +435,15 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
     score_change = target_score - body.target_score
     body.target_score = target_score
 
-    body.history[np.arange(loads.shape[0]), body.week % CHRONIC_WEEKS] = loads  # a ring: the oldest week goes
-    body.tolerance = body.history.mean(axis=1) + (TOLERANCE_SHARE * body.budget)[:, None]
-    body.ratio_slope = body.budget[:, None] / body.tolerance
-    trained = loads.sum(axis=1, keepdims=True) > 0.0
-    body.allocation = np.where(trained, loads / body.budget[:, None], body.allocation)
+    history = body.history
+    history[np.arange(loads.shape[0]), body.week % CHRONIC_WEEKS] = loads  # a ring: the oldest week goes
+    chronic = history[:, 0] + history[:, 1]  # the mean over the ring, summed in order (as history.mean(axis=1))
+    for week in range(2, CHRONIC_WEEKS):
+        chronic += history[:, week]
+    chronic /= CHRONIC_WEEKS
+    chronic += (TOLERANCE_SHARE * body.budget)[:, None]
+    body.tolerance = chronic
+    body.ratio_slope = body.budget[:, None] / chronic
+    body.allocation = np.where(trained[:, None], allocation, body.allocation)
     body.week = body.week + 1
     return WeekResult(loads, ratios, probability, injured, score_change)

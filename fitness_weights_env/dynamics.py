@@ -48,6 +48,7 @@ __all__ = [
     "Init",
     "InvalidActionError",
     "Outcome",
+    "RowChange",
     "WeightState",
     "apply",
     "array_namespace",
@@ -55,7 +56,9 @@ __all__ = [
     "decode_action",
     "evaluate",
     "initial_matrices",
+    "move_rows",
     "reset",
+    "reset_matrices",
     "reward",
     "step",
     "step_info",
@@ -269,6 +272,25 @@ def _drift(drift_sq: Any) -> Any:
     return xp.vecdot(xp.sqrt(xp.maximum(drift_sq, 0.0)), _ONES_MATRICES)
 
 
+def _adjusted(rows: Any, entry: Any, cols: Any, deltas: Any) -> Any:
+    """The rows (in place) after their cells ``cols`` moved by ``deltas`` within [0, 1], each divided by its sum."""
+    xp = array_namespace(rows)
+    rows[entry, cols] = xp.minimum(xp.maximum(rows[entry, cols] + deltas, 0.0), 1.0)
+    rows *= (1.0 / xp.vecdot(rows, _ONES_COLS))[:, None]
+    return rows
+
+
+def _row_drift(state: WeightState, trainee: Any, actions: Any, rows: Any, new: Any, drift_sq: Any) -> tuple[Any, Any]:
+    """The new rows' squared drift, and the matrices' totals ``drift_sq`` after the change (one entry per row).
+
+    Only the adjusted row's term of a total differs from the current one.
+    """
+    xp = array_namespace(new)
+    difference = new - state.initial[trainee, rows]
+    row_drift = xp.vecdot(difference, difference)
+    return row_drift, drift_sq + (row_drift - state.row_drift[trainee, rows])[:, None] * ACTION_MATRIX[actions]
+
+
 def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Outcome:
     """Evaluate actions of shape ``(N,)`` or ``(N, K)`` (K candidates per trainee) without changing the state.
 
@@ -294,19 +316,10 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
         return x[trainee] if candidates else x
 
     rows, cols = ACTION_ROW[flat], ACTION_COL[flat]
-
-    # The adjusted cell moves by delta within [0, 1]; then its row is divided by its sum.
-    new = state.weights[trainee, rows]
-    new[entry, cols] = xp.minimum(xp.maximum(new[entry, cols] + deltas, 0.0), 1.0)
-    new *= (1.0 / xp.vecdot(new, _ONES_COLS))[:, None]
-
+    new = _adjusted(state.weights[trainee, rows], entry, cols, deltas)
     score = xp.vecdot(new[:, :N_QUALITIES], own(state.qualities))
-    difference = new - state.initial[trainee, rows]
-    drift_sq = xp.vecdot(difference, difference)
+    drift_sq, matrix_drift_sq = _row_drift(state, trainee, flat, rows, new, own(state.drift_sq))
     energy = xp.vecdot(new, new)
-
-    # Totals after the change: only the adjusted row's terms differ from the current ones.
-    matrix_drift_sq = own(state.drift_sq) + (drift_sq - state.row_drift[trainee, rows])[:, None] * ACTION_MATRIX[flat]
     drift = _drift(matrix_drift_sq)
     target_score = own(state.target_score) + state.target_weight[trainee, rows] * (
         score - state.row_score[trainee, rows]
@@ -346,6 +359,34 @@ def apply(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> O
     return outcome
 
 
+@dataclass
+class RowChange:
+    """One action per trainee, applied by :func:`move_rows`: the adjusted rows (N,), before and after (N, 44)."""
+
+    rows: Any
+    old_rows: Any
+    new_rows: Any
+
+
+def move_rows(state: WeightState, actions: Any, deltas: Any) -> RowChange:
+    """Apply one action per trainee to the matrices and keep the drift current, in place; nothing of v0's reward.
+
+    The matrix half of a step for v1's kernel (:mod:`fitness_weights_env.training_dynamics`): the cell moves and
+    the row is renormalized as in :func:`apply`, and ``row_drift``, ``drift_sq`` and ``drift`` follow; v0's
+    scores, energies and metrics are left as they are (v1 has its own).
+    """
+    xp = array_namespace(state.weights)
+    trainee = xp.arange(actions.shape[0])
+    rows, cols = ACTION_ROW[actions], ACTION_COL[actions]
+    old = state.weights[trainee, rows]
+    new = _adjusted(xp.asarray(old, copy=True), trainee, cols, deltas)
+    row_drift, state.drift_sq = _row_drift(state, trainee, actions, rows, new, state.drift_sq)
+    state.drift = _drift(state.drift_sq)
+    state.weights[trainee, rows] = new
+    state.row_drift[trainee, rows] = row_drift
+    return RowChange(rows, old, new)
+
+
 def step(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Any:
     """Apply one action per trainee, update the state and observation in place, and return the rewards.
 
@@ -373,11 +414,7 @@ def reset(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> Non
     """
     xp = array_namespace(state.weights)
     dtype = state.weights.dtype
-    state.observation[index, : LAYOUT.size] = vectors
-    # Only the matrix cells are written: the padding of ``weights`` is 0 from creation on.
-    for matrix in (state.weights, state.initial):
-        matrix[index, :N_SUBJECTS, :N_QUALITIES] = cq
-        matrix[index, N_SUBJECTS:, :N_EXERCISES] = qx
+    reset_matrices(state, index, vectors, cq, qx)
     qualities = xp.astype(vectors[:, LAYOUT.qualities], dtype)
     state.qualities[index] = qualities
     best = xp.max(qualities, axis=-1)
@@ -387,13 +424,22 @@ def reset(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> Non
     state.target_weight[index, :N_SUBJECTS] = target_weight
     row_score = xp.vecdot(cq, qualities[:, None, :])
     state.row_score[index, :N_SUBJECTS] = row_score
-    state.row_drift[index] = 0.0
     state.row_energy[index, :N_SUBJECTS] = xp.vecdot(cq, cq)
     state.row_energy[index, N_SUBJECTS:] = xp.vecdot(qx, qx)
     state.target_score[index] = xp.vecdot(target_weight, row_score)
+    _write_metrics(state, index, state.target_score[index])
+
+
+def reset_matrices(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> None:
+    """The matrix half of :func:`reset` (v1's, with :func:`move_rows`): the vectors, the matrices, no drift yet."""
+    state.observation[index, : LAYOUT.size] = vectors
+    # Only the matrix cells are written: the padding of ``weights`` is 0 from creation on.
+    for matrix in (state.weights, state.initial):
+        matrix[index, :N_SUBJECTS, :N_QUALITIES] = cq
+        matrix[index, N_SUBJECTS:, :N_EXERCISES] = qx
+    state.row_drift[index] = 0.0
     state.drift_sq[index] = 0.0
     state.drift[index] = 0.0
-    _write_metrics(state, index, state.target_score[index])
 
 
 def _write_metrics(state: WeightState, index: Any, previous_target_score: Any) -> None:

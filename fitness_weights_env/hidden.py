@@ -57,6 +57,7 @@ _TAU2 = (8.5, 0.15, 4.0, 15.0)
 _GAIN_RATIO = (2.0, 0.2, 1.2, 4.0)
 EXERCISE_LOADINGS = np.array([exercise.loadings for exercise in CATALOG.exercises])
 """The catalog's exercise-to-quality loadings ``E_prior`` (44, 5), rows on the simplex."""
+_ALPHA = TRANSFER_CONCENTRATION * EXERCISE_LOADINGS + TRANSFER_FLOOR  # the Dirichlet parameters of the transfer
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,11 @@ def _lognormal(normal: np.ndarray, spec: tuple[float, float, float, float]) -> n
 def sample_hidden(rngs: Sequence[np.random.Generator]) -> HiddenParameters:
     """The hidden parameters of one trainee per generator; each generator makes two calls (normals, gammas)."""
     n_q = CATALOG.n_qualities
-    normals = np.stack([rng.standard_normal(n_q + 4) for rng in rngs])  # g, e_1..e_5, tau1, tau2, ratio
-    alpha = TRANSFER_CONCENTRATION * EXERCISE_LOADINGS + TRANSFER_FLOOR
-    gammas = np.stack([rng.standard_gamma(alpha) for rng in rngs])  # (N, 44, 5): a Dirichlet per exercise row
+    normals = np.empty((len(rngs), n_q + 4))  # g, e_1..e_5, tau1, tau2, ratio
+    gammas = np.empty((len(rngs), *_ALPHA.shape))  # (N, 44, 5): a Dirichlet per exercise row
+    for i, rng in enumerate(rngs):  # the normals, then the gammas, of each generator
+        rng.standard_normal(out=normals[i])
+        rng.standard_gamma(_ALPHA, out=gammas[i])
     rho = RESPONSIVENESS_CORRELATION
     z = np.sqrt(rho) * normals[:, :1] + np.sqrt(1.0 - rho) * normals[:, 1 : n_q + 1]
     return HiddenParameters(

@@ -85,6 +85,7 @@ __all__ = [
     "stimulus",
     "target_rows",
     "training_plan",
+    "weighted_plan",
 ]
 
 GAP_FLOOR = 0.05
@@ -113,14 +114,18 @@ def target_rows(target_mask: Any) -> tuple[Any, Any]:
     """
     xp = array_namespace(target_mask)
     mask = target_mask > 0
-    k = max(int(xp.max(xp.sum(mask, axis=1))), 1) if mask.shape[0] else 1
-    rows = xp.argsort(~mask, axis=1, stable=True)[:, :k]
-    valid = xp.take_along_axis(mask, rows, axis=1)
-    return xp.where(valid, rows, 0), valid
+    counts = xp.sum(mask, axis=1, dtype=xp.int64)
+    k = max(int(xp.max(counts)), 1) if mask.shape[0] else 1
+    flat = xp.nonzero(xp.reshape(mask, (-1,)))[0]  # row-major: each trainee's targets in subject order
+    trainee = flat // mask.shape[1]
+    first = xp.cumulative_sum(counts, include_initial=True)[:-1]
+    rows = xp.zeros((mask.shape[0], k), dtype=xp.int64)
+    rows[trainee, xp.arange(trainee.shape[0]) - first[trainee]] = flat - trainee * mask.shape[1]
+    return rows, xp.arange(k)[None, :] < counts[:, None]
 
 
 def gap_weights(scores: Any, valid: Any) -> Any:
-    """Each target's share of the emphasis, ``(N, K)``, from the targets' scores and validity (module docstring)."""
+    """Each target's share of the emphasis ``(N, K)``, from the targets' scores and validity (module docstring)."""
     xp = array_namespace(scores)
     gaps = xp.where(valid, xp.maximum(1.0 - scores, GAP_FLOOR), 0.0)
     return gaps / xp.sum(gaps, axis=1, keepdims=True)
@@ -148,12 +153,21 @@ def training_plan(
     """
     xp = array_namespace(cq)
     index, valid = target_rows(target_mask) if rows is None else rows
-    trainee = xp.arange(cq.shape[0])[:, None]
-    weights = gap_weights(subject_scores[trainee, index], valid)
-    emphasis = xp.sum(weights[:, :, None] * cq[trainee, index], axis=1)
-    allocation = xp.matmul(emphasis[:, None, :], qx)[:, 0, :]
+    weights = gap_weights(xp.take_along_axis(subject_scores, index, axis=1), valid)
+    emphasis, allocation = weighted_plan(cq, qx, index, weights)
     budget = BUDGET_BASE * (1.0 + BUDGET_SLOPE * fitness_level)
     return emphasis, allocation, budget[:, None] * allocation
+
+
+def weighted_plan(cq: Any, qx: Any, rows: Any, weights: Any) -> tuple[Any, Any]:
+    """The emphasis ``(N, 5)`` and allocation ``(N, 44)`` of target rows ``(N, K)`` with their gap weights ``(N, K)``.
+
+    The part of :func:`training_plan` after the gap weights: ``e = sum_k w_k CQ[rows_k]``, ``x = e^T QX``.
+    """
+    xp = array_namespace(cq)
+    trainee = xp.arange(cq.shape[0])[:, None]
+    emphasis = xp.sum(weights[:, :, None] * cq[trainee, rows], axis=1)
+    return emphasis, xp.matmul(emphasis[:, None, :], qx)[:, 0, :]
 
 
 @dataclass
@@ -205,10 +219,25 @@ def step(
         raise FieldError("days", "must be a whole number of days, at least 1", days)
     xp = array_namespace(state.fitness)
     decay1, decay2, decay3 = xp.exp(-1.0 / tau1), xp.exp(-1.0 / tau2), xp.exp(-1.0 / tau3)
-    for _ in range(days):
-        state.load = state.load * decay3 + impulse
-        state.fitness = state.fitness * decay1 + impulse
-        state.fatigue = state.fatigue * decay2 + (k2 + k3 * state.load) * impulse
+    # new arrays first (the state's may be shared or broadcast), then the days in place
+    load, fitness, fatigue = state.load * decay3 + impulse, state.fitness * decay1 + impulse, state.fatigue * decay2
+    if days > 1:  # the per-trainee factors at the state's shape: the in-place products run on contiguous arrays
+        decay1, decay2, decay3, k2, k3 = (
+            xp.asarray(xp.broadcast_to(xp.asarray(x, dtype=load.dtype), load.shape), copy=True)
+            for x in (decay1, decay2, decay3, k2, k3)
+        )
+    for day in range(days):
+        if day:
+            load *= decay3
+            load += impulse
+            fitness *= decay1
+            fitness += impulse
+            fatigue *= decay2
+        gain = k3 * load
+        gain += k2
+        gain *= impulse
+        fatigue += gain
+    state.load, state.fitness, state.fatigue = load, fitness, fatigue
 
 
 def performance(state: FitnessFatigue, k1: Any) -> Any:

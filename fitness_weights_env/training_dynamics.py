@@ -2,7 +2,7 @@
 
 Every function works on a batch (leading axis N), as the v0 kernel (:mod:`fitness_weights_env.dynamics`) does,
 and reuses it for the matrices: an action adjusts one cell and renormalizes its row exactly as in v0
-(:func:`~fitness_weights_env.dynamics.apply`). What v1 adds:
+(:func:`~fitness_weights_env.dynamics.move_rows`). What v1 adds:
 
 * **The plan.** After every action the matrices imply a plan (:func:`~fitness_weights_env.response.training_plan`):
   the target subjects' CQ rows, weighted by their remaining gaps, give the quality emphasis; QX turns it into an
@@ -50,7 +50,7 @@ from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.hidden import HiddenParameters
 from fitness_weights_env.layout import LAYOUT, METRIC_NAMES, TRAINING_LAYOUT
 from fitness_weights_env.planner import plan_return
-from fitness_weights_env.response import HALF_SATURATION, gap_weights, training_plan
+from fitness_weights_env.response import HALF_SATURATION, gap_weights, weighted_plan
 
 __all__ = [
     "IMPROVEMENT_SCALE",
@@ -79,18 +79,22 @@ class TrainingState:
     """The state of N v1 trainees: their matrices (``weights``, v0's state) and their bodies.
 
     Attributes:
-        weights: The matrices and the observation (v0's :class:`~fitness_weights_env.dynamics.WeightState`).
+        weights: The matrices, their drift and the observation (v0's :class:`~fitness_weights_env.dynamics.WeightState`,
+            kept by :func:`~fitness_weights_env.dynamics.move_rows`; v0's scores and metrics in it are not used).
         body: The simulated trainees.
         loads: (N, 44) the loads of each trainee's last week (the habit's at the start).
         ratios: (N, 44) the acute:chronic load ratios of that week.
         injury_probability: (N,) that week's injury probability.
         score_change: (N,) that week's change of the mean target score.
-        gap_weight: (N, 98) each target subject's share of the emphasis (its gap over the targets' total), 0 on
-            the other rows of ``weights``; set when a week closes, as the gaps move with the scores.
+        gap_weight: (N, 99) each target subject's share of the emphasis (its gap over the targets' total), 0 on
+            the other rows of ``weights``, and a spare last column; set when a week closes, as the gaps move with
+            the scores.
         emphasis: (N, 5) the current plan's quality emphasis.
         allocation: (N, 44) the current plan's allocation over the exercises.
         potential: (N,) the shaping potential: what the current plan, held to the block's end, would still gain
             (0 without shaping).
+        target_scores: (N, 93) float32, the true score of each target subject, 0 elsewhere (the info's), set
+            with the scores.
         steps: (N,) steps taken in the episode.
         block_steps: Steps of the training block, the denominator of ``progress``.
     """
@@ -105,6 +109,7 @@ class TrainingState:
     emphasis: np.ndarray
     allocation: np.ndarray
     potential: np.ndarray
+    target_scores: np.ndarray
     steps: np.ndarray
     block_steps: int
 
@@ -118,10 +123,11 @@ class TrainingState:
             ratios=np.ones((n, N_EXERCISES)),
             injury_probability=np.zeros(n),
             score_change=np.zeros(n),
-            gap_weight=np.zeros((n, dynamics.N_ROWS)),
+            gap_weight=np.zeros((n, dynamics.N_ROWS + 1)),
             emphasis=np.zeros((n, N_QUALITIES)),
             allocation=np.zeros((n, N_EXERCISES)),
             potential=np.zeros(n),
+            target_scores=np.zeros((n, dynamics.N_SUBJECTS), dtype=np.float32),
             steps=np.zeros(n, dtype=np.int64),
             block_steps=block_steps,
         )
@@ -172,46 +178,45 @@ def planned_loads(state: TrainingState) -> np.ndarray:
 
 
 def _replan(state: TrainingState, index: Any) -> None:
-    """Compute the plan of the trainees at ``index`` from their matrices and current scores."""
+    """Compute the plan of the trainees at ``index`` (an index array or a slice) from their matrices and scores."""
     body, weights = state.body, state.weights
     trainee = np.arange(body.budget.shape[0])[index]
-    count = body.target_count[trainee]
+    count = body.target_count[index]
     k = max(int(count.max(initial=1)), 1)
-    rows = body.target_rows[trainee, :k]
+    rows = body.target_rows[index, :k]
     valid = np.arange(k) < count[:, None]
-    batch = index if isinstance(index, slice) else trainee  # a slice keeps the matrices as views
-    emphasis, allocation, _ = training_plan(
-        weights.cq[batch],
-        weights.qx[batch],
-        body.target_mask[batch],
-        body.scores[batch],
-        body.fitness_level[batch],
-        rows=(rows, valid),
-    )
-    gap_weight = np.zeros((trainee.shape[0], dynamics.N_ROWS))
-    position = np.broadcast_to(np.arange(trainee.shape[0])[:, None], rows.shape)
-    weights = gap_weights(body.scores[trainee[:, None], rows], valid)
-    gap_weight[position[valid], rows[valid]] = weights[valid]  # the padding points at row 0: leave it out
-    state.gap_weight[trainee] = gap_weight
-    state.emphasis[trainee] = emphasis
-    state.allocation[trainee] = allocation
+    share = gap_weights(np.take_along_axis(body.scores[index], rows, axis=1), valid)
+    emphasis, allocation = weighted_plan(weights.cq[index], weights.qx[index], rows, share)
+    # each target's share on its row; the padding (share 0) on the spare last column
+    state.gap_weight[trainee[:, None], np.where(valid, rows, dynamics.N_ROWS)] = share
+    state.emphasis[index] = emphasis
+    state.allocation[index] = allocation
 
 
-def _follow(state: TrainingState, rows: np.ndarray, old_rows: np.ndarray, new_rows: np.ndarray) -> None:
+def _follow(state: TrainingState, rows: np.ndarray, old_rows: np.ndarray, new_rows: np.ndarray) -> np.ndarray:
     """Update every trainee's plan after one action changed row ``rows`` of its ``weights`` from old to new.
 
     The plan is linear in each row: a target's CQ row moves the emphasis by its gap weight times the change, which
     QX carries to the allocation; a QX row moves the allocation by its quality's emphasis times the change. Other
     CQ rows change nothing. Between weeks this is exact up to rounding; each week's replan starts it afresh.
+    Returns (N,) bool: the trainees whose plan changed.
     """
-    trainee = np.arange(rows.shape[0])
-    change = new_rows - old_rows
-    emphasis_change = state.gap_weight[trainee, rows][:, None] * change[:, :N_QUALITIES]
-    state.allocation += np.matmul(emphasis_change[:, None, :], state.weights.qx)[:, 0, :]
-    on_qx = rows >= dynamics.N_SUBJECTS
-    quality = np.where(on_qx, rows - dynamics.N_SUBJECTS, 0)
-    state.allocation += np.where(on_qx, state.emphasis[trainee, quality], 0.0)[:, None] * change[:, :N_EXERCISES]
-    state.emphasis += emphasis_change
+    gap_weight = state.gap_weight[np.arange(rows.shape[0]), rows]
+    targeted = gap_weight != 0.0  # target CQ rows: the gap weight is 0 on the other rows, QX's too
+    adjusted_qx = rows >= dynamics.N_SUBJECTS
+    on_target = np.flatnonzero(targeted)
+    if on_target.size:
+        change = new_rows[on_target, :N_QUALITIES] - old_rows[on_target, :N_QUALITIES]
+        emphasis_change = gap_weight[on_target, None] * change
+        qx = state.weights.qx[on_target]
+        state.allocation[on_target] += np.matmul(emphasis_change[:, None, :], qx)[:, 0, :]
+        state.emphasis[on_target] += emphasis_change
+    on_qx = np.flatnonzero(adjusted_qx)
+    if on_qx.size:
+        change = new_rows[on_qx, :N_EXERCISES] - old_rows[on_qx, :N_EXERCISES]
+        emphasis = state.emphasis[on_qx, rows[on_qx] - dynamics.N_SUBJECTS]
+        state.allocation[on_qx] += emphasis[:, None] * change
+    return targeted | adjusted_qx
 
 
 def reset(
@@ -236,17 +241,19 @@ def reset(
         habitual_volume: The habit's volume, a share of the weekly budget (:mod:`fitness_weights_env.body`).
         shaping_weeks: The block's length when the reward is shaped (:func:`step`), else ``None``.
     """
-    dynamics.reset(state.weights, index, vectors, cq, qx)
+    dynamics.reset_matrices(state.weights, index, vectors, cq, qx)
     trainees.start(state.body, index, vectors, hidden, LAYOUT, habitual_volume)
     state.loads[index] = state.body.history[index, -1]
     state.ratios[index] = 1.0
     state.injury_probability[index] = 0.0
     state.score_change[index] = 0.0
     state.steps[index] = 0
+    state.gap_weight[index] = 0.0  # new targets: the replan sets theirs
+    state.target_scores[index] = state.body.scores[index] * state.body.target_mask[index]
     _replan(state, index)
     if shaping_weeks is not None:
         state.potential[index] = _potential(state, index, shaping_weeks)
-    _write_metrics(state)
+    _write_metrics(state, index)
 
 
 def step(
@@ -272,9 +279,8 @@ def step(
             potential-based shaping (Ng, Harada and Russell 1999), which changes no policy's ranking (undiscounted,
             an episode's shaped return is its return minus ``Phi`` at the start) and credits each action at once.
     """
-    old_rows = state.weights.weights[np.arange(actions.shape[0]), dynamics.ACTION_ROW[actions]]
-    outcome = dynamics.apply(state.weights, actions, deltas, drift_coef)
-    _follow(state, outcome.rows, old_rows, outcome.new_rows)
+    moved = dynamics.move_rows(state.weights, actions, deltas)
+    changed = _follow(state, moved.rows, moved.old_rows, moved.new_rows)
     rewards = np.zeros(actions.shape[0])
     if closing.any():
         everyone = bool(closing.all())
@@ -287,12 +293,13 @@ def step(
         rewards[index] = _week_reward(week, draws.injury is not None) - drift_coef * state.weights.drift[index]
         _record_week(state, index, week, draws.noise)
         _replan(state, index)
+        changed |= closing
     if shaping_weeks is not None:
         potential = _potential(state, slice(None), shaping_weeks)
         rewards += potential - state.potential
         state.potential = potential
     state.steps += 1
-    _write_metrics(state)
+    _write_metrics(state, slice(None) if changed.all() else np.flatnonzero(changed))
     return rewards
 
 
@@ -319,6 +326,7 @@ def _record_week(state: TrainingState, index: Any, week: WeekResult, noise: np.n
     state.injury_probability[index] = week.injury_probability
     state.score_change[index] = week.score_change
     body, observation = state.body, state.weights.observation
+    state.target_scores[index] = body.scores[index] * body.target_mask[index]
     measured = np.clip(body.qualities[index] + trainees.MEASUREMENT_NOISE * noise, 0.0, 1.0)
     if isinstance(index, slice):
         observation[index, LAYOUT.qualities] = measured
@@ -329,20 +337,29 @@ def _record_week(state: TrainingState, index: Any, week: WeekResult, noise: np.n
         observation[index[:, None], columns] = body.scores[index]
 
 
-def _write_metrics(state: TrainingState) -> None:
-    """Recompute every trainee's 4 metrics and its progress into the observation (module docstring)."""
-    body, allocation = state.body, state.allocation  # on the simplex up to rounding
-    probability = trainees.plan_injury_probability(body, allocation)
-    u = body.budget[:, None] * np.matmul(allocation[:, None, :], body.hidden.transfer)[:, 0, :]
-    d = u / (u + HALF_SATURATION)
-    metrics = state.weights.observation[:, LAYOUT.metrics]
-    change = state.score_change * (0.5 / IMPROVEMENT_SCALE)
-    metrics[:, _RECENT_IMPROVEMENT] = np.clip(change + 0.5, 0.0, 1.0)
-    metrics[:, _INJURY_RISK] = -np.expm1(RISK_WEEKS * np.log1p(-probability))
-    metrics[:, _TRAINING_EFFICIENCY] = np.vecdot(body.target_qualities, d)  # the targets' CQ_prior rows sum to 1
-    metrics[:, _CONSISTENCY] = np.maximum(1.0 - 0.5 * np.sum(np.abs(allocation - body.allocation), axis=1), 0.0)
+def _write_metrics(state: TrainingState, index: Any = slice(None)) -> None:
+    """Write every trainee's progress, and recompute the 4 metrics of the trainees at ``index`` (module docstring).
+
+    The metrics are a function of the plan and of the body, so a trainee whose plan did not change and who did not
+    train a week keeps its metrics: the kernel passes only the others.
+    """
+    observation = state.weights.observation
     progress = np.minimum(state.steps / state.block_steps, 1.0)
-    state.weights.observation[:, TRAINING_LAYOUT.progress] = progress[:, None]
+    observation[:, TRAINING_LAYOUT.progress] = progress[:, None]
+    if not isinstance(index, slice) and index.size == 0:
+        return
+    body, allocation = state.body, state.allocation[index]  # on the simplex up to rounding
+    hazard = trainees.plan_hazard(body.ratio_slope[index], allocation)
+    u = body.budget[index, None] * np.matmul(allocation[:, None, :], body.hidden.transfer[index])[:, 0, :]
+    d = u / (u + HALF_SATURATION)
+    change = state.score_change[index] * (0.5 / IMPROVEMENT_SCALE)
+    consistency = 1.0 - 0.5 * np.sum(np.abs(allocation - body.allocation[index]), axis=1)
+    metrics = np.empty((allocation.shape[0], len(METRIC_NAMES)), dtype=observation.dtype)
+    metrics[:, _RECENT_IMPROVEMENT] = np.clip(change + 0.5, 0.0, 1.0)
+    metrics[:, _INJURY_RISK] = -np.expm1(-RISK_WEEKS * hazard)  # 1 - (1 - p)^16 with p = 1 - exp(-hazard)
+    metrics[:, _TRAINING_EFFICIENCY] = np.vecdot(body.target_qualities[index], d)  # the targets' CQ_prior rows sum to 1
+    metrics[:, _CONSISTENCY] = np.maximum(consistency, 0.0)
+    observation[index, LAYOUT.metrics] = metrics
 
 
 def step_info(state: TrainingState, index: Any = slice(None), matrices: bool = True) -> dict[str, Any]:
@@ -360,7 +377,7 @@ def step_info(state: TrainingState, index: Any = slice(None), matrices: bool = T
     if matrices:
         info["cq_matrix"] = weights.cq[index].astype(f32)
         info["qx_matrix"] = weights.qx[index].astype(f32)
-    info["target_scores"] = (body.scores[index] * body.target_mask[index]).astype(f32)
+    info["target_scores"] = state.target_scores[index].copy()
     info["mean_target_score"] = _copy(body.target_score[index])
     info["drift"] = _copy(weights.drift[index])
     info["week"] = _copy(body.week[index])

@@ -102,9 +102,12 @@ class TrainingConfig(EpisodeConfig):
         Measurement noise ``(k, DRAW_WEEKS, 5)``, then (``injuries=True``) the injury uniforms ``(k, DRAW_WEEKS)``.
         Drawn at reset and again every ``DRAW_WEEKS`` weeks, in blocks, so that a week's step makes no call.
         """
-        shape = (len(rngs), DRAW_WEEKS, trainees.N_QUALITIES)
-        noise = np.array([rng.standard_normal(shape[1:]) for rng in rngs]).reshape(shape)
-        injury = np.array([rng.random(DRAW_WEEKS) for rng in rngs]).reshape(shape[:2]) if self.injuries else None
+        noise = np.empty((len(rngs), DRAW_WEEKS, trainees.N_QUALITIES))
+        injury = np.empty((len(rngs), DRAW_WEEKS)) if self.injuries else None
+        for i, rng in enumerate(rngs):  # each generator writes its trainee's rows
+            rng.standard_normal(out=noise[i])
+            if injury is not None:
+                rng.random(out=injury[i])
         return WeekDraws(noise, injury)
 
 
@@ -124,6 +127,8 @@ class _WeekDrawBlocks:
         self, config: TrainingConfig, rngs: Sequence[np.random.Generator], index: np.ndarray, weeks: np.ndarray
     ) -> WeekDraws:
         """The draws of week ``weeks[j]`` of trainee ``index[j]``; blocks run out are drawn anew first."""
+        if not index.size:
+            return WeekDraws(self.noise[:0, 0], None if self.injury is None else self.injury[:0, 0])
         column = weeks % DRAW_WEEKS
         spent = np.flatnonzero((column == 0) & (weeks > 0))
         if spent.size:
