@@ -72,6 +72,8 @@ N_QUALITIES, N_EXERCISES = CATALOG.n_qualities, CATALOG.n_exercises
 _RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
     METRIC_NAMES.index(name) for name in ("recent_improvement", "injury_risk", "training_efficiency", "consistency")
 )
+_IMPROVEMENT_COLUMN = LAYOUT.metrics.start + _RECENT_IMPROVEMENT
+_PLAN_METRICS = slice(LAYOUT.metrics.start + _INJURY_RISK, LAYOUT.metrics.stop)  # the plan's 3: the last, in order
 
 
 @dataclass
@@ -253,6 +255,7 @@ def reset(
     _replan(state, index)
     if shaping_weeks is not None:
         state.potential[index] = _potential(state, index, shaping_weeks)
+    _write_improvement(state, index)
     _write_metrics(state, index)
 
 
@@ -325,6 +328,7 @@ def _record_week(state: TrainingState, index: Any, week: WeekResult, noise: np.n
     state.ratios[index] = week.ratios
     state.injury_probability[index] = week.injury_probability
     state.score_change[index] = week.score_change
+    _write_improvement(state, index)
     body, observation = state.body, state.weights.observation
     state.target_scores[index] = body.scores[index] * body.target_mask[index]
     measured = np.clip(body.qualities[index] + trainees.MEASUREMENT_NOISE * noise, 0.0, 1.0)
@@ -338,28 +342,34 @@ def _record_week(state: TrainingState, index: Any, week: WeekResult, noise: np.n
 
 
 def _write_metrics(state: TrainingState, index: Any = slice(None)) -> None:
-    """Write every trainee's progress, and recompute the 4 metrics of the trainees at ``index`` (module docstring).
+    """Write every trainee's progress, and recompute the plan's 3 metrics of the trainees at ``index``.
 
-    The metrics are a function of the plan and of the body, so a trainee whose plan did not change and who did not
-    train a week keeps its metrics: the kernel passes only the others.
+    ``injury_risk``, ``training_efficiency`` and ``consistency`` (the module docstring) are a function of the plan
+    and of the body, so a trainee whose plan did not change and who did not train a week keeps them: the kernel
+    passes only the others. ``recent_improvement`` changes with the week (:func:`_write_improvement`).
     """
     observation = state.weights.observation
-    progress = np.minimum(state.steps / state.block_steps, 1.0)
-    observation[:, TRAINING_LAYOUT.progress] = progress[:, None]
+    observation[:, TRAINING_LAYOUT.progress.start] = np.minimum(state.steps / state.block_steps, 1.0)
     if not isinstance(index, slice) and index.size == 0:
         return
     body, allocation = state.body, state.allocation[index]  # on the simplex up to rounding
     hazard = trainees.plan_hazard(body.ratio_slope[index], allocation)
-    u = body.budget[index, None] * np.matmul(allocation[:, None, :], body.hidden.transfer[index])[:, 0, :]
+    u = np.matmul(allocation[:, None, :], body.hidden.transfer[index])[:, 0, :]
+    u *= body.budget[index, None]
     d = u / (u + HALF_SATURATION)
+    difference = allocation - body.allocation[index]
+    np.abs(difference, out=difference)
+    metrics = np.empty((allocation.shape[0], 3), dtype=observation.dtype)  # the plan's metrics, in layout order
+    metrics[:, _INJURY_RISK - 1] = -np.expm1(-RISK_WEEKS * hazard)  # 1 - (1 - p)^16 with p = 1 - exp(-hazard)
+    metrics[:, _TRAINING_EFFICIENCY - 1] = np.vecdot(body.target_qualities[index], d)  # targets' CQ_prior rows sum to 1
+    metrics[:, _CONSISTENCY - 1] = np.maximum(1.0 - 0.5 * np.sum(difference, axis=1), 0.0)
+    observation[index, _PLAN_METRICS] = metrics
+
+
+def _write_improvement(state: TrainingState, index: Any) -> None:
+    """Write ``recent_improvement`` of the trainees at ``index``: from their last week's score change."""
     change = state.score_change[index] * (0.5 / IMPROVEMENT_SCALE)
-    consistency = 1.0 - 0.5 * np.sum(np.abs(allocation - body.allocation[index]), axis=1)
-    metrics = np.empty((allocation.shape[0], len(METRIC_NAMES)), dtype=observation.dtype)
-    metrics[:, _RECENT_IMPROVEMENT] = np.clip(change + 0.5, 0.0, 1.0)
-    metrics[:, _INJURY_RISK] = -np.expm1(-RISK_WEEKS * hazard)  # 1 - (1 - p)^16 with p = 1 - exp(-hazard)
-    metrics[:, _TRAINING_EFFICIENCY] = np.vecdot(body.target_qualities[index], d)  # the targets' CQ_prior rows sum to 1
-    metrics[:, _CONSISTENCY] = np.maximum(consistency, 0.0)
-    observation[index, LAYOUT.metrics] = metrics
+    state.weights.observation[index, _IMPROVEMENT_COLUMN] = np.clip(change + 0.5, 0.0, 1.0)
 
 
 def step_info(state: TrainingState, index: Any = slice(None), matrices: bool = True) -> dict[str, Any]:
