@@ -73,6 +73,7 @@ _RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
     METRIC_NAMES.index(name) for name in ("recent_improvement", "injury_risk", "training_efficiency", "consistency")
 )
 _IMPROVEMENT_COLUMN = LAYOUT.metrics.start + _RECENT_IMPROVEMENT
+_PROGRESS_COLUMN = TRAINING_LAYOUT.fields["progress"].start
 _PLAN_METRICS = slice(LAYOUT.metrics.start + _INJURY_RISK, LAYOUT.metrics.stop)  # the plan's 3: the last, in order
 
 
@@ -349,7 +350,7 @@ def _write_metrics(state: TrainingState, index: Any = slice(None)) -> None:
     passes only the others. ``recent_improvement`` changes with the week (:func:`_write_improvement`).
     """
     observation = state.weights.observation
-    observation[:, TRAINING_LAYOUT.progress.start] = np.minimum(state.steps / state.block_steps, 1.0)
+    observation[:, _PROGRESS_COLUMN] = np.minimum(state.steps / state.block_steps, 1.0)
     if not isinstance(index, slice) and index.size == 0:
         return
     body, allocation = state.body, state.allocation[index]  # on the simplex up to rounding
