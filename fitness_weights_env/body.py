@@ -69,9 +69,10 @@ from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.hidden import HiddenParameters
 from fitness_weights_env.response import (
     FitnessFatigue,
+    constant_impulse_terms,
     habitual_state,
     performance,
-    step,
+    step_terms,
     stimulus,
     target_rows,
     training_plan,
@@ -122,6 +123,7 @@ MEASUREMENT_NOISE = 0.02
 HABITUAL_VOLUME = 0.5
 """The weekly volume of the trainee's habit before the programme, a share of the programme's budget (an estimate)."""
 
+_CONCENTRATION_SLOPE = BASE_HAZARD * CONCENTRATION_HAZARD / (1.0 - 1.0 / N_EXERCISES)  # the hazard per unit of energy
 _CQ_PRIOR = np.asarray(CATALOG.cq_prior)
 _QX_PRIOR = np.asarray(CATALOG.qx_prior)
 _CQ_PRIOR_T = np.ascontiguousarray(_CQ_PRIOR.T)
@@ -146,6 +148,9 @@ class Body:
         hidden: The hidden parameters.
         state: Fitness, fatigue and recent load per quality, (N, 5) each.
         habitual: (N, 5) ``p*``, the performance of the habitual plan's steady state.
+        week_terms: (N, 1, 8) a week of the fitness-fatigue recursion under a constant impulse, summed
+            (:func:`~fitness_weights_env.response.constant_impulse_terms` of the time constants and gains; set by
+            :func:`settle`).
         history: (N, CHRONIC_WEEKS, 44) the previous weeks' loads, week ``w`` at ``w % CHRONIC_WEEKS``.
         tolerance: (N, 44) the denominator of the load ratios, ``C_e + TOLERANCE_SHARE B``, kept with ``history``.
         ratio_slope: (N, 44) ``B / tolerance``: a ratio is ``x_e ratio_slope + TOLERANCE_SHARE ratio_slope``.
@@ -169,6 +174,7 @@ class Body:
     hidden: HiddenParameters
     state: FitnessFatigue
     habitual: np.ndarray
+    week_terms: np.ndarray
     history: np.ndarray
     tolerance: np.ndarray
     ratio_slope: np.ndarray
@@ -203,6 +209,7 @@ class Body:
             hidden=hidden,
             state=FitnessFatigue.zeros(q),
             habitual=np.zeros(q),
+            week_terms=np.zeros((n, 1, 8)),
             history=np.zeros((n, CHRONIC_WEEKS, N_EXERCISES)),
             tolerance=np.ones(e),
             ratio_slope=np.ones(e),
@@ -230,16 +237,6 @@ class Body:
             getattr(self.hidden, name)[index] = value
         for name in ("fitness", "fatigue", "load"):
             getattr(self.state, name)[index] = getattr(other.state, name)
-
-    def fatigue_gains(self) -> tuple[np.ndarray, np.ndarray]:
-        """``k2`` and ``k3`` of every trainee, (N, 1) each, broadcasting over the qualities."""
-        k2 = self.hidden.gain_ratio[:, None]
-        return k2, k2 * FATIGUE_GROWTH
-
-    def time_constants(self) -> dict[str, np.ndarray]:
-        """The keyword arguments of :func:`~fitness_weights_env.response.step` for this batch."""
-        k2, k3 = self.fatigue_gains()
-        return {"tau1": self.hidden.tau1[:, None], "tau2": self.hidden.tau2[:, None], "k2": k2, "k3": k3}
 
 
 def habitual_loads(
@@ -327,6 +324,14 @@ def settle(body: Body, index: Any = slice(None)) -> None:
     for name in ("fitness", "fatigue", "load"):
         getattr(body.state, name)[index] = getattr(habit, name)
     body.habitual[index] = performance(habit, 1.0)
+    body.week_terms[index] = constant_impulse_terms(
+        tau1=hidden.tau1[index][:, None],
+        tau2=hidden.tau2[index][:, None],
+        k2=k2,
+        k3=k2 * FATIGUE_GROWTH,
+        tau3=FATIGUE_MEMORY,
+        days=DAYS_PER_WEEK,
+    )
 
 
 def concentration(allocation: Any) -> Any:
@@ -341,11 +346,18 @@ def _load_ratios(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:
 
 
 def _hazard(allocation: np.ndarray, ratios: np.ndarray) -> np.ndarray:
-    """The weekly injury hazard (N,) of an allocation with these load ratios (the module docstring's ``h``)."""
+    """The weekly injury hazard (N,) of an allocation with these load ratios (the module docstring's ``h``).
+
+    ``BASE_HAZARD (1 + CONCENTRATION_HAZARD c) + SPIKE_HAZARD spike``, with the concentration ``c`` written out.
+    """
     excess = ratios - SWEET_SPOT
     np.maximum(excess, 0.0, out=excess)
-    spike = np.vecdot(allocation, excess)
-    return BASE_HAZARD * (1.0 + CONCENTRATION_HAZARD * concentration(allocation)) + SPIKE_HAZARD * spike
+    hazard = np.vecdot(allocation, allocation) - 1.0 / N_EXERCISES
+    np.maximum(hazard, 0.0, out=hazard)
+    hazard *= _CONCENTRATION_SLOPE
+    hazard += BASE_HAZARD
+    hazard += SPIKE_HAZARD * np.vecdot(allocation, excess)
+    return hazard
 
 
 def _probability(allocation: np.ndarray, ratios: np.ndarray) -> np.ndarray:
@@ -376,7 +388,9 @@ def plan_hazard(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:
 
     ``ratio_slope`` is :attr:`Body.ratio_slope` of the same k trainees; the probability is ``1 - exp(-hazard)``.
     """
-    return _hazard(allocation, _load_ratios(ratio_slope, allocation))
+    ratios = allocation + TOLERANCE_SHARE
+    ratios *= ratio_slope  # _load_ratios, in one buffer
+    return _hazard(allocation, ratios)
 
 
 @dataclass
@@ -408,24 +422,23 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
             the reward pays their expected cost.
     """
     resting = body.injured_weeks > 0
-    if resting.any():
+    any_resting = bool(resting.any())
+    if any_resting:
         loads = np.where(resting[:, None], 0.0, loads)
     allocation = loads / body.budget[:, None]
     ratios = _load_ratios(body.ratio_slope, allocation)
     trained = loads.sum(axis=1) > 0.0  # a week without training risks nothing, and keeps the last allocation
-    probability = np.where(trained, _probability(allocation, ratios), 0.0)  # injury_probability's
+    everyone_trained = bool(trained.all())
+    probability = _probability(allocation, ratios)  # injury_probability's
+    if not everyone_trained:
+        probability = np.where(trained, probability, 0.0)
     injured = np.zeros(loads.shape[0], dtype=bool)
     if injury_draws is not None:
         injured = injury_draws < probability
-    body.injured_weeks = np.where(resting, body.injured_weeks - 1, 0) + np.where(injured, INJURY_WEEKS, 0)
+    if any_resting or injury_draws is not None:  # otherwise every count is 0 and stays 0
+        body.injured_weeks = np.where(resting, body.injured_weeks - 1, 0) + np.where(injured, INJURY_WEEKS, 0)
 
-    step(
-        body.state,
-        stimulus(loads, body.hidden.transfer),
-        **body.time_constants(),
-        tau3=FATIGUE_MEMORY,
-        days=DAYS_PER_WEEK,
-    )
+    step_terms(body.state, stimulus(loads, body.hidden.transfer), body.week_terms)  # the 7 days, summed
     body.qualities = quality(
         body.baseline, ADAPTATION_RATE * body.hidden.responsiveness * (performance(body.state, 1.0) - body.habitual)
     )
@@ -444,6 +457,6 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
     chronic += (TOLERANCE_SHARE * body.budget)[:, None]
     body.tolerance = chronic
     body.ratio_slope = body.budget[:, None] / chronic
-    body.allocation = np.where(trained[:, None], allocation, body.allocation)
+    body.allocation = allocation if everyone_trained else np.where(trained[:, None], allocation, body.allocation)
     body.week = body.week + 1
     return WeekResult(loads, ratios, probability, injured, score_change)

@@ -48,7 +48,10 @@ Both are written once here as a recursion over days, batched over trainees and q
 shape, ``(N, Q)`` in the env), with the array-API operations of the arrays' namespace, as the v0 kernel
 (:mod:`fitness_weights_env.dynamics`) is. One call of :func:`step` advances ``days`` days under a constant daily
 impulse: the state decays, then takes the day's impulse, so the state after a step holds that day's impulse at lag
-0. :func:`performance` reads ``k1 F - G`` from the state.
+0. :func:`performance` reads ``k1 F - G`` from the state. Under a constant impulse the days of a step sum in
+closed form (:func:`constant_impulse_terms`: the state after them is linear in the state before and quadratic in
+the impulse); :func:`step_terms` applies that sum, which the env's week uses (a trainee's coefficients are computed
+once per episode), and a test holds it to the recursion.
 
 =============  ===========================================================================================
 state          meaning
@@ -76,12 +79,14 @@ __all__ = [
     "GAP_FLOOR",
     "HALF_SATURATION",
     "FitnessFatigue",
+    "constant_impulse_terms",
     "gap_weights",
     "impulse_peak",
     "impulse_response",
     "impulse_zero_crossing",
     "performance",
     "step",
+    "step_terms",
     "stimulus",
     "target_rows",
     "training_plan",
@@ -219,25 +224,69 @@ def step(
         raise FieldError("days", "must be a whole number of days, at least 1", days)
     xp = array_namespace(state.fitness)
     decay1, decay2, decay3 = xp.exp(-1.0 / tau1), xp.exp(-1.0 / tau2), xp.exp(-1.0 / tau3)
-    # new arrays first (the state's may be shared or broadcast), then the days in place
-    load, fitness, fatigue = state.load * decay3 + impulse, state.fitness * decay1 + impulse, state.fatigue * decay2
+    # the first day makes new arrays (the state's may be shared, or smaller than the impulse); the others run in place
+    load = state.load * decay3 + impulse
+    fitness = state.fitness * decay1 + impulse
+    fatigue = state.fatigue * decay2 + (k2 + k3 * load) * impulse
     if days > 1:  # the per-trainee factors at the state's shape: the in-place products run on contiguous arrays
         decay1, decay2, decay3, k2, k3 = (
             xp.asarray(xp.broadcast_to(xp.asarray(x, dtype=load.dtype), load.shape), copy=True)
             for x in (decay1, decay2, decay3, k2, k3)
         )
-    for day in range(days):
-        if day:
-            load *= decay3
-            load += impulse
-            fitness *= decay1
-            fitness += impulse
-            fatigue *= decay2
+    for _ in range(days - 1):
+        load *= decay3
+        load += impulse
+        fitness *= decay1
+        fitness += impulse
         gain = k3 * load
         gain += k2
         gain *= impulse
+        fatigue *= decay2
         fatigue += gain
     state.load, state.fitness, state.fatigue = load, fitness, fatigue
+
+
+def constant_impulse_terms(*, tau1: Any, tau2: Any, k2: Any, k3: Any, tau3: Any, days: int) -> Any:
+    """The recursion of :func:`step` over ``days`` days of one constant impulse, summed: 8 coefficients per element.
+
+    With ``a = exp(-1 / tau)`` and the daily impulse ``w`` held for ``D = days`` days, the state after them is
+    linear in the state before it (``H0``, ``F0``, ``G0``) and quadratic in ``w``:
+
+        H_D = a3^D H0 + s3 w,    F_D = a1^D F0 + s1 w,    G_D = a2^D G0 + w (k2 S + k3 P H0 + k3 Q w),
+
+    ``s = sum_{j < D} a^j``, ``S = sum_{n=1..D} a2^(D-n)``, ``P = sum_n a2^(D-n) a3^n`` and
+    ``Q = sum_n a2^(D-n) s3(n)``, with ``s3(n)`` the load's sum after ``n`` days. The arrays broadcast together;
+    the result stacks ``(a1^D, a2^D, a3^D, s1, s3, k2 S, k3 P, k3 Q)`` on a new last axis, for :func:`step_terms`.
+    """
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise FieldError("days", "must be a whole number of days, at least 1", days)
+    xp = array_namespace(tau1)
+    decay1, decay2, decay3 = xp.exp(-1.0 / tau1), xp.exp(-1.0 / tau2), xp.exp(-1.0 / tau3)
+    power1 = power2 = power3 = 1.0
+    sum1 = sum3 = fixed = cross = square = 0.0
+    for _ in range(days):  # day n: the load first (it includes the day's impulse), then the fatigue it meets
+        sum1 = sum1 * decay1 + 1.0
+        power1 = power1 * decay1
+        sum3 = sum3 * decay3 + 1.0
+        power3 = power3 * decay3
+        fixed = fixed * decay2 + 1.0
+        cross = cross * decay2 + power3
+        square = square * decay2 + sum3
+        power2 = power2 * decay2
+    terms = (power1, power2, power3, sum1, sum3, k2 * fixed, k3 * cross, k3 * square)
+    return xp.stack(xp.broadcast_arrays(*(xp.asarray(term, dtype=xp.float64) for term in terms)), axis=-1)
+
+
+def step_terms(state: FitnessFatigue, impulse: Any, terms: Any) -> None:
+    """Advance ``state`` in place under the constant daily ``impulse``, by :func:`constant_impulse_terms`' days.
+
+    The same days as :func:`step` with the same arguments, in 12 array operations instead of 9 a day.
+    """
+    decay1, decay2, decay3, sum1, sum3, fixed, cross, square = (terms[..., i] for i in range(8))
+    load = state.load
+    state.load = decay3 * load + sum3 * impulse
+    state.fitness = decay1 * state.fitness + sum1 * impulse
+    state.fatigue = decay2 * state.fatigue + impulse * (fixed + cross * load + square * impulse)
 
 
 def performance(state: FitnessFatigue, k1: Any) -> Any:

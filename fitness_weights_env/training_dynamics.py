@@ -74,7 +74,9 @@ _RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
 )
 _IMPROVEMENT_COLUMN = LAYOUT.metrics.start + _RECENT_IMPROVEMENT
 _PROGRESS_COLUMN = TRAINING_LAYOUT.fields["progress"].start
-_PLAN_METRICS = slice(LAYOUT.metrics.start + _INJURY_RISK, LAYOUT.metrics.stop)  # the plan's 3: the last, in order
+_PLAN_METRICS = slice(LAYOUT.metrics.start + _INJURY_RISK, LAYOUT.metrics.stop)  # the plan's 3, written as one block
+if tuple(range(len(METRIC_NAMES))) != (_RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY):
+    raise RuntimeError("the kernel writes recent_improvement, then the plan's 3 metrics in METRIC_NAMES order")
 
 
 @dataclass
@@ -249,10 +251,10 @@ def reset(
     state.loads[index] = state.body.history[index, -1]
     state.ratios[index] = 1.0
     state.injury_probability[index] = 0.0
+    state.target_scores[index] = state.body.scores[index] * state.body.target_mask[index]
     state.score_change[index] = 0.0
     state.steps[index] = 0
     state.gap_weight[index] = 0.0  # new targets: the replan sets theirs
-    state.target_scores[index] = state.body.scores[index] * state.body.target_mask[index]
     _replan(state, index)
     if shaping_weeks is not None:
         state.potential[index] = _potential(state, index, shaping_weeks)
@@ -325,13 +327,13 @@ def _week_reward(week: WeekResult, injuries: bool) -> np.ndarray:
 
 def _record_week(state: TrainingState, index: Any, week: WeekResult, noise: np.ndarray) -> None:
     """Keep the week's figures for the info, and measure the trainees: their observed qualities and scores."""
+    body, observation = state.body, state.weights.observation
     state.loads[index] = week.loads
     state.ratios[index] = week.ratios
     state.injury_probability[index] = week.injury_probability
+    state.target_scores[index] = body.scores[index] * body.target_mask[index]
     state.score_change[index] = week.score_change
     _write_improvement(state, index)
-    body, observation = state.body, state.weights.observation
-    state.target_scores[index] = body.scores[index] * body.target_mask[index]
     measured = np.clip(body.qualities[index] + trainees.MEASUREMENT_NOISE * noise, 0.0, 1.0)
     if isinstance(index, slice):
         observation[index, LAYOUT.qualities] = measured

@@ -11,11 +11,13 @@ from fitness_weights_env.response import (
     GAP_FLOOR,
     HALF_SATURATION,
     FitnessFatigue,
+    constant_impulse_terms,
     impulse_peak,
     impulse_response,
     impulse_zero_crossing,
     performance,
     step,
+    step_terms,
     stimulus,
     training_plan,
 )
@@ -88,6 +90,28 @@ def test_a_growing_fatigue_gain_makes_the_best_load_an_interior_one():
     step(fixed, loads, tau1=42.0, tau2=7.0, k2=0.5, days=28)
     step(fixed, 0.0, tau1=42.0, tau2=7.0, k2=0.5, days=14)
     assert np.all(np.diff(performance(fixed, 1.0)) > 0)
+
+
+@pytest.mark.parametrize("days", [1, 2, 7, 30])
+def test_the_summed_days_equal_the_recursion(days):
+    """``step_terms`` (the env's week) is ``step`` over the same days, to rounding, for any trainee and state."""
+    rng = np.random.default_rng(days)
+    shape = (300, 5)
+    tau1, tau2 = rng.uniform(25, 70, (300, 1)), rng.uniform(4, 15, (300, 1))
+    k2 = rng.uniform(1.2, 4.0, (300, 1))
+    gains = {"tau1": tau1, "tau2": tau2, "k2": k2, "k3": 0.2 * k2, "tau3": 4.0}
+    start = [rng.uniform(0, 3, shape) for _ in range(3)]
+    recursion, summed = FitnessFatigue(*(x.copy() for x in start)), FitnessFatigue(*(x.copy() for x in start))
+    impulse = rng.uniform(0, 1, shape)
+    step(recursion, impulse, **gains, days=days)
+    terms = constant_impulse_terms(**gains, days=days)
+    assert terms.shape == (300, 1, 8)
+    step_terms(summed, impulse, terms)
+    for name in ("fitness", "fatigue", "load"):
+        np.testing.assert_allclose(getattr(summed, name), getattr(recursion, name), rtol=1e-13)
+    with pytest.raises(FieldError) as raised:
+        constant_impulse_terms(**gains, days=0)
+    assert raised.value.field == "days"
 
 
 def test_bad_arguments_name_the_field():
