@@ -378,12 +378,18 @@ def move_rows(state: WeightState, actions: Any, deltas: Any) -> RowChange:
     xp = array_namespace(state.weights)
     trainee = xp.arange(actions.shape[0])
     rows, cols = ACTION_ROW[actions], ACTION_COL[actions]
-    old = state.weights[trainee, rows]
+    # each trainee's adjusted row by its flat index: a take is cheaper than indexing with two arrays
+    flat = trainee * N_ROWS + rows
+    weights, initial = xp.reshape(state.weights, (-1, N_COLS)), xp.reshape(state.initial, (-1, N_COLS))
+    row_drifts = xp.reshape(state.row_drift, (-1,))
+    old = xp.take(weights, flat, axis=0)
     new = _adjusted(xp.asarray(old, copy=True), trainee, cols, deltas)
-    row_drift, state.drift_sq = _row_drift(state, trainee, actions, rows, new, state.drift_sq)
+    difference = new - xp.take(initial, flat, axis=0)
+    row_drift = xp.vecdot(difference, difference)
+    state.drift_sq = state.drift_sq + (row_drift - xp.take(row_drifts, flat))[:, None] * ACTION_MATRIX[actions]
     state.drift = _drift(state.drift_sq)
-    state.weights[trainee, rows] = new
-    state.row_drift[trainee, rows] = row_drift
+    weights[flat] = new
+    row_drifts[flat] = row_drift
     return RowChange(rows, old, new)
 
 

@@ -164,14 +164,15 @@ def training_plan(
     return emphasis, allocation, budget[:, None] * allocation
 
 
-def weighted_plan(cq: Any, qx: Any, rows: Any, weights: Any) -> tuple[Any, Any]:
+def weighted_plan(cq: Any, qx: Any, rows: Any | None, weights: Any) -> tuple[Any, Any]:
     """The emphasis ``(N, 5)`` and allocation ``(N, 44)`` of target rows ``(N, K)`` with their gap weights ``(N, K)``.
 
-    The part of :func:`training_plan` after the gap weights: ``e = sum_k w_k CQ[rows_k]``, ``x = e^T QX``.
+    The part of :func:`training_plan` after the gap weights: ``e = sum_k w_k CQ[rows_k]``, ``x = e^T QX``. With
+    ``rows=None``, ``cq`` holds the target rows already, ``(N, K, 5)``.
     """
     xp = array_namespace(cq)
-    trainee = xp.arange(cq.shape[0])[:, None]
-    emphasis = xp.sum(weights[:, :, None] * cq[trainee, rows], axis=1)
+    targets = cq if rows is None else cq[xp.arange(cq.shape[0])[:, None], rows]
+    emphasis = xp.sum(weights[:, :, None] * targets, axis=1)
     return emphasis, xp.matmul(emphasis[:, None, :], qx)[:, 0, :]
 
 

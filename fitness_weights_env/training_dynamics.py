@@ -94,6 +94,9 @@ class TrainingState:
         gap_weight: (N, 99) each target subject's share of the emphasis (its gap over the targets' total), 0 on
             the other rows of ``weights``, and a spare last column; set when a week closes, as the gaps move with
             the scores.
+        target_cq: (N, 93, 5) the CQ rows of each trainee's targets, in ``body.target_rows`` order (the rest 0): the
+            plan's copy, kept with the matrices.
+        plan_qx: (N, 5, 44) the QX matrices: the plan's contiguous copy, kept with the matrices.
         emphasis: (N, 5) the current plan's quality emphasis.
         allocation: (N, 44) the current plan's allocation over the exercises.
         potential: (N,) the shaping potential: what the current plan, held to the block's end, would still gain
@@ -111,6 +114,8 @@ class TrainingState:
     injury_probability: np.ndarray
     score_change: np.ndarray
     gap_weight: np.ndarray
+    target_cq: np.ndarray
+    plan_qx: np.ndarray
     emphasis: np.ndarray
     allocation: np.ndarray
     potential: np.ndarray
@@ -129,6 +134,8 @@ class TrainingState:
             injury_probability=np.zeros(n),
             score_change=np.zeros(n),
             gap_weight=np.zeros((n, dynamics.N_ROWS + 1)),
+            target_cq=np.zeros((n, dynamics.N_SUBJECTS, N_QUALITIES)),
+            plan_qx=np.zeros((n, N_QUALITIES, N_EXERCISES)),
             emphasis=np.zeros((n, N_QUALITIES)),
             allocation=np.zeros((n, N_EXERCISES)),
             potential=np.zeros(n),
@@ -184,16 +191,17 @@ def planned_loads(state: TrainingState) -> np.ndarray:
 
 def _replan(state: TrainingState, index: Any) -> None:
     """Compute the plan of the trainees at ``index`` (an index array or a slice) from their matrices and scores."""
-    body, weights = state.body, state.weights
+    body = state.body
     trainee = np.arange(body.budget.shape[0])[index]
     count = body.target_count[index]
     k = max(int(count.max(initial=1)), 1)
     rows = body.target_rows[index, :k]
     valid = np.arange(k) < count[:, None]
-    share = gap_weights(np.take_along_axis(body.scores[index], rows, axis=1), valid)
-    emphasis, allocation = weighted_plan(weights.cq[index], weights.qx[index], rows, share)
+    share = gap_weights(np.take(body.scores.reshape(-1), trainee[:, None] * dynamics.N_SUBJECTS + rows), valid)
+    emphasis, allocation = weighted_plan(state.target_cq[index, :k], state.plan_qx[index], None, share)
     # each target's share on its row; the padding (share 0) on the spare last column
-    state.gap_weight[trainee[:, None], np.where(valid, rows, dynamics.N_ROWS)] = share
+    columns = state.gap_weight.shape[1]
+    np.put(state.gap_weight, trainee[:, None] * columns + np.where(valid, rows, columns - 1), share)
     state.emphasis[index] = emphasis
     state.allocation[index] = allocation
 
@@ -206,21 +214,26 @@ def _follow(state: TrainingState, rows: np.ndarray, old_rows: np.ndarray, new_ro
     CQ rows change nothing. Between weeks this is exact up to rounding; each week's replan starts it afresh.
     Returns (N,) bool: the trainees whose plan changed.
     """
-    gap_weight = state.gap_weight[np.arange(rows.shape[0]), rows]
+    gap_weight = np.take(state.gap_weight.reshape(-1), np.arange(rows.shape[0]) * state.gap_weight.shape[1] + rows)
     targeted = gap_weight != 0.0  # target CQ rows: the gap weight is 0 on the other rows, QX's too
     adjusted_qx = rows >= dynamics.N_SUBJECTS
     on_target = np.flatnonzero(targeted)
     if on_target.size:
-        change = new_rows[on_target, :N_QUALITIES] - old_rows[on_target, :N_QUALITIES]
-        emphasis_change = gap_weight[on_target, None] * change
-        qx = state.weights.qx[on_target]
-        state.allocation[on_target] += np.matmul(emphasis_change[:, None, :], qx)[:, 0, :]
+        new_cq = new_rows[on_target, :N_QUALITIES]
+        emphasis_change = gap_weight[on_target, None] * (new_cq - old_rows[on_target, :N_QUALITIES])
+        state.allocation[on_target] += np.matmul(emphasis_change[:, None, :], state.plan_qx[on_target])[:, 0, :]
         state.emphasis[on_target] += emphasis_change
+        slot = np.argmax(state.body.target_rows[on_target] == rows[on_target, None], axis=1)
+        state.target_cq[on_target, slot] = new_cq
     on_qx = np.flatnonzero(adjusted_qx)
     if on_qx.size:
-        change = new_rows[on_qx, :N_EXERCISES] - old_rows[on_qx, :N_EXERCISES]
-        emphasis = state.emphasis[on_qx, rows[on_qx] - dynamics.N_SUBJECTS]
-        state.allocation[on_qx] += emphasis[:, None] * change
+        quality = np.take(rows, on_qx) - dynamics.N_SUBJECTS
+        new_qx = np.take(new_rows, on_qx, axis=0)[:, :N_EXERCISES]
+        emphasis = np.take(state.emphasis.reshape(-1), on_qx * N_QUALITIES + quality)
+        change = new_qx - np.take(old_rows, on_qx, axis=0)[:, :N_EXERCISES]
+        change *= emphasis[:, None]
+        state.allocation[on_qx] += change
+        state.plan_qx[on_qx, quality] = new_qx
     return targeted | adjusted_qx
 
 
@@ -255,6 +268,12 @@ def reset(
     state.score_change[index] = 0.0
     state.steps[index] = 0
     state.gap_weight[index] = 0.0  # new targets: the replan sets theirs
+    count = state.body.target_count[index]
+    k = max(int(count.max(initial=1)), 1)
+    rows, valid = state.body.target_rows[index, :k], np.arange(k) < count[:, None]
+    state.target_cq[index] = 0.0
+    state.target_cq[index, :k] = np.where(valid[:, :, None], cq[np.arange(rows.shape[0])[:, None], rows], 0.0)
+    state.plan_qx[index] = qx
     _replan(state, index)
     if shaping_weeks is not None:
         state.potential[index] = _potential(state, index, shaping_weeks)
@@ -355,18 +374,24 @@ def _write_metrics(state: TrainingState, index: Any = slice(None)) -> None:
     observation[:, _PROGRESS_COLUMN] = np.minimum(state.steps / state.block_steps, 1.0)
     if not isinstance(index, slice) and index.size == 0:
         return
-    body, allocation = state.body, state.allocation[index]  # on the simplex up to rounding
-    hazard = trainees.plan_hazard(body.ratio_slope[index], allocation)
-    u = np.matmul(allocation[:, None, :], body.hidden.transfer[index])[:, 0, :]
-    u *= body.budget[index, None]
+    body, allocation = state.body, _rows(state.allocation, index)  # on the simplex up to rounding
+    hazard = trainees.plan_hazard(_rows(body.ratio_slope, index), allocation)
+    u = np.matmul(allocation[:, None, :], _rows(body.hidden.transfer, index))[:, 0, :]
+    u *= _rows(body.budget, index)[:, None]
     d = u / (u + HALF_SATURATION)
-    difference = allocation - body.allocation[index]
+    difference = allocation - _rows(body.allocation, index)
     np.abs(difference, out=difference)
     metrics = np.empty((allocation.shape[0], 3), dtype=observation.dtype)  # the plan's metrics, in layout order
     metrics[:, _INJURY_RISK - 1] = -np.expm1(-RISK_WEEKS * hazard)  # 1 - (1 - p)^16 with p = 1 - exp(-hazard)
-    metrics[:, _TRAINING_EFFICIENCY - 1] = np.vecdot(body.target_qualities[index], d)  # targets' CQ_prior rows sum to 1
+    efficiency = np.vecdot(_rows(body.target_qualities, index), d)  # the targets' CQ_prior rows sum to 1
+    metrics[:, _TRAINING_EFFICIENCY - 1] = efficiency
     metrics[:, _CONSISTENCY - 1] = np.maximum(1.0 - 0.5 * np.sum(difference, axis=1), 0.0)
     observation[index, _PLAN_METRICS] = metrics
+
+
+def _rows(array: np.ndarray, index: Any) -> np.ndarray:
+    """``array[index]`` (a view for a slice); an index array takes the rows, cheaper than fancy indexing."""
+    return array[index] if isinstance(index, slice) else np.take(array, index, axis=0)
 
 
 def _write_improvement(state: TrainingState, index: Any) -> None:
