@@ -95,7 +95,6 @@ __all__ = [
     "TOLERANCE_SHARE",
     "Body",
     "WeekResult",
-    "concentration",
     "injury_probability",
     "settle",
     "start",
@@ -334,12 +333,6 @@ def settle(body: Body, index: Any = slice(None)) -> None:
     )
 
 
-def concentration(allocation: Any) -> Any:
-    """The normalized Herfindahl index of allocations (N, 44): 0 for an even plan, 1 for one exercise."""
-    energy = np.vecdot(allocation, allocation)
-    return np.maximum(energy - 1.0 / N_EXERCISES, 0.0) / (1.0 - 1.0 / N_EXERCISES)
-
-
 def _load_ratios(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:
     """The acute:chronic ratio (N, 44) of each exercise for a week trained by ``allocation``."""
     return (allocation + TOLERANCE_SHARE) * ratio_slope  # (B x + TOLERANCE_SHARE B) / tolerance
@@ -348,7 +341,8 @@ def _load_ratios(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:
 def _hazard(allocation: np.ndarray, ratios: np.ndarray) -> np.ndarray:
     """The weekly injury hazard (N,) of an allocation with these load ratios (the module docstring's ``h``).
 
-    ``BASE_HAZARD (1 + CONCENTRATION_HAZARD c) + SPIKE_HAZARD spike``, with the concentration ``c`` written out.
+    ``BASE_HAZARD (1 + CONCENTRATION_HAZARD c) + SPIKE_HAZARD spike``, with the concentration (the normalized
+    Herfindahl index, 0 for an even plan, 1 for one exercise) ``c = max(sum_e x_e^2 - 1/44, 0) / (1 - 1/44)``.
     """
     excess = ratios - SWEET_SPOT
     np.maximum(excess, 0.0, out=excess)
