@@ -374,7 +374,18 @@ def quality(baseline: np.ndarray, change: np.ndarray) -> np.ndarray:
     the way up and ``q0`` on the way down (each at least ``QUALITY_FLOOR``), clipped to [0, 1].
     """
     room = np.maximum(np.where(change >= 0.0, 1.0 - baseline, baseline), QUALITY_FLOOR)
-    return np.clip(baseline + room * np.tanh(change / room), 0.0, 1.0)
+    level = change / room
+    np.tanh(level, out=level)
+    level *= room
+    level += baseline
+    return _clip01(level)
+
+
+def _clip01(values: np.ndarray) -> np.ndarray:
+    """``values`` clipped to [0, 1], in place."""
+    np.maximum(values, 0.0, out=values)
+    np.minimum(values, 1.0, out=values)
+    return values
 
 
 def plan_hazard(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:
@@ -437,7 +448,9 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
         body.baseline, ADAPTATION_RATE * body.hidden.responsiveness * (performance(body.state, 1.0) - body.habitual)
     )
     delta = body.qualities - body.baseline
-    body.scores = np.clip(body.baseline_scores + np.matmul(delta[:, None, :], _CQ_PRIOR_T)[:, 0, :], 0.0, 1.0)
+    scores = np.matmul(delta[:, None, :], _CQ_PRIOR_T)[:, 0, :]
+    scores += body.baseline_scores
+    body.scores = _clip01(scores)
     target_score = np.vecdot(body.target_weight, body.scores)
     score_change = target_score - body.target_score
     body.target_score = target_score

@@ -33,7 +33,8 @@ and reuses it for the matrices: an action adjusts one cell and renormalizes its 
                           already trained (1: the same plan)
   ======================  =================================================================================
 
-  The last three are recomputed after every action, so the policy sees what each action does to the plan.
+  The last three follow every action that moves the plan (an action that leaves it leaves them), so the policy
+  sees what each action does to the plan; ``progress`` moves every step.
 """
 
 from __future__ import annotations
@@ -381,12 +382,15 @@ def _write_metrics(state: TrainingState, index: Any = slice(None)) -> None:
     d = u / (u + HALF_SATURATION)
     difference = allocation - _rows(body.allocation, index)
     np.abs(difference, out=difference)
-    metrics = np.empty((allocation.shape[0], 3), dtype=observation.dtype)  # the plan's metrics, in layout order
+    # the plan's metrics in layout order: straight into the observation, or through one block for an index array
+    everyone = isinstance(index, slice)
+    metrics = observation[index, _PLAN_METRICS] if everyone else np.empty((allocation.shape[0], 3), observation.dtype)
     metrics[:, _INJURY_RISK - 1] = -np.expm1(-RISK_WEEKS * hazard)  # 1 - (1 - p)^16 with p = 1 - exp(-hazard)
     efficiency = np.vecdot(_rows(body.target_qualities, index), d)  # the targets' CQ_prior rows sum to 1
     metrics[:, _TRAINING_EFFICIENCY - 1] = efficiency
     metrics[:, _CONSISTENCY - 1] = np.maximum(1.0 - 0.5 * np.sum(difference, axis=1), 0.0)
-    observation[index, _PLAN_METRICS] = metrics
+    if not everyone:
+        observation[index, _PLAN_METRICS] = metrics
 
 
 def _rows(array: np.ndarray, index: Any) -> np.ndarray:
