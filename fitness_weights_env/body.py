@@ -335,7 +335,9 @@ def settle(body: Body, index: Any = slice(None)) -> None:
 
 def _load_ratios(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:
     """The acute:chronic ratio (N, 44) of each exercise for a week trained by ``allocation``."""
-    return (allocation + TOLERANCE_SHARE) * ratio_slope  # (B x + TOLERANCE_SHARE B) / tolerance
+    ratios = allocation + TOLERANCE_SHARE
+    ratios *= ratio_slope  # (B x + TOLERANCE_SHARE B) / tolerance
+    return ratios
 
 
 def _hazard(allocation: np.ndarray, ratios: np.ndarray) -> np.ndarray:
@@ -361,10 +363,19 @@ def _probability(allocation: np.ndarray, ratios: np.ndarray) -> np.ndarray:
 
 def injury_probability(body: Body, loads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The injury probability (N,) of training a week with ``loads`` (N, 44), and the load ratios (N, 44)."""
+    _, ratios, _, probability = _week_risk(body, loads)
+    return probability, ratios
+
+
+def _week_risk(body: Body, loads: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A week of ``loads``: its allocation, load ratios, who trains at all, and the injury probability (0 at rest)."""
     allocation = loads / body.budget[:, None]
     ratios = _load_ratios(body.ratio_slope, allocation)
     trained = loads.sum(axis=1) > 0.0  # a week without training risks nothing
-    return np.where(trained, _probability(allocation, ratios), 0.0), ratios
+    probability = _probability(allocation, ratios)
+    if not trained.all():
+        probability = np.where(trained, probability, 0.0)
+    return allocation, ratios, trained, probability
 
 
 def quality(baseline: np.ndarray, change: np.ndarray) -> np.ndarray:
@@ -393,9 +404,7 @@ def plan_hazard(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:
 
     ``ratio_slope`` is :attr:`Body.ratio_slope` of the same k trainees; the probability is ``1 - exp(-hazard)``.
     """
-    ratios = allocation + TOLERANCE_SHARE
-    ratios *= ratio_slope  # _load_ratios, in one buffer
-    return _hazard(allocation, ratios)
+    return _hazard(allocation, _load_ratios(ratio_slope, allocation))
 
 
 @dataclass
@@ -430,13 +439,7 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
     any_resting = bool(resting.any())
     if any_resting:
         loads = np.where(resting[:, None], 0.0, loads)
-    allocation = loads / body.budget[:, None]
-    ratios = _load_ratios(body.ratio_slope, allocation)
-    trained = loads.sum(axis=1) > 0.0  # a week without training risks nothing, and keeps the last allocation
-    everyone_trained = bool(trained.all())
-    probability = _probability(allocation, ratios)  # injury_probability's
-    if not everyone_trained:
-        probability = np.where(trained, probability, 0.0)
+    allocation, ratios, trained, probability = _week_risk(body, loads)  # a week at rest keeps the last allocation
     injured = np.zeros(loads.shape[0], dtype=bool)
     if injury_draws is not None:
         injured = injury_draws < probability
@@ -464,6 +467,6 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
     chronic += (TOLERANCE_SHARE * body.budget)[:, None]
     body.tolerance = chronic
     body.ratio_slope = body.budget[:, None] / chronic
-    body.allocation = allocation if everyone_trained else np.where(trained[:, None], allocation, body.allocation)
+    body.allocation = allocation if trained.all() else np.where(trained[:, None], allocation, body.allocation)
     body.week = body.week + 1
     return WeekResult(loads, ratios, probability, injured, score_change)

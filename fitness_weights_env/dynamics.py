@@ -280,15 +280,16 @@ def _adjusted(rows: Any, entry: Any, cols: Any, deltas: Any) -> Any:
     return rows
 
 
-def _row_drift(state: WeightState, trainee: Any, actions: Any, rows: Any, new: Any, drift_sq: Any) -> tuple[Any, Any]:
+def _row_drift(new: Any, initial: Any, row_drift: Any, drift_sq: Any, actions: Any) -> tuple[Any, Any]:
     """The new rows' squared drift, and the matrices' totals ``drift_sq`` after the change (one entry per row).
 
-    Only the adjusted row's term of a total differs from the current one.
+    ``initial`` and ``row_drift`` are the adjusted rows' initial values and current squared drifts. Only the
+    adjusted row's term of a total differs from the current one.
     """
     xp = array_namespace(new)
-    difference = new - state.initial[trainee, rows]
-    row_drift = xp.vecdot(difference, difference)
-    return row_drift, drift_sq + (row_drift - state.row_drift[trainee, rows])[:, None] * ACTION_MATRIX[actions]
+    difference = new - initial
+    new_drift = xp.vecdot(difference, difference)
+    return new_drift, drift_sq + (new_drift - row_drift)[:, None] * ACTION_MATRIX[actions]
 
 
 def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Outcome:
@@ -318,7 +319,8 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
     rows, cols = ACTION_ROW[flat], ACTION_COL[flat]
     new = _adjusted(state.weights[trainee, rows], entry, cols, deltas)
     score = xp.vecdot(new[:, :N_QUALITIES], own(state.qualities))
-    drift_sq, matrix_drift_sq = _row_drift(state, trainee, flat, rows, new, own(state.drift_sq))
+    initial, row_drift = state.initial[trainee, rows], state.row_drift[trainee, rows]
+    drift_sq, matrix_drift_sq = _row_drift(new, initial, row_drift, own(state.drift_sq), flat)
     energy = xp.vecdot(new, new)
     drift = _drift(matrix_drift_sq)
     target_score = own(state.target_score) + state.target_weight[trainee, rows] * (
@@ -384,9 +386,8 @@ def move_rows(state: WeightState, actions: Any, deltas: Any) -> RowChange:
     row_drifts = xp.reshape(state.row_drift, (-1,))
     old = xp.take(weights, flat, axis=0)
     new = _adjusted(xp.asarray(old, copy=True), trainee, cols, deltas)
-    difference = new - xp.take(initial, flat, axis=0)
-    row_drift = xp.vecdot(difference, difference)
-    state.drift_sq = state.drift_sq + (row_drift - xp.take(row_drifts, flat))[:, None] * ACTION_MATRIX[actions]
+    previous = xp.take(initial, flat, axis=0), xp.take(row_drifts, flat)
+    row_drift, state.drift_sq = _row_drift(new, *previous, state.drift_sq, actions)
     state.drift = _drift(state.drift_sq)
     weights[flat] = new
     row_drifts[flat] = row_drift

@@ -225,26 +225,10 @@ def step(
         raise FieldError("days", "must be a whole number of days, at least 1", days)
     xp = array_namespace(state.fitness)
     decay1, decay2, decay3 = xp.exp(-1.0 / tau1), xp.exp(-1.0 / tau2), xp.exp(-1.0 / tau3)
-    # the first day makes new arrays (the state's may be shared, or smaller than the impulse); the others run in place
-    load = state.load * decay3 + impulse
-    fitness = state.fitness * decay1 + impulse
-    fatigue = state.fatigue * decay2 + (k2 + k3 * load) * impulse
-    if days > 1:  # the per-trainee factors at the state's shape: the in-place products run on contiguous arrays
-        decay1, decay2, decay3, k2, k3 = (
-            xp.asarray(xp.broadcast_to(xp.asarray(x, dtype=load.dtype), load.shape), copy=True)
-            for x in (decay1, decay2, decay3, k2, k3)
-        )
-    for _ in range(days - 1):
-        load *= decay3
-        load += impulse
-        fitness *= decay1
-        fitness += impulse
-        gain = k3 * load
-        gain += k2
-        gain *= impulse
-        fatigue *= decay2
-        fatigue += gain
-    state.load, state.fitness, state.fatigue = load, fitness, fatigue
+    for _ in range(days):
+        state.load = state.load * decay3 + impulse
+        state.fitness = state.fitness * decay1 + impulse
+        state.fatigue = state.fatigue * decay2 + (k2 + k3 * state.load) * impulse
 
 
 def constant_impulse_terms(*, tau1: Any, tau2: Any, k2: Any, k3: Any, tau3: Any, days: int) -> Any:

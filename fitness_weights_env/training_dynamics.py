@@ -194,17 +194,21 @@ def _replan(state: TrainingState, index: Any) -> None:
     """Compute the plan of the trainees at ``index`` (an index array or a slice) from their matrices and scores."""
     body = state.body
     trainee = np.arange(body.budget.shape[0])[index]
-    count = body.target_count[index]
-    k = max(int(count.max(initial=1)), 1)
-    rows = body.target_rows[index, :k]
-    valid = np.arange(k) < count[:, None]
+    rows, valid = _target_slots(body, index)
     share = gap_weights(np.take(body.scores.reshape(-1), trainee[:, None] * dynamics.N_SUBJECTS + rows), valid)
-    emphasis, allocation = weighted_plan(state.target_cq[index, :k], state.plan_qx[index], None, share)
+    emphasis, allocation = weighted_plan(state.target_cq[index, : rows.shape[1]], state.plan_qx[index], None, share)
     # each target's share on its row; the padding (share 0) on the spare last column
     columns = state.gap_weight.shape[1]
     np.put(state.gap_weight, trainee[:, None] * columns + np.where(valid, rows, columns - 1), share)
     state.emphasis[index] = emphasis
     state.allocation[index] = allocation
+
+
+def _target_slots(body: Body, index: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The target rows ``(k, K)`` of the trainees at ``index`` (``K`` their most targets) and which slots hold one."""
+    count = body.target_count[index]
+    k = max(int(count.max(initial=1)), 1)
+    return body.target_rows[index, :k], np.arange(k) < count[:, None]
 
 
 def _follow(state: TrainingState, rows: np.ndarray, old_rows: np.ndarray, new_rows: np.ndarray) -> np.ndarray:
@@ -269,11 +273,10 @@ def reset(
     state.score_change[index] = 0.0
     state.steps[index] = 0
     state.gap_weight[index] = 0.0  # new targets: the replan sets theirs
-    count = state.body.target_count[index]
-    k = max(int(count.max(initial=1)), 1)
-    rows, valid = state.body.target_rows[index, :k], np.arange(k) < count[:, None]
+    rows, valid = _target_slots(state.body, index)
     state.target_cq[index] = 0.0
-    state.target_cq[index, :k] = np.where(valid[:, :, None], cq[np.arange(rows.shape[0])[:, None], rows], 0.0)
+    targets = cq[np.arange(rows.shape[0])[:, None], rows]
+    state.target_cq[index, : rows.shape[1]] = np.where(valid[:, :, None], targets, 0.0)
     state.plan_qx[index] = qx
     _replan(state, index)
     if shaping_weeks is not None:
