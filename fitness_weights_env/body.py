@@ -347,7 +347,7 @@ def _hazard(allocation: np.ndarray, ratios: np.ndarray) -> np.ndarray:
     Herfindahl index, 0 for an even plan, 1 for one exercise) ``c = max(sum_e x_e^2 - 1/44, 0) / (1 - 1/44)``.
     """
     excess = ratios - SWEET_SPOT
-    np.maximum(excess, 0.0, out=excess)
+    np.clip(excess, 0.0, np.inf, out=excess)  # max(excess, 0): clip is the faster ufunc
     hazard = np.vecdot(allocation, allocation) - 1.0 / N_EXERCISES
     np.maximum(hazard, 0.0, out=hazard)
     hazard *= _CONCENTRATION_SLOPE
@@ -394,9 +394,7 @@ def quality(baseline: np.ndarray, change: np.ndarray) -> np.ndarray:
 
 def _clip01(values: np.ndarray) -> np.ndarray:
     """``values`` clipped to [0, 1], in place."""
-    np.maximum(values, 0.0, out=values)
-    np.minimum(values, 1.0, out=values)
-    return values
+    return np.clip(values, 0.0, 1.0, out=values)  # one clip pass costs less than maximum, then minimum
 
 
 def plan_hazard(ratio_slope: np.ndarray, allocation: np.ndarray) -> np.ndarray:

@@ -172,7 +172,11 @@ def weighted_plan(cq: Any, qx: Any, rows: Any | None, weights: Any) -> tuple[Any
     """
     xp = array_namespace(cq)
     targets = cq if rows is None else cq[xp.arange(cq.shape[0])[:, None], rows]
-    emphasis = xp.sum(weights[:, :, None] * targets, axis=1)
+    # the sum over the targets, one at a time: the same additions in the same order as a sum over axis 1, and
+    # faster for these few terms
+    emphasis = weights[:, 0, None] * targets[:, 0]
+    for k in range(1, targets.shape[1]):
+        emphasis += weights[:, k, None] * targets[:, k]
     return emphasis, xp.matmul(emphasis[:, None, :], qx)[:, 0, :]
 
 

@@ -97,6 +97,7 @@ class TrainingState:
             the scores.
         target_cq: (N, 93, 5) the CQ rows of each trainee's targets, in ``body.target_rows`` order (the rest 0): the
             plan's copy, kept with the matrices.
+        target_slot: (N, 99) each target row's slot in ``target_cq`` (0 on the other rows), columns as ``gap_weight``.
         plan_qx: (N, 5, 44) the QX matrices: the plan's contiguous copy, kept with the matrices.
         emphasis: (N, 5) the current plan's quality emphasis.
         allocation: (N, 44) the current plan's allocation over the exercises.
@@ -116,6 +117,7 @@ class TrainingState:
     score_change: np.ndarray
     gap_weight: np.ndarray
     target_cq: np.ndarray
+    target_slot: np.ndarray
     plan_qx: np.ndarray
     emphasis: np.ndarray
     allocation: np.ndarray
@@ -136,6 +138,7 @@ class TrainingState:
             score_change=np.zeros(n),
             gap_weight=np.zeros((n, dynamics.N_ROWS + 1)),
             target_cq=np.zeros((n, dynamics.N_SUBJECTS, N_QUALITIES)),
+            target_slot=np.zeros((n, dynamics.N_ROWS + 1), dtype=np.int64),
             plan_qx=np.zeros((n, N_QUALITIES, N_EXERCISES)),
             emphasis=np.zeros((n, N_QUALITIES)),
             allocation=np.zeros((n, N_EXERCISES)),
@@ -195,11 +198,11 @@ def _replan(state: TrainingState, index: Any) -> None:
     body = state.body
     trainee = np.arange(body.budget.shape[0])[index]
     rows, valid = _target_slots(body, index)
-    share = gap_weights(np.take(body.scores.reshape(-1), trainee[:, None] * dynamics.N_SUBJECTS + rows), valid)
+    share = gap_weights(body.scores.reshape(-1).take(trainee[:, None] * dynamics.N_SUBJECTS + rows), valid)
     emphasis, allocation = weighted_plan(state.target_cq[index, : rows.shape[1]], state.plan_qx[index], None, share)
     # each target's share on its row; the padding (share 0) on the spare last column
     columns = state.gap_weight.shape[1]
-    np.put(state.gap_weight, trainee[:, None] * columns + np.where(valid, rows, columns - 1), share)
+    state.gap_weight.put(trainee[:, None] * columns + np.where(valid, rows, columns - 1), share)
     state.emphasis[index] = emphasis
     state.allocation[index] = allocation
 
@@ -219,26 +222,29 @@ def _follow(state: TrainingState, rows: np.ndarray, old_rows: np.ndarray, new_ro
     CQ rows change nothing. Between weeks this is exact up to rounding; each week's replan starts it afresh.
     Returns (N,) bool: the trainees whose plan changed.
     """
-    gap_weight = np.take(state.gap_weight.reshape(-1), np.arange(rows.shape[0]) * state.gap_weight.shape[1] + rows)
+    trainee = np.arange(rows.shape[0])
+    flat = trainee * state.gap_weight.shape[1] + rows  # each trainee's adjusted row, by its flat index
+    gap_weight = state.gap_weight.reshape(-1).take(flat)
     targeted = gap_weight != 0.0  # target CQ rows: the gap weight is 0 on the other rows, QX's too
     adjusted_qx = rows >= dynamics.N_SUBJECTS
-    on_target = np.flatnonzero(targeted)
+    on_target = targeted.nonzero()[0]
     if on_target.size:
         new_cq = new_rows[on_target, :N_QUALITIES]
-        emphasis_change = gap_weight[on_target, None] * (new_cq - old_rows[on_target, :N_QUALITIES])
+        emphasis_change = new_cq - old_rows[on_target, :N_QUALITIES]
+        emphasis_change *= gap_weight[on_target, None]
         state.allocation[on_target] += np.matmul(emphasis_change[:, None, :], state.plan_qx[on_target])[:, 0, :]
         state.emphasis[on_target] += emphasis_change
-        slot = np.argmax(state.body.target_rows[on_target] == rows[on_target, None], axis=1)
-        state.target_cq[on_target, slot] = new_cq
-    on_qx = np.flatnonzero(adjusted_qx)
+        slot = state.target_slot.reshape(-1).take(flat[on_target])
+        state.target_cq.reshape(-1, N_QUALITIES, copy=False)[on_target * dynamics.N_SUBJECTS + slot] = new_cq
+    on_qx = adjusted_qx.nonzero()[0]
     if on_qx.size:
-        quality = np.take(rows, on_qx) - dynamics.N_SUBJECTS
-        new_qx = np.take(new_rows, on_qx, axis=0)[:, :N_EXERCISES]
-        emphasis = np.take(state.emphasis.reshape(-1), on_qx * N_QUALITIES + quality)
-        change = new_qx - np.take(old_rows, on_qx, axis=0)[:, :N_EXERCISES]
+        quality = rows.take(on_qx) - dynamics.N_SUBJECTS
+        new_qx = new_rows.take(on_qx, axis=0)[:, :N_EXERCISES]
+        emphasis = state.emphasis.reshape(-1).take(on_qx * N_QUALITIES + quality)
+        change = new_qx - old_rows.take(on_qx, axis=0)[:, :N_EXERCISES]
         change *= emphasis[:, None]
         state.allocation[on_qx] += change
-        state.plan_qx[on_qx, quality] = new_qx
+        state.plan_qx.reshape(-1, N_EXERCISES, copy=False)[on_qx * N_QUALITIES + quality] = new_qx
     return targeted | adjusted_qx
 
 
@@ -275,6 +281,9 @@ def reset(
     state.gap_weight[index] = 0.0  # new targets: the replan sets theirs
     rows, valid = _target_slots(state.body, index)
     state.target_cq[index] = 0.0
+    targeted = state.body.target_mask[index] > 0.0
+    state.target_slot[index] = 0
+    state.target_slot[index, : dynamics.N_SUBJECTS] = np.where(targeted, np.cumsum(targeted, axis=1) - 1, 0)
     targets = cq[np.arange(rows.shape[0])[:, None], rows]
     state.target_cq[index, : rows.shape[1]] = np.where(valid[:, :, None], targets, 0.0)
     state.plan_qx[index] = qx
@@ -313,7 +322,7 @@ def step(
     rewards = np.zeros(actions.shape[0])
     if closing.any():
         everyone = bool(closing.all())
-        index: Any = slice(None) if everyone else np.flatnonzero(closing)
+        index: Any = slice(None) if everyone else closing.nonzero()[0]
         loads = planned_loads(state)[index]
         body = state.body if everyone else state.body.take(index)
         week = trainees.train_week(body, loads, draws.injury)
@@ -328,7 +337,7 @@ def step(
         rewards += potential - state.potential
         state.potential = potential
     state.steps += 1
-    _write_metrics(state, slice(None) if changed.all() else np.flatnonzero(changed))
+    _write_metrics(state, slice(None) if changed.all() else changed.nonzero()[0])
     return rewards
 
 
@@ -391,14 +400,17 @@ def _write_metrics(state: TrainingState, index: Any = slice(None)) -> None:
     metrics[:, _INJURY_RISK - 1] = -np.expm1(-RISK_WEEKS * hazard)  # 1 - (1 - p)^16 with p = 1 - exp(-hazard)
     efficiency = np.vecdot(_rows(body.target_qualities, index), d)  # the targets' CQ_prior rows sum to 1
     metrics[:, _TRAINING_EFFICIENCY - 1] = efficiency
-    metrics[:, _CONSISTENCY - 1] = np.maximum(1.0 - 0.5 * np.sum(difference, axis=1), 0.0)
+    consistency = difference.sum(axis=1)
+    consistency *= -0.5
+    consistency += 1.0  # 1 - |x - x_last| / 2
+    metrics[:, _CONSISTENCY - 1] = np.maximum(consistency, 0.0, out=consistency)
     if not everyone:
         observation[index, _PLAN_METRICS] = metrics
 
 
 def _rows(array: np.ndarray, index: Any) -> np.ndarray:
     """``array[index]`` (a view for a slice); an index array takes the rows, cheaper than fancy indexing."""
-    return array[index] if isinstance(index, slice) else np.take(array, index, axis=0)
+    return array[index] if isinstance(index, slice) else array.take(index, axis=0)
 
 
 def _write_improvement(state: TrainingState, index: Any) -> None:

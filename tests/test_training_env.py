@@ -23,6 +23,7 @@ from fitness_weights_env.baselines import run_episodes
 from fitness_weights_env.dynamics import InvalidActionError
 from fitness_weights_env.errors import FieldError
 from fitness_weights_env.planner import average_trainee, best_plan, plan_return
+from fitness_weights_env.response import training_plan
 from fitness_weights_env.training_baselines import CoachPolicy, OraclePolicy, PlanPolicy
 
 
@@ -149,6 +150,16 @@ def test_the_guarantees_hold_over_random_plans_and_wide_trainees():
         assert np.all(np.isfinite(info["weekly_load"])) and np.all(info["weekly_load"] >= 0)
         assert np.all((info["injury_probability"] >= 0) & (info["injury_probability"] < 1))
         np.testing.assert_allclose(env.state.allocation.sum(axis=1), 1.0)
+        # the plan followed action by action is the plan that the matrices imply, its copies too
+        state, body = env.state, env.state.body
+        emphasis, allocation, _ = training_plan(state.cq, state.qx, body.target_mask, body.scores, body.fitness_level)
+        np.testing.assert_allclose(state.emphasis, emphasis, atol=1e-12)
+        np.testing.assert_allclose(state.allocation, allocation, atol=1e-12)
+        np.testing.assert_array_equal(state.plan_qx, state.qx)
+        for i in range(16):
+            rows = body.target_rows[i, : body.target_count[i]]
+            np.testing.assert_array_equal(state.target_cq[i, : rows.size], state.cq[i, rows])
+            np.testing.assert_array_equal(state.target_slot[i, rows], np.arange(rows.size))
 
 
 def test_an_injury_stops_training_for_the_weeks_it_costs():
