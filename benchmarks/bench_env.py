@@ -126,7 +126,7 @@ def main() -> None:
     print(f"\nvector N=1024 / unwrapped single env: {ratio[0]:.1f}x (medians), {ratio[1]:.1f}x (bests)")
     v1, v0 = rates["v1 vector env, N=256"], rates["vector env, N=256"]
     v1_ratio = v1[0] / v0[0], v1[1] / v0[1]
-    print(f"v1 / v0 vector env at N=256: {v1_ratio[0]:.2f} (medians), {v1_ratio[1]:.2f} (bests)")
+    print(f"v1 / v0 vector env at N=256: {v1_ratio[0]:.3f} (medians), {v1_ratio[1]:.3f} (bests)")
     print(f"\n| policy ({args.trainees} trainees, 64 steps) | mean return | 95% CI |\n|---|---:|---:|")
     for name, returns in (("random", random), ("greedy", greedy)):
         half = 1.96 * returns.std(ddof=1) / np.sqrt(len(returns))

@@ -126,6 +126,10 @@ _CONCENTRATION_SLOPE = BASE_HAZARD * CONCENTRATION_HAZARD / (1.0 - 1.0 / N_EXERC
 _CQ_PRIOR = np.asarray(CATALOG.cq_prior)
 _QX_PRIOR = np.asarray(CATALOG.qx_prior)
 _CQ_PRIOR_T = np.ascontiguousarray(_CQ_PRIOR.T)
+_ONES_EXERCISES = np.ones(N_EXERCISES)
+_INVERSE_CHRONIC_WEEKS = 1.0 / CHRONIC_WEEKS  # a power of two: multiplying by it divides exactly
+if CHRONIC_WEEKS & (CHRONIC_WEEKS - 1):
+    raise RuntimeError("CHRONIC_WEEKS must be a power of two, so that the chronic mean is a multiplication")
 
 
 @dataclass
@@ -371,7 +375,7 @@ def _week_risk(body: Body, loads: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     """A week of ``loads``: its allocation, load ratios, who trains at all, and the injury probability (0 at rest)."""
     allocation = loads / body.budget[:, None]
     ratios = _load_ratios(body.ratio_slope, allocation)
-    trained = loads.sum(axis=1) > 0.0  # a week without training risks nothing
+    trained = np.vecdot(loads, _ONES_EXERCISES) > 0.0  # a week without training risks nothing (loads >= 0)
     probability = _probability(allocation, ratios)
     if not trained.all():
         probability = np.where(trained, probability, 0.0)
@@ -461,7 +465,7 @@ def train_week(body: Body, loads: np.ndarray, injury_draws: np.ndarray | None = 
     chronic = history[:, 0] + history[:, 1]  # the mean over the ring, summed in order (as history.mean(axis=1))
     for week in range(2, CHRONIC_WEEKS):
         chronic += history[:, week]
-    chronic /= CHRONIC_WEEKS
+    chronic *= _INVERSE_CHRONIC_WEEKS
     chronic += (TOLERANCE_SHARE * body.budget)[:, None]
     body.tolerance = chronic
     body.ratio_slope = body.budget[:, None] / chronic
