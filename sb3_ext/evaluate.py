@@ -61,7 +61,16 @@ from fitness_weights_env.training_baselines import CoachPolicy, OraclePolicy, Pl
 from sb3_ext.actions import PolicyActions
 from sb3_ext.ppo import PPO
 
-__all__ = ["EDGE_PROFILES", "EdgeProfileResult", "EvaluationReport", "edge_profiles", "evaluate_model", "main"]
+__all__ = [
+    "EDGE_PROFILES",
+    "EdgeProfileResult",
+    "EvaluationReport",
+    "anchor_returns",
+    "edge_profiles",
+    "evaluate_model",
+    "held_out_profiles",
+    "main",
+]
 
 HELD_OUT_SEED = 10_000
 """Offset of the held-out trainees' seeds, away from the seeds training envs use."""
@@ -334,6 +343,30 @@ def _score_or_nan(returns: np.ndarray, random: np.ndarray, greedy: np.ndarray) -
         return math.nan
 
 
+def held_out_profiles(n_trainees: int, seed: int = 0) -> list[TraineeProfile]:
+    """The evaluation's held-out trainees: ``n_trainees`` of the population alone, set ``HELD_OUT_SEED + seed``."""
+    return sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed, edge_fraction=0.0)
+
+
+def anchor_returns(
+    env_id: str = "FitnessWeights-v0", n_trainees: int = 200, seed: int = 0, **env_kwargs: Any
+) -> tuple[float, float]:
+    """The mean returns that score 0 and 1 (:data:`SCORE_ANCHORS`) on the held-out trainees of ``seed``.
+
+    They are the runs of :func:`evaluate_model` with the same arguments, so ``(R - low) / (high - low)`` of a mean
+    return ``R`` over those trainees is the evaluation's normalized score (an offline dataset's reference scores).
+    """
+    if env_id not in ENV_IDS:
+        raise FieldError("env_id", f"must be one of {list(ENV_IDS)}", env_id)
+    profiles = held_out_profiles(n_trainees, seed)
+    policies = dict(zip(policy_names(env_id)[2:], _reference_policies(env_id, seed), strict=True))
+    low, high = (
+        float(run_episodes(policies[name], profiles, seed=seed, env_id=env_id, **env_kwargs).returns.mean())
+        for name in SCORE_ANCHORS[env_id]
+    )
+    return low, high
+
+
 def _run_all(
     policy: Any, profiles: Sequence[TraineeProfile], seed: int, env_kwargs: dict[str, Any], env_id: str
 ) -> dict[str, EpisodeResults]:
@@ -404,7 +437,7 @@ def evaluate_model(
         edge_trainees = min(EDGE_TRAINEES, n_trainees)
     if edge_trainees < 0:
         raise FieldError("edge_trainees", "must be at least 0", edge_trainees)
-    profiles = sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed, edge_fraction=0.0)
+    profiles = held_out_profiles(n_trainees, seed)
     runs = _run_all(model.policy, profiles, seed, env_kwargs, env_id)
     outcome, deterministic = runs[POLICY_NAMES[0]], runs[POLICY_NAMES[1]]
     zero, one = (runs[name].returns for name in SCORE_ANCHORS[env_id])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import numpy as np
 import torch as th
@@ -13,9 +13,10 @@ from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
 
 from fitness_weights_env import LAYOUT, N_ACTIONS, TRAINING_LAYOUT, observation_layout
 from fitness_weights_env.errors import FieldError
+from fitness_weights_env.layout import ObservationLayout
 from sb3_ext.attention import CQQXNetwork, NetworkOutput
 
-__all__ = ["AttnCQQXPolicy", "AuxPrediction"]
+__all__ = ["AttnCQQXPolicy", "AuxPrediction", "HasAuxHeads", "predict_weights"]
 
 
 class AuxPrediction(NamedTuple):
@@ -158,6 +159,10 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         """The critic's values (B, 1)."""
         return self._run(obs).value
 
+    def aux_prediction(self, obs: th.Tensor) -> AuxPrediction:
+        """The CQ/QX predictions and log expected error for a batch of observations."""
+        return _aux_prediction(self._run(obs, aux=True))
+
     def confidence(self, log_error: th.Tensor) -> th.Tensor:
         """Map the predicted log squared error to a confidence in [0, 1]: ``1 / (1 + error / scale)``."""
         return th.sigmoid(np.log(self.confidence_scale) - log_error)
@@ -178,23 +183,46 @@ class AttnCQQXPolicy(ActorCriticPolicy):
             ValueError: The observation has the wrong shape, or holds NaN, infinity or values
                 outside [0, 1].
         """
-        array = observation.detach().cpu().numpy() if isinstance(observation, th.Tensor) else np.asarray(observation)
-        single = array.ndim == 1
-        batch = array[None] if single else array
-        size = self.layout.size
-        if batch.ndim != 2 or batch.shape[1] != size:
-            raise ValueError(f"observation must have shape ({size},) or (B, {size}), got {array.shape}")
-        if not np.all(np.isfinite(batch)):
-            raise ValueError("observation contains NaN or infinity")
-        if batch.min(initial=0.0) < 0.0 or batch.max(initial=0.0) > 1.0:
-            raise ValueError("observation values must lie in [0, 1] (the FitnessWeights observation space)")
-        if self.training:  # SB3's predict does the same; skipped when already off (it walks every module)
-            self.set_training_mode(False)
-        with th.no_grad():
-            aux = _aux_prediction(self._run(th.as_tensor(batch, dtype=th.float32, device=self.device), aux=True))
-            confidence = self.confidence(aux.log_error)
-        cq, qx, conf = (t.float().cpu().numpy() for t in (aux.cq, aux.qx, confidence))
-        return (cq[0], qx[0], float(conf[0])) if single else (cq, qx, conf)
+        return predict_weights(self, observation)
+
+
+class HasAuxHeads(Protocol):
+    """A policy with the CQ/QX prediction heads: what :func:`predict_weights` needs of it."""
+
+    layout: ObservationLayout
+    training: bool
+
+    @property
+    def device(self) -> th.device: ...  # noqa: D102
+
+    def set_training_mode(self, mode: bool) -> None: ...  # noqa: D102
+
+    def aux_prediction(self, obs: th.Tensor) -> AuxPrediction: ...  # noqa: D102
+
+    def confidence(self, log_error: th.Tensor) -> th.Tensor: ...  # noqa: D102
+
+
+def predict_weights(
+    policy: HasAuxHeads, observation: np.ndarray | th.Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
+    """``policy``'s predicted CQ and QX matrices and confidence (see :meth:`AttnCQQXPolicy.predict_weights`)."""
+    array = observation.detach().cpu().numpy() if isinstance(observation, th.Tensor) else np.asarray(observation)
+    single = array.ndim == 1
+    batch = array[None] if single else array
+    size = policy.layout.size
+    if batch.ndim != 2 or batch.shape[1] != size:
+        raise ValueError(f"observation must have shape ({size},) or (B, {size}), got {array.shape}")
+    if not np.all(np.isfinite(batch)):
+        raise ValueError("observation contains NaN or infinity")
+    if batch.min(initial=0.0) < 0.0 or batch.max(initial=0.0) > 1.0:
+        raise ValueError("observation values must lie in [0, 1] (the FitnessWeights observation space)")
+    if policy.training:  # SB3's predict does the same; skipped when already off (it walks every module)
+        policy.set_training_mode(False)
+    with th.no_grad():
+        aux = policy.aux_prediction(th.as_tensor(batch, dtype=th.float32, device=policy.device))
+        confidence = policy.confidence(aux.log_error)
+    cq, qx, conf = (t.float().cpu().numpy() for t in (aux.cq, aux.qx, confidence))
+    return (cq[0], qx[0], float(conf[0])) if single else (cq, qx, conf)
 
 
 def _aux_prediction(out: NetworkOutput) -> AuxPrediction:

@@ -18,6 +18,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorch
 from stable_baselines3.common.utils import explained_variance
 
 from fitness_weights_env.errors import FieldError
+from sb3_ext.aux_losses import aux_losses
 from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
 from sb3_ext.callbacks import AuxTargetCallback
 from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
@@ -257,23 +258,8 @@ class PPO(SB3PPO):
 
     def compute_aux_loss(self, aux: Any, rollout_data: AuxRolloutBufferSamples) -> tuple[th.Tensor, dict[str, float]]:
         """The auxiliary losses: CQ and QX prediction MSE and the error head's log-error regression."""
-        cq, qx = aux.cq.float(), aux.qx.float()
-        cq_error = (cq - rollout_data.cq_targets) ** 2
-        qx_error = (qx - rollout_data.qx_targets) ** 2
-        cq_loss, qx_loss = cq_error.mean(), qx_error.mean()
-        with th.no_grad():
-            sample_error = cq_error.mean(dim=(1, 2)) + qx_error.mean(dim=(1, 2))
-            cq_cos = F.cosine_similarity(cq.flatten(1), rollout_data.cq_targets.flatten(1), dim=1)
-            qx_cos = F.cosine_similarity(qx.flatten(1), rollout_data.qx_targets.flatten(1), dim=1)
-        error_loss = F.mse_loss(aux.log_error.float(), th.log(sample_error + 1e-10))
-        loss = self.cq_coef * cq_loss + self.qx_coef * qx_loss + self.error_coef * error_loss
-        return loss, {
-            "cq_loss": cq_loss.item(),
-            "qx_loss": qx_loss.item(),
-            "error_loss": error_loss.item(),
-            "cq_accuracy": (0.5 * (1.0 + cq_cos.mean())).item(),
-            "qx_accuracy": (0.5 * (1.0 + qx_cos.mean())).item(),
-        }
+        coefs = (self.cq_coef, self.qx_coef, self.error_coef)
+        return aux_losses(aux, rollout_data.cq_targets, rollout_data.qx_targets, *coefs)
 
     # Adapted from stable_baselines3.PPO.train (the one copy of SB3 code in this package, since SB3 has
     # no hook for the loss): the loss moved to compute_loss, and mixed precision, gradient
