@@ -18,7 +18,7 @@ baselines: setup
 	$(BIN)/python examples/run_baselines.py
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2  # two workers: the 2-core machine's test run in half the time
 
 lint: setup
 	$(BIN)/ruff check .

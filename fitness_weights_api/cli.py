@@ -12,6 +12,8 @@ Every subcommand works on one service folder (``--home``, or ``FITNESS_WEIGHTS_H
     fitness-weights evaluate active --trainees 200
     fitness-weights tokens create --role admin --name ops   # the token alone on the last line, shown once
     fitness-weights serve --workers 2 --port 8000
+    fitness-weights dataset make --behavior expert --episodes 1000        # offline RL (fitness_weights_api.offline_cli)
+    fitness-weights offline train --algo iql --dataset fitness-weights/v0/expert-v0 --register
 
 The commands act on the service folder directly, so whoever may write that folder administers the service; the
 HTTP API asks for tokens instead. No command unpickles a model: registered versions load from the registry's safe
@@ -642,6 +644,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(run=_serve)
+
+    from fitness_weights_api.offline_cli import add_commands
+
+    add_commands(commands, ENV_IDS, _settings)
     return parser
 
 

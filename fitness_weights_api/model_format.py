@@ -74,6 +74,8 @@ ENV_IDS: tuple[str, ...] = tuple(fitness_weights_env.ENV_IDS)
 POLICIES = {  # name: (module, class name) -- the allow-list; nothing else is ever built
     "AttnCQQXPolicy": ("sb3_ext.policies", "AttnCQQXPolicy"),
     "MlpPolicy": ("stable_baselines3.common.policies", "ActorCriticPolicy"),
+    "OfflineMlpPolicy": ("sb3_ext.offline.mlp_policy", "OfflineMlpPolicy"),  # IQL and BC (sb3_ext.offline)
+    "OfflineAttnPolicy": ("sb3_ext.offline.attention_policy", "OfflineAttnPolicy"),
 }
 """The policy classes a registered model may name, and where each lives."""
 

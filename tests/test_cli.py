@@ -38,6 +38,8 @@ HELP_NAMES = {  # each subcommand's help names its own options
     "models": ["list", "activate", "register"],
     "tokens": ["create", "list", "revoke"],
     "serve": ["--host", "--port", "--workers"],
+    "dataset": ["make", "list", "show"],
+    "offline": ["train"],
 }
 
 

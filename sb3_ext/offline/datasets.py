@@ -44,7 +44,6 @@ import numpy as np
 
 from fitness_weights_env import ENV_IDS
 from fitness_weights_env.errors import FieldError, check_int
-from sb3_ext.actions import PolicyActions
 from sb3_ext.offline.episodes import Episodes, UniformPolicy, coach_policy, expert_policy, rollout
 
 __all__ = [
@@ -161,6 +160,7 @@ def generate_episodes(
         made["noise"] = noise
         coach = rollout(lambda batch: coach_policy(env_id, noise, batch), env_id, seeds, **run)  # type: ignore[arg-type]
         return coach, made
+    from sb3_ext.actions import PolicyActions
     from sb3_ext.offline.medium import train_medium
 
     medium = train_medium(
