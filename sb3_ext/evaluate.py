@@ -66,6 +66,7 @@ __all__ = [
     "EdgeProfileResult",
     "EvaluationReport",
     "anchor_returns",
+    "anchor_runs",
     "edge_profiles",
     "evaluate_model",
     "held_out_profiles",
@@ -348,23 +349,34 @@ def held_out_profiles(n_trainees: int, seed: int = 0) -> list[TraineeProfile]:
     return sample_profiles(n_trainees, seed=HELD_OUT_SEED + seed, edge_fraction=0.0)
 
 
-def anchor_returns(
+def anchor_runs(
     env_id: str = "FitnessWeights-v0", n_trainees: int = 200, seed: int = 0, **env_kwargs: Any
-) -> tuple[float, float]:
-    """The mean returns that score 0 and 1 (:data:`SCORE_ANCHORS`) on the held-out trainees of ``seed``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-trainee returns (K,) of the runs that score 0 and 1 (:data:`SCORE_ANCHORS`) on the held-out trainees.
 
-    They are the runs of :func:`evaluate_model` with the same arguments, so ``(R - low) / (high - low)`` of a mean
-    return ``R`` over those trainees is the evaluation's normalized score (an offline dataset's reference scores).
+    They are the runs of :func:`evaluate_model` with the same arguments.
     """
     if env_id not in ENV_IDS:
         raise FieldError("env_id", f"must be one of {list(ENV_IDS)}", env_id)
     profiles = held_out_profiles(n_trainees, seed)
     policies = dict(zip(policy_names(env_id)[2:], _reference_policies(env_id, seed), strict=True))
     low, high = (
-        float(run_episodes(policies[name], profiles, seed=seed, env_id=env_id, **env_kwargs).returns.mean())
+        run_episodes(policies[name], profiles, seed=seed, env_id=env_id, **env_kwargs).returns
         for name in SCORE_ANCHORS[env_id]
     )
     return low, high
+
+
+def anchor_returns(
+    env_id: str = "FitnessWeights-v0", n_trainees: int = 200, seed: int = 0, **env_kwargs: Any
+) -> tuple[float, float]:
+    """The mean returns that score 0 and 1 on the held-out trainees of ``seed`` (:func:`anchor_runs`).
+
+    ``(R - low) / (high - low)`` of a mean return ``R`` over those trainees is the evaluation's normalized score
+    (an offline dataset's reference scores).
+    """
+    low, high = anchor_runs(env_id, n_trainees, seed, **env_kwargs)
+    return float(low.mean()), float(high.mean())
 
 
 def _run_all(

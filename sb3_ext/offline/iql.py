@@ -80,9 +80,9 @@ class IQL(OfflineAlgorithm):
     def train_step(self, batch: OfflineBatch) -> dict[str, float]:
         """One IQL update (module docstring)."""
         policy = self.policy
-        actions = batch.actions[:, None]
+        actions = batch.actions
         with th.no_grad():
-            target_q = th.min(*policy.q_values(batch.observations, target=True)).gather(1, actions).squeeze(1)
+            target_q = th.min(*policy.q_taken(batch.observations, actions, target=True))
             next_v = policy.state_value(batch.next_observations)
         # 1. value
         v = policy.state_value(batch.observations)
@@ -92,7 +92,7 @@ class IQL(OfflineAlgorithm):
         self._step(policy.value_optimizer, value_loss)
         # 2. twin Q
         backup = batch.rewards + self.gamma * (1.0 - batch.dones) * next_v
-        q1, q2 = (q.gather(1, actions).squeeze(1) for q in policy.q_values(batch.observations))
+        q1, q2 = policy.q_taken(batch.observations, actions)
         q_loss = 0.5 * (F.mse_loss(q1, backup) + F.mse_loss(q2, backup))
         self._step(policy.critic_optimizer, q_loss)
         # 3. advantage-weighted policy
@@ -102,7 +102,7 @@ class IQL(OfflineAlgorithm):
         lr = self.actor_schedule(self._current_progress_remaining)
         self._set_lr(policy.optimizer, lr)
         logits, aux = policy.actor_with_aux(batch.observations)
-        log_prob = F.log_softmax(logits, dim=1).gather(1, actions).squeeze(1)
+        log_prob = F.log_softmax(logits, dim=1).gather(1, actions[:, None]).squeeze(1)
         actor_loss = -(weights * log_prob).mean()
         stats: dict[str, float] = {}
         loss = actor_loss

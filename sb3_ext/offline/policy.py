@@ -40,7 +40,7 @@ class OfflinePolicy(BasePolicy):
         lr_schedule: The learning rate (the algorithm sets each optimizer's rate at every step).
         critics: Build the Q and value networks (IQL); without them the policy is the actor alone (BC).
         optimizer_class: Optimizer of every network (default Adam).
-        optimizer_kwargs: Its extra arguments.
+        optimizer_kwargs: Its extra arguments (default for Adam: ``fused=True``).
     """
 
     aux_heads = False
@@ -65,11 +65,13 @@ class OfflinePolicy(BasePolicy):
             )
         if not (isinstance(action_space, spaces.Discrete) and action_space.n == N_ACTIONS):
             raise FieldError("action_space", f"must be Discrete({N_ACTIONS}); got {action_space}")
+        if optimizer_kwargs is None:  # one fused kernel for all parameters: 14% more updates per second (RESULTS.md)
+            optimizer_kwargs = {"fused": True} if optimizer_class == th.optim.Adam else {}
         super().__init__(
             observation_space,
             action_space,
             optimizer_class=optimizer_class,
-            optimizer_kwargs=optimizer_kwargs or {},
+            optimizer_kwargs=optimizer_kwargs,
             normalize_images=False,
         )
         self.critics = critics
@@ -129,6 +131,19 @@ class OfflinePolicy(BasePolicy):
         x = self.normalize(obs)
         q1, q2 = (self.q1_target, self.q2_target) if target else (self.q1, self.q2)
         return q1(x), q2(x)
+
+    def q_taken(self, obs: th.Tensor, actions: th.Tensor, target: bool = False) -> tuple[th.Tensor, th.Tensor]:
+        """Both Q networks' values (B,) of ``actions`` (B,) (or their targets'), for raw observations.
+
+        A network with a ``taken(x, actions)`` method computes the taken action's value alone (an MLP's last layer
+        for one row of its weights instead of 685); others give all 685 and the taken one is picked.
+        """
+        x = self.normalize(obs)
+        values = []
+        for q in (self.q1_target, self.q2_target) if target else (self.q1, self.q2):
+            taken = getattr(q, "taken", None)
+            values.append(taken(x, actions) if taken is not None else q(x).gather(1, actions[:, None]).squeeze(1))
+        return values[0], values[1]
 
     def state_value(self, obs: th.Tensor) -> th.Tensor:
         """V (B,) for raw observations."""
