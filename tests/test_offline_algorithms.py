@@ -180,3 +180,16 @@ def test_learn_without_a_dataset_says_so(datasets, tmp_path):
     loaded.set_dataset(datasets["v0"])
     loaded.learn(2)
     assert loaded.num_timesteps == 2
+
+
+@pytest.mark.parametrize("policy", ["MlpPolicy", "AttnCQQXPolicy"])
+def test_the_taken_actions_q_is_the_full_qs_entry(policy, datasets):
+    model = IQL(policy, datasets["v0"], seed=0, **_kwargs(policy)).learn(3)
+    obs = th.as_tensor(dataset_episodes(load_dataset(datasets["v0"])).observations[:, 5])
+    actions = th.tensor([0, 464, 465, 684])  # the first and last CQ cells, the first and last QX cells
+    with th.no_grad():
+        for target in (False, True):
+            full = model.policy.q_values(obs, target=target)
+            taken = model.policy.q_taken(obs, actions, target=target)
+            for q, q_a in zip(full, taken, strict=True):
+                th.testing.assert_close(q_a, q.gather(1, actions[:, None]).squeeze(1), rtol=1e-5, atol=1e-5)

@@ -38,6 +38,7 @@ from sb3_ext.offline.attention_policy import OfflineAttnPolicy
 from sb3_ext.offline.episodes import Episodes
 from sb3_ext.offline.mlp_policy import OfflineMlpPolicy
 from sb3_ext.offline.policy import OfflinePolicy
+from sb3_ext.schedules import CosineSchedule
 
 __all__ = ["OfflineAlgorithm", "OfflineBatch", "TransitionData"]
 
@@ -124,7 +125,9 @@ class OfflineAlgorithm(BaseAlgorithm):
         policy: ``"MlpPolicy"``, ``"AttnCQQXPolicy"`` (:class:`~sb3_ext.offline.attention_policy.OfflineAttnPolicy`)
             or an :class:`~sb3_ext.offline.policy.OfflinePolicy` subclass.
         dataset: A Minari dataset of a FitnessWeights env, or its id (:func:`sb3_ext.offline.load_dataset`).
-        learning_rate: The learning rate (the actor's start, for algorithms with a schedule).
+        learning_rate: The learning rate: the actor's at the start, and the other networks' throughout.
+        final_learning_rate: The actor's learning rate at the end: a cosine decay over the run, as the IQL paper
+            and CORL (:class:`~sb3_ext.schedules.CosineSchedule`).
         batch_size: Transitions per gradient step.
         gamma: Discount factor.
         normalize_observations: Normalize observations by the dataset's mean and standard deviation.
@@ -155,6 +158,7 @@ class OfflineAlgorithm(BaseAlgorithm):
         policy: str | type[OfflinePolicy],
         dataset: Any = None,
         learning_rate: float = 3e-4,
+        final_learning_rate: float = 0.0,
         batch_size: int = 256,
         gamma: float = 0.99,
         normalize_observations: bool = True,
@@ -183,6 +187,7 @@ class OfflineAlgorithm(BaseAlgorithm):
             support_multi_env=True,
             supported_action_spaces=(spaces.Discrete,),
         )
+        self.actor_schedule = CosineSchedule(learning_rate, final_learning_rate)
         if not _init_setup_model:  # SB3's load: the saved attributes follow
             return
         if dataset is None:
@@ -373,7 +378,9 @@ class OfflineAlgorithm(BaseAlgorithm):
         loss.backward()
         optimizer.step()
 
-    @staticmethod
-    def _set_lr(optimizer: th.optim.Optimizer, lr: float) -> None:
-        for group in optimizer.param_groups:
+    def _actor_learning_rate(self) -> float:
+        """Set the actor's learning rate for this step (the cosine decay) and return it."""
+        lr = self.actor_schedule(self._current_progress_remaining)
+        for group in self.policy.optimizer.param_groups:
             group["lr"] = lr
+        return lr

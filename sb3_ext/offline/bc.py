@@ -7,14 +7,9 @@ policy is the actor alone (``critics=False``).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch.nn.functional as F  # noqa: N812
-from stable_baselines3.common.type_aliases import GymEnv
 
 from sb3_ext.offline.algorithm import OfflineAlgorithm, OfflineBatch
-from sb3_ext.offline.policy import OfflinePolicy
-from sb3_ext.schedules import CosineSchedule
 
 __all__ = ["BC"]
 
@@ -32,23 +27,9 @@ class BC(OfflineAlgorithm):
 
     critics = False
 
-    def __init__(
-        self,
-        policy: str | type[OfflinePolicy],
-        dataset: Any = None,
-        learning_rate: float = 3e-4,
-        final_learning_rate: float = 0.0,
-        env: GymEnv | None = None,
-        _init_setup_model: bool = True,
-        **kwargs: Any,
-    ) -> None:
-        self.actor_schedule = CosineSchedule(learning_rate, final_learning_rate)
-        super().__init__(policy, dataset, learning_rate, env=env, _init_setup_model=_init_setup_model, **kwargs)
-
     def train_step(self, batch: OfflineBatch) -> dict[str, float]:
         """One step of maximum likelihood."""
-        lr = self.actor_schedule(self._current_progress_remaining)
-        self._set_lr(self.policy.optimizer, lr)
+        lr = self._actor_learning_rate()
         logits, aux = self.policy.actor_with_aux(batch.observations)
         actor_loss = F.cross_entropy(logits, batch.actions)
         stats: dict[str, float] = {}

@@ -30,7 +30,6 @@ from stable_baselines3.common.type_aliases import GymEnv
 from fitness_weights_env.errors import FieldError
 from sb3_ext.offline.algorithm import OfflineAlgorithm, OfflineBatch
 from sb3_ext.offline.policy import OfflinePolicy
-from sb3_ext.schedules import CosineSchedule
 
 __all__ = ["IQL"]
 
@@ -41,22 +40,20 @@ class IQL(OfflineAlgorithm):
     Args:
         policy: ``"MlpPolicy"``, ``"AttnCQQXPolicy"`` or an :class:`~sb3_ext.offline.policy.OfflinePolicy` class.
         dataset: A Minari dataset of a FitnessWeights env, or its id.
-        learning_rate: The Q and value networks' learning rate, and the actor's at the start.
-        final_learning_rate: The actor's learning rate at the end of the cosine decay.
         expectile: The value's expectile ``tau`` in (0, 1).
         temperature: The inverse temperature ``beta`` of the advantage weights.
         max_weight: The largest advantage weight.
         tau: Polyak coefficient of the target Q networks.
-        **kwargs: :class:`~sb3_ext.offline.algorithm.OfflineAlgorithm`'s arguments (``batch_size``, ``gamma``,
-            ``normalize_observations``, ``reward_scale``, ``env``, ``seed``, ``device``...).
+        env: An env for ``EvalCallback`` (optional).
+        **kwargs: :class:`~sb3_ext.offline.algorithm.OfflineAlgorithm`'s arguments (``learning_rate``,
+            ``final_learning_rate``, ``batch_size``, ``gamma``, ``normalize_observations``, ``reward_scale``,
+            ``seed``, ``device``...).
     """
 
     def __init__(
         self,
         policy: str | type[OfflinePolicy],
         dataset: Any = None,
-        learning_rate: float = 3e-4,
-        final_learning_rate: float = 0.0,
         expectile: float = 0.7,
         temperature: float = 3.0,
         max_weight: float = 100.0,
@@ -74,8 +71,7 @@ class IQL(OfflineAlgorithm):
         if not 0.0 < tau <= 1.0:
             raise FieldError("tau", "must lie in (0, 1]", tau)
         self.expectile, self.temperature, self.max_weight, self.tau = expectile, temperature, max_weight, tau
-        self.actor_schedule = CosineSchedule(learning_rate, final_learning_rate)
-        super().__init__(policy, dataset, learning_rate, env=env, _init_setup_model=_init_setup_model, **kwargs)
+        super().__init__(policy, dataset, env=env, _init_setup_model=_init_setup_model, **kwargs)
 
     def train_step(self, batch: OfflineBatch) -> dict[str, float]:
         """One IQL update (module docstring)."""
@@ -99,8 +95,7 @@ class IQL(OfflineAlgorithm):
         advantage = diff.detach()
         exp_advantage = th.exp(self.temperature * advantage)
         weights = exp_advantage.clamp(max=self.max_weight)
-        lr = self.actor_schedule(self._current_progress_remaining)
-        self._set_lr(policy.optimizer, lr)
+        lr = self._actor_learning_rate()
         logits, aux = policy.actor_with_aux(batch.observations)
         log_prob = F.log_softmax(logits, dim=1).gather(1, actions[:, None]).squeeze(1)
         actor_loss = -(weights * log_prob).mean()
