@@ -29,11 +29,13 @@ if TYPE_CHECKING:
     from sb3_ext.callbacks import AuxTargetCallback, MultiMetricEarlyStopping, StopTrainingOnNoMetricImprovement
     from sb3_ext.config import TrainConfig
     from sb3_ext.gymnasium_vec_env import GymnasiumVecEnv
+    from sb3_ext.live_params import LiveParams, ParamAck, ParamChange
+    from sb3_ext.metrics_writer import MetricsWriter
     from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
     from sb3_ext.ppo import PPO
     from sb3_ext.presets import PRESETS, Preset, get_preset
     from sb3_ext.recipe import make_model
-    from sb3_ext.schedules import CosineSchedule
+    from sb3_ext.schedules import CosineSchedule, ScaledSchedule
     from sb3_ext.vec_env import FitnessWeightsVecEnv, make_vec_env
 
 _MODULES = {
@@ -45,6 +47,10 @@ _MODULES = {
     "StopTrainingOnNoMetricImprovement": "sb3_ext.callbacks",
     "TrainConfig": "sb3_ext.config",
     "GymnasiumVecEnv": "sb3_ext.gymnasium_vec_env",
+    "LiveParams": "sb3_ext.live_params",
+    "ParamAck": "sb3_ext.live_params",
+    "ParamChange": "sb3_ext.live_params",
+    "MetricsWriter": "sb3_ext.metrics_writer",
     "AttnCQQXPolicy": "sb3_ext.policies",
     "AuxPrediction": "sb3_ext.policies",
     "PPO": "sb3_ext.ppo",
@@ -53,6 +59,7 @@ _MODULES = {
     "get_preset": "sb3_ext.presets",
     "make_model": "sb3_ext.recipe",
     "CosineSchedule": "sb3_ext.schedules",
+    "ScaledSchedule": "sb3_ext.schedules",
     "FitnessWeightsVecEnv": "sb3_ext.vec_env",
     "make_vec_env": "sb3_ext.vec_env",
 }
@@ -68,9 +75,14 @@ __all__ = [
     "CosineSchedule",
     "FitnessWeightsVecEnv",
     "GymnasiumVecEnv",
+    "LiveParams",
+    "MetricsWriter",
     "MultiMetricEarlyStopping",
+    "ParamAck",
+    "ParamChange",
     "PolicyActions",
     "Preset",
+    "ScaledSchedule",
     "StopTrainingOnNoMetricImprovement",
     "TrainConfig",
     "get_preset",

@@ -1,4 +1,7 @@
-"""Callbacks: the auxiliary-target filler used by :class:`sb3_ext.PPO`, and multi-metric early stopping."""
+"""Callbacks: the auxiliary-target filler used by :class:`sb3_ext.PPO`, multi-metric early stopping, live parameters.
+
+:class:`~sb3_ext.live_params.LiveParams`, which changes parameters while training runs, lives in its own module.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 
 from fitness_weights_env.errors import FieldError
 from sb3_ext.buffers import AuxRolloutBuffer
+from sb3_ext.live_params import LiveParams
 
-__all__ = ["AuxTargetCallback", "MultiMetricEarlyStopping", "StopTrainingOnNoMetricImprovement"]
+__all__ = ["AuxTargetCallback", "LiveParams", "MultiMetricEarlyStopping", "StopTrainingOnNoMetricImprovement"]
 
 
 def _episode_matrices(info: dict[str, Any], env_index: int) -> tuple[np.ndarray, np.ndarray]:

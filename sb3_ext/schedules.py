@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from fitness_weights_env.errors import FieldError
 
-__all__ = ["CosineSchedule"]
+__all__ = ["CosineSchedule", "ScaledSchedule"]
 
 
 class CosineSchedule:
@@ -43,3 +44,30 @@ class CosineSchedule:
 
     def __hash__(self) -> int:
         return hash((self.initial, self.final))
+
+
+class ScaledSchedule:
+    """A schedule (or a constant) times ``factor``; picklable. Scaling a :class:`ScaledSchedule` multiplies the factors.
+
+    :class:`sb3_ext.live_params.LiveParams` uses it for a live ``lr_scale``: the run keeps its schedule's shape.
+
+    Args:
+        base: A schedule of ``progress_remaining``, or a number.
+        factor: The factor, above 0.
+    """
+
+    def __init__(self, base: Callable[[float], float] | float, factor: float) -> None:
+        if not (math.isfinite(factor) and factor > 0):
+            raise FieldError("factor", "must be a number above 0", factor)
+        self.base: Callable[[float], float] | float = base
+        self.factor: float = float(factor)
+        if isinstance(base, ScaledSchedule):  # one level: the factors multiply
+            self.base, self.factor = base.base, base.factor * self.factor
+
+    def __call__(self, progress_remaining: float) -> float:
+        """The base's value at ``progress_remaining``, times the factor."""
+        base = self.base(progress_remaining) if callable(self.base) else self.base
+        return float(base) * self.factor
+
+    def __repr__(self) -> str:
+        return f"ScaledSchedule(base={self.base!r}, factor={self.factor})"
