@@ -15,6 +15,10 @@ POST    ``/train``                      admin  start a training job (202); its m
 GET     ``/train``                      read   the latest jobs
 GET     ``/train/{job_id}``             read   a job's state and progress
 DELETE  ``/train/{job_id}``             admin  cancel a job
+GET     ``/train/{job_id}/metrics``     read   a job's logged metrics, one row per logger dump (``?after=seq``)
+GET     ``/train/{job_id}/log``         read   a job's log lines (``?after=seq``)
+GET     ``/train/{job_id}/params``      read   the parameter changes requested for a job, and what became of them
+POST    ``/train/{job_id}/params``      admin  change a parameter at the job's next rollout boundary (202)
 GET     ``/models``                     read   the registered versions and the active one
 POST    ``/models/{version}/activate``  admin  make a version the active one (atomic, every worker)
 GET     ``/catalog``                           qualities, subjects, exercises and metrics, in matrix order
@@ -64,6 +68,7 @@ from fitness_weights_api.auth import Guard
 from fitness_weights_api.docs import add_docs_routes
 from fitness_weights_api.guards import BodyLimitMiddleware, HostOriginMiddleware
 from fitness_weights_api.job_config import JobConfig
+from fitness_weights_api.job_live import MAX_READ, ParamRefusedError
 from fitness_weights_api.job_store import QueueFullError, UnknownJobError
 from fitness_weights_api.jobs import JobManager
 from fitness_weights_api.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, RequestMetrics
@@ -73,9 +78,13 @@ from fitness_weights_api.schemas import (
     ErrorResponse,
     HealthResponse,
     JobResponse,
+    LogLineResponse,
+    MetricsRowResponse,
     ModelListResponse,
     OptimizeRequest,
     OptimizeResponse,
+    ParamChangeRequest,
+    ParamChangeResponse,
     PredictRequest,
     PredictResponse,
     TrainRequest,
@@ -86,6 +95,7 @@ from fitness_weights_api.schemas import (
 from fitness_weights_api.service import NoActiveModelError, WeightService
 from fitness_weights_api.settings import ServiceSettings
 from fitness_weights_api.supervision import exit_with_supervisor
+from fitness_weights_api.tokens import TokenRecord
 from fitness_weights_api.weights import NoPredictionHeadsError
 from fitness_weights_env.errors import FieldError
 
@@ -96,6 +106,8 @@ JOB_REFRESH_S = 1.0
 
 logger = logging.getLogger("fitness_weights_api")
 
+After = Annotated[int, Query(ge=0, description="Only rows after this seq (the last one the caller has).")]
+Limit = Annotated[int, Query(ge=1, le=MAX_READ, description="At most this many rows.")]
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A job id (32 lowercase hex digits).")]
 Version = Annotated[str, Path(pattern=r"^v[1-9][0-9]{0,17}$", description="A model version: v1, v2, ...")]
 
@@ -122,6 +134,7 @@ _STATUS: dict[type[Exception], int] = {
     NoPredictionHeadsError: 409,
     ModelRefusedError: 409,
     RegistryError: 409,
+    ParamRefusedError: 409,
     QueueFullError: 429,
     NoActiveModelError: 503,
 }
@@ -170,6 +183,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     service = WeightService(registry, jobs, device=settings.device)
     guard = Guard(settings.open_tokens())
     read, admin = [guard.requires("read")], [guard.requires("admin")]
+    admin_token = guard.requires("admin")  # the same check, when the route needs the token's record
     open_or_read = guard.optional(settings.require_token, "read")  # optimize and predict
     metrics = RequestMetrics()
     catalog = CatalogResponse.build()
@@ -281,6 +295,58 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     def cancel_job(job_id: JobId) -> JobResponse:
         """Cancel a job (a running one is stopped; a finished one is returned unchanged)."""
         return JobResponse.build(jobs.cancel(job_id))
+
+    @app.get(
+        "/train/{job_id}/metrics",
+        response_model=list[MetricsRowResponse],
+        responses=_errors(401, 404),
+        dependencies=read,
+        tags=["training"],
+    )
+    def job_metrics(job_id: JobId, after: After = 0, limit: Limit = MAX_READ) -> list[MetricsRowResponse]:
+        """A job's logged metrics, oldest first: each logger dump's step and the scalars TensorBoard gets."""
+        return [MetricsRowResponse(**row.to_dict()) for row in jobs.metrics(job_id, after, limit)]
+
+    @app.get(
+        "/train/{job_id}/log",
+        response_model=list[LogLineResponse],
+        responses=_errors(401, 404),
+        dependencies=read,
+        tags=["training"],
+    )
+    def job_log(job_id: JobId, after: After = 0, limit: Limit = MAX_READ) -> list[LogLineResponse]:
+        """A job's log lines, oldest first (paths cut to their last component)."""
+        return [LogLineResponse(**line.to_dict()) for line in jobs.log(job_id, after, limit)]
+
+    @app.get(
+        "/train/{job_id}/params",
+        response_model=list[ParamChangeResponse],
+        responses=_errors(401, 404),
+        dependencies=read,
+        tags=["training"],
+    )
+    def job_params(job_id: JobId) -> list[ParamChangeResponse]:
+        """The parameter changes requested for a job, oldest first: who asked, when, and when each took effect."""
+        return [ParamChangeResponse.build(change) for change in jobs.params(job_id)]
+
+    @app.post(
+        "/train/{job_id}/params",
+        status_code=202,
+        response_model=ParamChangeResponse,
+        responses=_errors(401, 404, 409),
+        tags=["training"],
+    )
+    def set_job_param(
+        job_id: JobId,
+        request: ParamChangeRequest,
+        token: TokenRecord = admin_token,  # a default, not Annotated: the guard is local, annotations are strings
+    ) -> ParamChangeResponse:
+        """Change a queued or running job's parameter at its next rollout boundary (``GET .../params`` follows it).
+
+        An invalid value is refused (422, naming the field) and stores nothing; a job that has ended answers 409.
+        """
+        who = f"{token.name} ({token.token_id})"
+        return ParamChangeResponse.build(jobs.set_param(job_id, request.name, request.value, requested_by=who))
 
     @app.get("/models", response_model=ModelListResponse, responses=_errors(401), dependencies=read, tags=["models"])
     def list_models() -> ModelListResponse:

@@ -11,6 +11,8 @@ Layout and schema (``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`):
 ``root/jobs.sqlite``                   the database (the default ``database_url``), WAL mode; its own
                                        file, not the registry's (each refuses a file with other tables)
 table ``jobs``                         one row per job, in submission order (``number``)
+tables ``job_metrics``, ``job_params``,  each job's logged metrics, requested parameter changes and log lines
+``job_log``                            (schema 2; :mod:`fitness_weights_api.job_live`)
 ``root/jobs/<job_id>/job.log``         the job process's stdout and stderr (tracebacks go here)
 ``root/jobs/<job_id>/lock``            ``flock``-ed by the job process for its whole life
 ``root/jobs/<job_id>/checkpoint.zip``  the last checkpoint (SB3 zip), replaced atomically: saved at the end of
@@ -61,8 +63,8 @@ __all__ = [
     "utc_now",
 ]
 
-SCHEMA_VERSION = 1
-"""The job database schema version, stored in ``PRAGMA user_version``."""
+SCHEMA_VERSION = 2
+"""The job database schema version, stored in ``PRAGMA user_version`` (2 adds the live tables to 1's ``jobs``)."""
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 JOB_STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -81,7 +83,7 @@ MEMORY_SETTING = "FITNESS_WEIGHTS_JOB_MEMORY_MB"
 
 # An absolute POSIX path in a message: a "/" not preceded by a word character, a dot or another path character.
 _ABSOLUTE_PATH_RE = re.compile(r"(?<![\w.~/\\-])/[^\s'\"`,;:()\[\]{}<>]*")
-_TABLES = {"jobs", "sqlite_sequence"}
+_TABLES = {"jobs", "sqlite_sequence", "job_metrics", "job_params", "job_log"}
 _SCHEMA = (
     f"""
     CREATE TABLE IF NOT EXISTS jobs (
@@ -103,6 +105,43 @@ _SCHEMA = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state, number)",
+)
+_LIVE_SCHEMA = (  # schema 2: what the dashboard follows (fitness_weights_api.job_live)
+    """
+    CREATE TABLE IF NOT EXISTS job_metrics (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL REFERENCES jobs (job_id),
+        step INTEGER NOT NULL,
+        recorded TEXT NOT NULL,
+        metrics TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS job_metrics_by_job ON job_metrics (job_id, seq)",
+    """
+    CREATE TABLE IF NOT EXISTS job_params (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL REFERENCES jobs (job_id),
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested TEXT NOT NULL,
+        applied TEXT,
+        timestep INTEGER,
+        previous TEXT,
+        error TEXT
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS job_params_by_job ON job_params (job_id, seq)",
+    """
+    CREATE TABLE IF NOT EXISTS job_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL REFERENCES jobs (job_id),
+        recorded TEXT NOT NULL,
+        level TEXT NOT NULL,
+        text TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS job_log_by_job ON job_log (job_id, seq)",
 )
 JOB_COLUMNS = (  # the columns job_from_row reads, in order
     "job_id, state, config, created, started, finished, timesteps_done, total_timesteps, last_mean_reward, "
@@ -257,6 +296,9 @@ class JobDatabase(Database):
 def _create_schema(conn: sqlite3.Connection, schema: int) -> None:
     if schema == 0:
         for statement in _SCHEMA:
+            conn.execute(statement)
+    if schema < 2:  # a new file, or schema 1's jobs alone: the live tables join them
+        for statement in _LIVE_SCHEMA:
             conn.execute(statement)
 
 

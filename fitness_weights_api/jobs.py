@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import Any
 
 from fitness_weights_api.job_config import JobConfig
+from fitness_weights_api.job_live import LiveRecords, LogLine, MetricsRow, ParamRequest
 from fitness_weights_api.job_store import (
     CANCELLED,
     CHECKPOINT_FILE,
@@ -232,6 +233,8 @@ class JobManager:
                 raise JobError(f"{name}: cannot create directory {str(directory)!r}: {err}") from err
         self.database = JobDatabase(self.database_path, self.database_url)
         self.database.initialize()
+        self.live = LiveRecords(self.database)
+        """The jobs' metrics, parameter changes and logs (:mod:`fitness_weights_api.job_live`)."""
         self._lock = threading.Lock()
         self._processes: dict[str, subprocess.Popen[bytes]] = {}  # the job processes this instance started
 
@@ -321,6 +324,33 @@ class JobManager:
                 f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY number DESC LIMIT ?", (*params, limit)
             ).fetchall()
         return [job_from_row(row) for row in rows]
+
+    def set_param(self, job_id: str, name: Any, value: Any, requested_by: str) -> ParamRequest:
+        """Request a parameter change of a queued or running job, applied at its next rollout boundary.
+
+        Raises:
+            FieldError: ``job_id`` is not a job id, or the change is invalid (``field`` names the parameter);
+                nothing is stored.
+            UnknownJobError: No such job.
+            JobError: The job has ended, or too many changes are waiting.
+        """
+        _check_job_id(job_id)
+        return self.live.request_change(job_id, name, value, requested_by)
+
+    def params(self, job_id: str) -> builtins.list[ParamRequest]:
+        """Every change requested for the job, oldest first, with what became of it."""
+        self.get(job_id)
+        return self.live.changes(job_id)
+
+    def metrics(self, job_id: str, after: int = 0, limit: int = 10_000) -> builtins.list[MetricsRow]:
+        """The job's logged metrics after ``seq`` ``after`` (one row per logger dump), oldest first."""
+        self.get(job_id)
+        return self.live.metrics(job_id, after, limit)
+
+    def log(self, job_id: str, after: int = 0, limit: int = 10_000) -> builtins.list[LogLine]:
+        """The job's log lines after ``seq`` ``after``, oldest first."""
+        self.get(job_id)
+        return self.live.log(job_id, after, limit)
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: a queued one at once; a running one by ``SIGTERM``, then ``SIGKILL`` (blocks until gone).

@@ -55,9 +55,13 @@ __all__ = [
     "ErrorResponse",
     "HealthResponse",
     "JobResponse",
+    "LogLineResponse",
+    "MetricsRowResponse",
     "ModelListResponse",
     "OptimizeRequest",
     "OptimizeResponse",
+    "ParamChangeRequest",
+    "ParamChangeResponse",
     "PredictRequest",
     "PredictResponse",
     "TrainRequest",
@@ -602,3 +606,56 @@ def validation_details(errors: Any) -> list[dict[str, Any]]:
             continue
         unique.setdefault((tuple(detail["loc"]), detail["msg"]), detail)
     return list(unique.values())
+
+
+class ParamChangeRequest(BaseModel):
+    """A change of a running job's parameter, applied at its next rollout boundary (``sb3_ext.live_params``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal[
+        "learning_rate", "lr_scale", "ent_coef", "clip_range", "vf_coef", "max_grad_norm", "n_epochs", "target_kl",
+        "cq_coef", "qx_coef", "error_coef",
+    ]  # fmt: skip
+    value: Annotated[int, Field(strict=True)] | Annotated[float, Field(strict=True)] | None = Field(
+        description="The new value (an integer for ``n_epochs``; ``null`` only for ``target_kl``)."
+    )
+
+
+class ParamChangeResponse(BaseModel):
+    """A requested change and what became of it (``applied`` and ``error`` both null while it waits)."""
+
+    seq: int
+    name: str
+    value: Any
+    requested_by: str = Field(description="The requesting token's name and id.")
+    requested: datetime
+    applied: datetime | None
+    timestep: int | None = Field(description="The job's timesteps when it took effect (or was refused).")
+    previous: Any
+    error: str | None
+
+    @classmethod
+    def build(cls, request: Any) -> ParamChangeResponse:
+        """The response for a :class:`~fitness_weights_api.job_live.ParamRequest`."""
+        data = request.to_dict()
+        del data["job_id"]
+        return cls(**data)
+
+
+class MetricsRowResponse(BaseModel):
+    """One logger dump of a job: the scalars TensorBoard gets (a NaN or infinite value as null)."""
+
+    seq: int
+    step: int
+    recorded: datetime
+    metrics: dict[str, float | None]
+
+
+class LogLineResponse(BaseModel):
+    """One line of a job's log."""
+
+    seq: int
+    recorded: datetime
+    level: Literal["info", "warning", "error"]
+    text: str

@@ -58,6 +58,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from fitness_weights_api.job_config import JobConfig
+from fitness_weights_api.job_live import LiveRecords
 from fitness_weights_api.job_store import (
     CANCELLED,
     CHECKPOINT_FILE,
@@ -68,6 +69,7 @@ from fitness_weights_api.job_store import (
     JobCancelled,
     JobDatabase,
     JobLostError,
+    redact_paths,
 )
 from fitness_weights_api.registry import ModelRegistry
 from fitness_weights_api.storage import database_path, write_atomically
@@ -113,6 +115,12 @@ class _JobProcess:
         self.registered: str | None = None
         self.rollouts = 0
         self.last_checkpoint: tuple[int, float] | None = None  # (rollouts, monotonic time) of the last one
+        self.live = LiveRecords(self.database)
+
+    def say(self, text: str, level: str = "info") -> None:
+        """A line in the job's log file and, paths redacted, in its log in the database (what the API shows)."""
+        print(f"job {self.job_id}: {text}", flush=True)
+        self.live.add_log(self.job_id, redact_paths(text), level)
 
     def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         """Stop training (raise :class:`JobCancelled`), unless the job is already finishing."""
@@ -127,9 +135,10 @@ class _JobProcess:
         try:
             config = self.database.claimed_config(self.job_id, self.pid)
             print(f"job {self.job_id} (pid {self.pid}) trains {json.dumps(config.to_dict())}", flush=True)
+            self.live.add_log(self.job_id, f"training {json.dumps(config.to_dict())}")
             self._train_and_register(config)
         except JobCancelled as err:
-            print(f"job {self.job_id}: {err}", flush=True)
+            self.say(str(err), "warning")
             return self._finish(CANCELLED)
         except JobLostError as err:
             print(f"job {self.job_id}: {'stopping' if config else 'not starting'}: {err}", flush=True)
@@ -161,8 +170,8 @@ class _JobProcess:
         if self.registered is not None:  # registered, but not recorded: the manager settles it as succeeded
             print(f"job {self.job_id}: registered {self.registered} but could not record it", flush=True)
             return 1
+        self.say(state + (f": {error}" if error else ""), "error" if state == FAILED else "info")
         self.database.finish(self.job_id, self.pid, state, error=error)
-        print(f"job {self.job_id}: {state}" + (f": {error}" if error else ""), flush=True)
         return 1 if state == FAILED else 0
 
     def _train_and_register(self, config: JobConfig) -> None:
@@ -171,10 +180,11 @@ class _JobProcess:
 
         registry = ModelRegistry(self.registry_root, self.registry_url)  # fail before training if it is amiss
         model = make_model(config)
+        model.set_logger(_job_logger(self, model.verbose))
         start = time.perf_counter()
-        model.learn(config.timesteps, callback=_progress_callback(self))
+        model.learn(config.timesteps, callback=[_progress_callback(self), _live_params(self)])
         seconds = time.perf_counter() - start
-        print(f"job {self.job_id}: trained {model.num_timesteps} steps in {seconds:.1f} s", flush=True)
+        self.say(f"trained {model.num_timesteps} steps in {seconds:.1f} s")
 
         model_path = self.job_dir / MODEL_FILE
         _save_atomically(model, model_path)
@@ -182,7 +192,7 @@ class _JobProcess:
         evaluation = json.dumps(report.to_dict(), indent=2)
         write_atomically(self.job_dir / "evaluation.json", lambda temp: temp.write_text(evaluation))
         score = report.normalized_score if math.isfinite(report.normalized_score) else None
-        print(f"job {self.job_id}: normalized score {score}", flush=True)
+        self.say(f"normalized score {score}")
         if self.database.record_progress(self.job_id, self.pid, model.num_timesteps, _mean_reward(model), None):
             raise JobCancelled("cancel requested")
 
@@ -201,7 +211,7 @@ class _JobProcess:
         self.database.finish(
             self.job_id, self.pid, SUCCEEDED, model_version=version.version, timesteps=int(model.num_timesteps)
         )
-        print(f"job {self.job_id}: succeeded, registered {version.version}", flush=True)
+        self.say(f"succeeded, registered {version.version}")
 
     def checkpoint_due(self) -> bool:
         """Whether the rollout that just ended is checkpointed: the first one, then every N rollouts or S seconds."""
@@ -238,6 +248,38 @@ def _progress_callback(job: _JobProcess) -> Any:
             job.on_rollout_end(self.model)
 
     return ProgressCallback()
+
+
+def _job_logger(job: _JobProcess, verbose: int) -> Any:
+    """SB3's logger for the job: each dump's scalars and log line into the job database (SB3 imported here).
+
+    With ``verbose``, SB3's table also goes to stdout, the job's log file.
+    """
+    from stable_baselines3.common.logger import HumanOutputFormat, Logger, SeqWriter
+
+    from sb3_ext.metrics_writer import MetricsWriter
+
+    class DatabaseLog(SeqWriter):
+        def write_sequence(self, sequence: list[str]) -> None:
+            job.say(" ".join(sequence))
+
+        def close(self) -> None:
+            """Nothing to close."""
+
+    sink = MetricsWriter(lambda step, metrics: job.live.add_metrics(job.job_id, step, metrics))
+    formats: list[Any] = [sink, DatabaseLog()]
+    if verbose:
+        formats.append(HumanOutputFormat(sys.stdout))
+    return Logger(folder=None, output_formats=formats)
+
+
+def _live_params(job: _JobProcess) -> Any:
+    """:class:`~sb3_ext.live_params.LiveParams` reading the job's pending changes and recording what became of them."""
+    from sb3_ext.live_params import LiveParams
+
+    return LiveParams(
+        lambda: job.live.pending_changes(job.job_id), on_ack=lambda ack: job.live.acknowledge(job.job_id, ack)
+    )
 
 
 def _mean_reward(model: BaseAlgorithm) -> float | None:

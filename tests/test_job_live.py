@@ -1,0 +1,147 @@
+"""A running job's metrics, parameter changes and log in the job database: real job processes, real SQLite."""
+
+import json
+import sqlite3
+import time
+
+import pytest
+from conftest import make_token
+from test_jobs import LONG, TIMEOUT_S, assert_public, fake_python, make_manager, poll, tiny
+
+from fitness_weights_api import JobError, ModelRegistry
+from fitness_weights_api.job_live import MAX_PENDING
+from fitness_weights_api.job_store import FINAL_STATES, SCHEMA_VERSION
+from fitness_weights_env import FieldError
+
+
+@pytest.fixture
+def registry(tmp_path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "registry")
+
+
+def _wait_for(read, until, timeout_s=TIMEOUT_S):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = read()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out; last read {value!r}")
+        time.sleep(0.1)
+
+
+def test_a_running_job_logs_metrics_takes_a_change_at_its_next_rollout_and_logs_it(tmp_path, registry):
+    manager = make_manager(tmp_path / "jobs", registry)
+    job = manager.submit(tiny(LONG))
+    try:
+        rows = _wait_for(lambda: manager.metrics(job.job_id), lambda rows: len(rows) >= 2)
+        assert all(row.step > 0 for row in rows) and [r.seq for r in rows] == sorted(r.seq for r in rows)
+        assert "train/learning_rate" in rows[-1].metrics and "time/fps" in rows[-1].metrics
+        before = rows[-1].metrics["train/learning_rate"]
+        request = manager.set_param(job.job_id, "learning_rate", before / 4, requested_by="token admin-1")
+        assert request.pending and request.requested_by == "token admin-1"
+        (done,) = _wait_for(lambda: manager.params(job.job_id), lambda params: not params[0].pending)
+        assert (
+            done.applied is not None and done.error is None and done.previous == pytest.approx(before, rel=1e-3)
+        )  # the schedule moved on a little
+        assert done.timestep > rows[-1].step  # a later rollout boundary than the last dump seen
+        # the update after the boundary uses it: a later dump logs the new rate
+        later = _wait_for(
+            lambda: manager.metrics(job.job_id, after=rows[-1].seq),
+            lambda new: any(r.step > done.timestep and "train/learning_rate" in r.metrics for r in new),
+        )
+        logged = [r.metrics["train/learning_rate"] for r in later if r.step > done.timestep]
+        assert logged and all(value == pytest.approx(before / 4) for value in logged if value is not None)
+        assert any(r.metrics.get("live/learning_rate") == pytest.approx(before / 4) for r in later)
+        lines = [line.text for line in manager.log(job.job_id)]
+        assert lines[0].startswith("training {") and any("live parameter learning_rate" in t for t in lines)
+        for line in lines:
+            assert_public(line)
+    finally:
+        manager.cancel(job.job_id)
+    lines = manager.log(job.job_id)
+    assert lines[-1].text == "cancelled" and [line.seq for line in lines] == sorted(line.seq for line in lines)
+    assert manager.log(job.job_id, after=lines[-2].seq) == lines[-1:]
+
+
+def test_a_refused_change_stores_nothing_and_an_ended_job_takes_none(tmp_path, registry):
+    manager = make_manager(tmp_path / "jobs", registry, python=fake_python(tmp_path, "exec sleep 600"))
+    job = manager.submit(tiny())
+    try:
+        for name, value, field in (
+            ("n_steps", 128, "n_steps"),
+            ("gamma", 0.9, "name"),
+            ("ent_coef", -1.0, "ent_coef"),
+            ("learning_rate", float("nan"), "learning_rate"),
+            ("n_epochs", "3", "n_epochs"),
+        ):
+            with pytest.raises(FieldError) as caught:
+                manager.set_param(job.job_id, name, value, requested_by="admin")
+            assert caught.value.field == field
+        assert manager.params(job.job_id) == []
+        with pytest.raises(FieldError, match="job_id"):
+            manager.set_param("../etc", "ent_coef", 0.1, requested_by="admin")
+        for _ in range(MAX_PENDING):
+            manager.set_param(job.job_id, "ent_coef", 0.01, requested_by="admin")
+        with pytest.raises(JobError, match=f"at most {MAX_PENDING}"):
+            manager.set_param(job.job_id, "ent_coef", 0.01, requested_by="admin")
+        assert len(manager.params(job.job_id)) == MAX_PENDING
+    finally:
+        manager.cancel(job.job_id)
+    assert manager.get(job.job_id).state in FINAL_STATES
+    with pytest.raises(JobError, match="has ended"):
+        manager.set_param(job.job_id, "ent_coef", 0.02, requested_by="admin")
+    with pytest.raises(FieldError, match="after"):
+        manager.metrics(job.job_id, after=-1)
+
+
+def test_a_schema_1_job_database_gains_the_live_tables_and_keeps_its_jobs(tmp_path, registry):
+    manager = make_manager(tmp_path / "jobs", registry, python=fake_python(tmp_path, "exit 0"))
+    job = poll(manager, manager.submit(tiny()).job_id, lambda job: job.state in FINAL_STATES)[-1]
+    with sqlite3.connect(manager.database_path) as conn:  # back to schema 1: the jobs table alone
+        for table in ("job_metrics", "job_params", "job_log"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("PRAGMA user_version = 1")
+    reopened = make_manager(tmp_path / "jobs", registry)
+    assert reopened.get(job.job_id) == job and reopened.metrics(job.job_id) == []
+    with sqlite3.connect(manager.database_path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"jobs", "job_metrics", "job_params", "job_log"} <= tables
+
+
+def test_the_http_api_follows_a_job_and_only_an_admin_changes_it(api_apps, tmp_path, tiny_models):
+    home = tmp_path / "live"
+    ModelRegistry(home / "registry").register(tiny_models["attn0"], training_config={}, activate=True)
+    api = api_apps(home)
+    client, admin = api.client, api.auth
+    read = {"Authorization": f"Bearer {make_token(home, 'read')}"}
+    train = {"timesteps": LONG, "n_envs": 8, "eval_trainees": 4, "policy": "MlpPolicy"}
+    job_id = client.post("/train", json=train, headers=admin).json()["job_id"]
+    rows = _wait_for(lambda: client.get(f"/train/{job_id}/metrics", headers=read).json(), lambda rows: len(rows) >= 1)
+    assert rows[0]["step"] > 0 and "time/fps" in rows[0]["metrics"]
+    path = f"/train/{job_id}/params"
+    change = {"name": "ent_coef", "value": 0.03}
+    assert client.post(path, json=change).status_code == 401
+    assert client.post(path, json=change, headers=read).status_code == 403
+    for bad, field in (
+        ({"name": "ent_coef", "value": -1}, "ent_coef"),
+        ({"name": "n_steps", "value": 8}, "name"),
+        ({"name": "n_epochs", "value": True}, "value"),
+        ({"name": "ent_coef"}, "value"),
+    ):
+        response = client.post(path, json=bad, headers=admin)
+        assert response.status_code == 422 and field in json.dumps(response.json()["detail"]), bad
+    assert client.get(path, headers=read).json() == []  # nothing stored
+    accepted = client.post(path, json=change, headers=admin)
+    assert accepted.status_code == 202 and accepted.json()["requested_by"].startswith("tests-admin (")
+    (done,) = _wait_for(lambda: client.get(path, headers=read).json(), lambda params: params[0]["applied"])
+    assert done["value"] == 0.03 and done["timestep"] > 0 and done["error"] is None
+    lines = client.get(f"/train/{job_id}/log", headers=read).json()
+    assert any("live parameter ent_coef" in line["text"] for line in lines)
+    assert client.get(f"/train/{job_id}/log?after={lines[-1]['seq']}&limit=5", headers=read).status_code == 200
+    assert client.get(f"/train/{job_id}/log?limit=0", headers=read).status_code == 422
+    assert client.get(f"/train/{'0' * 32}/metrics", headers=read).status_code == 404
+    client.delete(f"/train/{job_id}", headers=admin)
+    ended = client.post(path, json=change, headers=admin)
+    assert ended.status_code == 409 and "has ended" in ended.json()["detail"]
