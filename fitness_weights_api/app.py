@@ -19,6 +19,7 @@ GET     ``/train/{job_id}/metrics``     read   a job's logged metrics, one row p
 GET     ``/train/{job_id}/log``         read   a job's log lines (``?after=seq``)
 GET     ``/train/{job_id}/params``      read   the parameter changes requested for a job, and what became of them
 POST    ``/train/{job_id}/params``      admin  change a parameter at the job's next rollout boundary (202)
+WS      ``/ws/jobs/{job_id}``           read   a job's state, metrics, log and changes, streamed; ``set_params`` (admin)
 GET     ``/models``                     read   the registered versions and the active one
 POST    ``/models/{version}/activate``  admin  make a version the active one (atomic, every worker)
 GET     ``/catalog``                           qualities, subjects, exercises and metrics, in matrix order
@@ -71,6 +72,7 @@ from fitness_weights_api.job_config import JobConfig
 from fitness_weights_api.job_live import MAX_READ, ParamRefusedError
 from fitness_weights_api.job_store import QueueFullError, UnknownJobError
 from fitness_weights_api.jobs import JobManager
+from fitness_weights_api.live_socket import add_live_socket
 from fitness_weights_api.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, RequestMetrics
 from fitness_weights_api.registry import ModelRefusedError, ModelVersion, RegistryError, UnknownVersionError
 from fitness_weights_api.schemas import (
@@ -347,6 +349,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         """
         who = f"{token.name} ({token.token_id})"
         return ParamChangeResponse.build(jobs.set_param(job_id, request.name, request.value, requested_by=who))
+
+    add_live_socket(app, jobs, guard.tokens)
 
     @app.get("/models", response_model=ModelListResponse, responses=_errors(401), dependencies=read, tags=["models"])
     def list_models() -> ModelListResponse:

@@ -145,3 +145,94 @@ def test_the_http_api_follows_a_job_and_only_an_admin_changes_it(api_apps, tmp_p
     client.delete(f"/train/{job_id}", headers=admin)
     ended = client.post(path, json=change, headers=admin)
     assert ended.status_code == 409 and "has ended" in ended.json()["detail"]
+
+
+def _read_until(socket, until, limit=2000):
+    """Messages from the socket until ``until(messages)``; fails after ``limit`` messages."""
+    messages = []
+    while len(messages) < limit:
+        messages.append(socket.receive_json())
+        if until(messages):
+            return messages
+    pytest.fail(f"no such message in {limit}: {messages[-3:]}")
+
+
+def _of(messages, kind):
+    return [message for message in messages if message["type"] == kind]
+
+
+def test_the_websocket_streams_a_job_and_takes_changes_from_an_admin_only(api_apps, tmp_path, tiny_models):
+    home = tmp_path / "socket"
+    ModelRegistry(home / "registry").register(tiny_models["attn0"], training_config={}, activate=True)
+    api = api_apps(home)
+    client, admin_token = api.client, api.admin_token
+    read_token = make_token(home, "read")
+    train = {"timesteps": LONG, "n_envs": 8, "eval_trainees": 4, "policy": "MlpPolicy"}
+    job_id = client.post("/train", json=train, headers=api.auth).json()["job_id"]
+    path = f"/ws/jobs/{job_id}"
+    with client.websocket_connect(path, headers={"Authorization": f"Bearer {read_token}"}) as reader:
+        seen = _read_until(reader, lambda m: sum(len(x["rows"]) for x in _of(m, "metrics")) >= 3)
+        assert seen[0]["type"] == "state" and seen[0]["job"]["job_id"] == job_id
+        steps = [row["step"] for message in _of(seen, "metrics") for row in message["rows"]]
+        assert steps == sorted(steps) and len(set(steps)) == len(steps)  # each dump once, in order
+        reader.send_json({"type": "set_params", "name": "ent_coef", "value": 0.03})
+        refused = _read_until(reader, lambda m: m[-1]["type"] == "error")[-1]
+        assert refused["field"] == "token" and "role 'admin'" in refused["detail"]
+        with client.websocket_connect(path) as admin:  # a browser: the token in the first message
+            admin.send_json({"type": "auth", "token": admin_token})
+            for bad, field in (
+                ({"name": "ent_coef", "value": -1}, "ent_coef"),
+                ({"name": "n_steps", "value": 8}, "name"),
+                ({"name": "ent_coef"}, "value"),
+            ):
+                admin.send_json({"type": "set_params", **bad})
+                error = _read_until(admin, lambda m: m[-1]["type"] == "error")[-1]
+                assert error["field"] == field, (bad, error)
+            assert client.get(f"/train/{job_id}/params", headers=api.auth).json() == []  # nothing stored
+            admin.send_json({"type": "set_params", "name": "ent_coef", "value": 0.03})
+            acks = _read_until(admin, lambda m: any(a["change"]["applied"] for a in _of(m, "param_ack")))
+            stored, applied = _of(acks, "param_ack")[0]["change"], _of(acks, "param_ack")[-1]["change"]
+            assert stored["applied"] is None and applied["timestep"] > 0 and applied["value"] == 0.03
+            assert applied["requested_by"].startswith("tests-admin (")
+        # the reader sees the change too, and the job's log line of it
+
+        def change_and_log_seen(messages):
+            applied = any(a["change"]["applied"] for a in _of(messages, "param_ack"))
+            lines = [line["text"] for message in _of(messages, "log") for line in message["lines"]]
+            return applied and any("live parameter ent_coef" in text for text in lines)
+
+        _read_until(reader, change_and_log_seen)
+    client.delete(f"/train/{job_id}", headers=api.auth)
+    # a page that connects late gets the whole history, down to the final state
+    with client.websocket_connect(path, headers={"Authorization": f"Bearer {read_token}"}) as late:
+        history = _read_until(late, lambda m: any(x["text"] == "cancelled" for y in _of(m, "log") for x in y["lines"]))
+        assert history[0]["type"] == "state" and history[0]["job"]["state"] == "cancelled"
+        rows = [row for message in _of(history, "metrics") for row in message["rows"]]
+        assert len(rows) == len(client.get(f"/train/{job_id}/metrics", headers=api.auth).json()) >= 3
+        assert [a["change"]["value"] for a in _of(history, "param_ack")] == [0.03]
+
+
+def test_the_websocket_refuses_missing_wrong_and_url_tokens_and_other_origins(api_apps, tmp_path, tiny_models):
+    from starlette.websockets import WebSocketDisconnect
+
+    home = tmp_path / "socket-auth"
+    ModelRegistry(home / "registry").register(tiny_models["attn0"], training_config={}, activate=True)
+    api = api_apps(home)
+    client = api.client
+    path = f"/ws/jobs/{'0' * 32}"
+    for first in ({"type": "set_params", "name": "ent_coef", "value": 0.1}, {"type": "auth", "token": "nope"}):
+        with client.websocket_connect(f"{path}?token={api.admin_token}") as socket:  # the URL's token is ignored
+            socket.send_json(first)
+            error = socket.receive_json()
+            assert error["type"] == "error" and error["field"] == "token"
+            with pytest.raises(WebSocketDisconnect) as closed:
+                socket.receive_json()
+            assert closed.value.code == 1008
+    with client.websocket_connect(path, headers=api.auth) as socket:  # a valid token, an unknown job
+        assert socket.receive_json() == {"type": "error", "field": "job_id", "detail": "unknown job"}
+    with client.websocket_connect(path) as socket:  # more than a message may hold
+        socket.send_text("x" * 5000)
+        assert socket.receive_json()["field"] == "message"
+    evil = {**api.auth, "Origin": "http://evil.example"}  # another site's page: refused before the handshake
+    with pytest.raises(WebSocketDisconnect), client.websocket_connect(path, headers=evil) as socket:
+        socket.receive_json()
