@@ -18,7 +18,7 @@ baselines: setup
 	$(BIN)/python examples/run_baselines.py
 
 test: setup
-	$(BIN)/python -m pytest -n 2  # two workers: the 2-core machine's test run in half the time
+	$(BIN)/python -m pytest -n 3  # three workers: many tests wait on job processes and servers (docs/testing.md)
 
 lint: setup
 	$(BIN)/ruff check .
