@@ -236,3 +236,12 @@ def test_the_websocket_refuses_missing_wrong_and_url_tokens_and_other_origins(ap
     evil = {**api.auth, "Origin": "http://evil.example"}  # another site's page: refused before the handshake
     with pytest.raises(WebSocketDisconnect), client.websocket_connect(path, headers=evil) as socket:
         socket.receive_json()
+
+
+def test_the_api_takes_exactly_the_parameters_the_callback_takes():
+    from typing import get_args
+
+    from fitness_weights_api.schemas import ParamChangeRequest
+    from sb3_ext.live_params import LIVE_PARAMS
+
+    assert set(get_args(ParamChangeRequest.model_fields["name"].annotation)) == set(LIVE_PARAMS)
