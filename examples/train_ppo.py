@@ -7,7 +7,9 @@
 The model comes from the project's one training recipe (``sb3_ext.recipe.make_model``) with a
 ``sb3_ext.config.TrainConfig`` of the arguments: the preset (``sb3_ext.presets``) sets the number of envs and
 PPO's rollout and update sizes, ``--n-envs`` overrides its number of envs, ``--vec`` picks how the envs are
-stepped, and the learning rate anneals (cosine) from 2e-3 to a tenth of it.
+stepped, and the learning rate anneals (cosine) from 2e-3 to a tenth of it. Besides the model and the evaluation,
+``--out`` gets ``learning_curve.csv`` and, with matplotlib, ``learning_curve.png`` and ``weights.png``
+(``fitness_weights_api.plots``; ``fitness-weights plot RUN`` redraws them).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from fitness_weights_api.plots import CURVE_FILE, plot_learning_curve, plot_weights, write_curve
 from fitness_weights_env import ENV_IDS
 from sb3_ext.config import DEFAULT_LEARNING_RATE, POLICIES, VECTORIZATIONS, TrainConfig
 from sb3_ext.evaluate import evaluate_model
@@ -52,8 +58,9 @@ def main() -> None:
         eval_trainees=args.eval_trainees,
     )
     model = make_model(config, tensorboard_log=args.tensorboard)
+    curve = CurveRecorder()
     start = time.perf_counter()
-    model.learn(config.timesteps, progress_bar=True)
+    model.learn(config.timesteps, progress_bar=True, callback=curve)
     seconds = time.perf_counter() - start
     args.out.mkdir(parents=True, exist_ok=True)
     model.save(args.out / "model.zip")
@@ -74,6 +81,28 @@ def main() -> None:
     )
     print(report.to_markdown())
     report.write(args.out)
+    write_curve(args.out / CURVE_FILE, curve.points)
+    try:
+        plot_learning_curve(curve.points, args.out / "learning_curve.png", f"{config.policy} on {config.env_id}")
+        plot_weights(model, args.out / "weights.png", env_id=config.env_id)
+        print(f"wrote {args.out / 'learning_curve.png'} and {args.out / 'weights.png'}")
+    except ImportError:  # matplotlib is in the dev and plots extras
+        print("matplotlib is not installed: no pictures (pip install 'fitness-weights[plots]')")
+
+
+class CurveRecorder(BaseCallback):
+    """Records ``(timesteps, mean episode return)`` after every rollout (SB3's ``ep_info_buffer``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.points: list[tuple[int, float]] = []
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.model.ep_info_buffer:
+            self.points.append((self.num_timesteps, float(np.mean([info["r"] for info in self.model.ep_info_buffer]))))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import time
@@ -185,6 +186,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(report.to_markdown())
     if args.out is not None:
         report.write(args.out)
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from fitness_weights_api.plots import CURVE_FILE, CURVE_KEY, plot_learning_curve, plot_weights, read_curve
+
+    settings = _settings(args)
+    target = str(args.target)
+    if re.fullmatch(r"[0-9a-f]{32}", target):  # a job id
+        jobs = settings.open_jobs(settings.open_registry())
+        job = jobs.get(target)
+        folder = jobs.job_dir(job.job_id)
+        rows = jobs.metrics(job.job_id)
+        points = [(r.step, float(value)) for r in rows if (value := r.metrics.get(CURVE_KEY)) is not None]
+        files = [folder / name for name in ("model.zip", "checkpoint.zip") if (folder / name).is_file()]
+        model_file = files[0] if files else None
+        title = f"job {job.job_id[:8]} ({job.config.policy}, {job.config.env_id})"
+    else:
+        folder = Path(target)
+        if not folder.is_dir():
+            raise CommandError(f"run: {target} is neither a run folder nor a job id")
+        points = read_curve(folder / CURVE_FILE)
+        model_file = folder / "model.zip" if (folder / "model.zip").is_file() else None
+        title = f"run {folder.name}"
+    out = args.out or folder
+    out.mkdir(parents=True, exist_ok=True)
+    print(plot_learning_curve(points, out / "learning_curve.png", title))
+    if model_file is None:
+        raise CommandError("run: no model.zip or checkpoint.zip to draw the weights of")
+    print(plot_weights(_load_model(settings, str(model_file), "cpu"), out / "weights.png"))
     return 0
 
 
@@ -633,6 +664,17 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_actions.add_parser("revoke", help="revoke a token", description="Revoke a token by its id.")
     revoke.add_argument("token_id", help="the token's id (see 'tokens list')")
     tokens.set_defaults(run=_tokens)
+
+    plot = commands.add_parser(
+        "plot",
+        help="draw a run's or a job's learning curve and weights (PNG)",
+        description="Write learning_curve.png (mean episode return against timesteps) and weights.png (a held-out "
+        "trainee's optimized and predicted CQ and QX matrices) for a run folder (examples/train_ppo.py --out) or a "
+        "job id, into that folder or --out.",
+    )
+    plot.add_argument("target", metavar="RUN_OR_JOB", help="a run folder or a job id")
+    plot.add_argument("--out", type=Path, default=None, help="folder for the PNG files (default: the run's)")
+    plot.set_defaults(run=_plot)
 
     serve = commands.add_parser(
         "serve",

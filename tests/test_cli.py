@@ -33,6 +33,7 @@ def run(home: Path, *args: str) -> int:
 HELP_NAMES = {  # each subcommand's help names its own options
     "train": ["--timesteps", "--policy", "--preset", "--activate", "--detach"],
     "evaluate": ["model", "--trainees", "--out"],
+    "plot": ["RUN_OR_JOB", "--out"],
     "optimize": ["--profile", "--target", "--steps", "--deterministic", "--json"],
     "predict": ["--profile", "--qualities", "--seed", "--json"],
     "models": ["list", "activate", "register"],
