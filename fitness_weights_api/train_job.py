@@ -24,7 +24,9 @@ What it does:
    records the progress (timesteps, mean episode return) and reads the job's ``cancel_requested`` flag. At the end
    of the first rollout, then once ``--checkpoint-rollouts`` rollouts or ``--checkpoint-seconds`` seconds have
    passed since the last checkpoint, it saves ``checkpoint.zip`` in the job folder atomically (a temporary file,
-   then ``os.replace``) and records its path.
+   then ``os.replace``) and records its path. Every logger dump and log line goes to the job database too
+   (:mod:`fitness_weights_api.job_live`), and at the end of each rollout the pending parameter changes are applied
+   (:class:`sb3_ext.live_params.LiveParams`) and what became of each is recorded.
 3. Saves ``model.zip`` atomically, evaluates it on ``eval_trainees`` held-out trainees of its ``env_id``
    (``evaluation.json``), registers it with that ``env_id`` (metadata ``{"job_id", "policy", "timesteps"}``, the
    normalized score as ``evaluation_score``, activated if the config says so) and marks the job ``succeeded``
