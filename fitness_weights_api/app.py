@@ -19,6 +19,7 @@ GET     ``/train/{job_id}/metrics``     read   a job's logged metrics, one row p
 GET     ``/train/{job_id}/log``         read   a job's log lines (``?after=seq``)
 GET     ``/train/{job_id}/params``      read   the parameter changes requested for a job, and what became of them
 POST    ``/train/{job_id}/params``      admin  change a parameter at the job's next rollout boundary (202)
+GET     ``/ui``                                the training dashboard (an open page; what it shows needs a token)
 WS      ``/ws/jobs/{job_id}``           read   a job's state, metrics, log and changes, streamed; ``set_params`` (admin)
 GET     ``/models``                     read   the registered versions and the active one
 POST    ``/models/{version}/activate``  admin  make a version the active one (atomic, every worker)
@@ -66,6 +67,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fitness_weights_api.auth import Guard
+from fitness_weights_api.dashboard import add_dashboard_routes
 from fitness_weights_api.docs import add_docs_routes
 from fitness_weights_api.guards import BodyLimitMiddleware, HostOriginMiddleware
 from fitness_weights_api.job_config import JobConfig
@@ -351,6 +353,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return ParamChangeResponse.build(jobs.set_param(job_id, request.name, request.value, requested_by=who))
 
     add_live_socket(app, jobs, guard.tokens)
+    add_dashboard_routes(app)
 
     @app.get("/models", response_model=ModelListResponse, responses=_errors(401), dependencies=read, tags=["models"])
     def list_models() -> ModelListResponse:

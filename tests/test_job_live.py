@@ -245,3 +245,28 @@ def test_the_api_takes_exactly_the_parameters_the_callback_takes():
     from sb3_ext.live_params import LIVE_PARAMS
 
     assert set(get_args(ParamChangeRequest.model_fields["name"].annotation)) == set(LIVE_PARAMS)
+
+
+def test_the_dashboard_page_and_its_files_come_from_the_service_itself(api_apps, tmp_path, tiny_models):
+    import re
+
+    from fitness_weights_api.dashboard import CONTENT_SECURITY_POLICY, plotly_js
+
+    home = tmp_path / "ui"
+    ModelRegistry(home / "registry").register(tiny_models["attn0"], training_config={}, activate=True)
+    client = api_apps(home).client
+    page = client.get("/ui")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sources and all(source.startswith("/ui/static/") for source in sources)  # no CDN, nothing elsewhere
+    for source in sources:
+        response = client.get(source)
+        assert response.status_code == 200 and response.headers["x-content-type-options"] == "nosniff", source
+    plotly = client.get("/ui/static/plotly.min.js")
+    assert plotly.headers["content-type"].startswith("text/javascript")
+    assert plotly.content == plotly_js().read_bytes()
+    script = client.get("/ui/static/ui.js").text
+    assert "new WebSocket(" in script and '"auth"' in script and "?token" not in script
+    for name in ("../app.py", "index.html", "%2e%2e%2fapp.py", "ui.py"):
+        assert client.get(f"/ui/static/{name}").status_code == 404, name

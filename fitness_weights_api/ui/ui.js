@@ -1,0 +1,190 @@
+// The training dashboard: the job list over HTTP, one job over its WebSocket (/ws/jobs/{id}), plain JavaScript.
+// The token stays in this tab's sessionStorage and travels in the Authorization header, or in the socket's first
+// message (a browser cannot set WebSocket headers); never in a URL.
+"use strict";
+
+const PARAMS = ["learning_rate", "lr_scale", "ent_coef", "clip_range", "vf_coef", "max_grad_norm", "n_epochs",
+  "target_kl", "cq_coef", "qx_coef", "error_coef"];
+const CHARTS = {
+  "chart-reward": { title: "episode reward and length", keys: ["rollout/ep_rew_mean", "rollout/ep_len_mean"] },
+  "chart-losses": { title: "policy, value and entropy losses",
+    keys: ["train/policy_gradient_loss", "train/value_loss", "train/entropy_loss"] },
+  "chart-aux": { title: "CQ, QX and error losses and accuracies",
+    keys: ["train/cq_loss", "train/qx_loss", "train/error_loss", "train/cq_accuracy", "train/qx_accuracy"] },
+  "chart-kl": { title: "approx_kl and clip fraction", keys: ["train/approx_kl", "train/clip_fraction"] },
+  "chart-params": { title: "learning rate and live-changed parameters", keys: ["train/learning_rate"], live: true },
+};
+const state = { token: sessionStorage.getItem("fw-token") || "", socket: null, jobId: null, rows: [], log: [],
+  changes: new Map(), started: null };
+
+function $(id) { return document.getElementById(id); }
+function showError(text) { $("error").textContent = text || ""; }
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}), Authorization: `Bearer ${state.token}` };
+  const response = await fetch(path, { ...options, headers });
+  const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  if (!response.ok) {
+    const detail = body && body.detail;
+    throw new Error(Array.isArray(detail) ? detail.map((d) => `${d.loc.slice(-1)[0]}: ${d.msg}`).join("; ") : detail);
+  }
+  return body;
+}
+
+async function refreshJobs() {
+  if (!state.token) return;
+  try {
+    const jobs = await api("/train?limit=50");
+    const body = $("jobs").querySelector("tbody");
+    body.replaceChildren(...jobs.map((job) => {
+      const row = document.createElement("tr");
+      row.dataset.jobId = job.job_id;
+      row.className = job.job_id === state.jobId ? "selected" : "";
+      const bar = document.createElement("progress");
+      bar.max = job.total_timesteps;
+      bar.value = job.timesteps_done;
+      const cells = [job.job_id.slice(0, 8), job.state].map((text) => {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        return cell;
+      });
+      const progress = document.createElement("td");
+      progress.append(bar);
+      row.append(...cells, progress);
+      row.addEventListener("click", () => openJob(job.job_id));
+      return row;
+    }));
+    $("token-state").textContent = "";
+  } catch (error) {
+    $("token-state").textContent = error.message;
+  }
+}
+
+function series(key) {
+  const points = state.rows.filter((row) => row.metrics[key] !== undefined && row.metrics[key] !== null);
+  return { x: points.map((row) => row.step), y: points.map((row) => row.metrics[key]), name: key.split("/")[1],
+    mode: "lines+markers", type: "scatter" };
+}
+
+function draw() {
+  const appliedChanges = [...state.changes.values()].filter((change) => change.applied);
+  const marks = appliedChanges.map((change) => ({ type: "line", x0: change.timestep, x1: change.timestep, yref: "paper",
+    y0: 0, y1: 1, line: { dash: "dot", color: "#d62728" } }));
+  for (const [id, chart] of Object.entries(CHARTS)) {
+    const keys = chart.live ? [...chart.keys, ...new Set(appliedChanges.map((c) => `live/${c.name}`))] : chart.keys;
+    const traces = keys.map(series).filter((trace) => trace.x.length);
+    Plotly.react(id, traces, { title: { text: chart.title, font: { size: 13 } }, margin: { t: 30, r: 10, b: 30, l: 50 },
+      xaxis: { title: { text: "timesteps" } }, shapes: marks, legend: { orientation: "h" } }, { displayModeBar: false });
+  }
+  const last = state.rows[state.rows.length - 1];
+  if (last) {
+    const reward = [...state.rows].reverse().find((row) => row.metrics["rollout/ep_rew_mean"] != null);
+    $("fig-reward").textContent = reward ? reward.metrics["rollout/ep_rew_mean"].toFixed(3) : "-";
+    $("fig-fps").textContent = last.metrics["time/fps"] != null ? Math.round(last.metrics["time/fps"]) : "-";
+  }
+}
+
+function drawLog() {
+  const search = $("log-search").value.toLowerCase();
+  const level = $("log-level").value;
+  const lines = state.log.filter((line) => (!level || line.level === level) && line.text.toLowerCase().includes(search));
+  $("log").replaceChildren(...lines.map((line) => {
+    const span = document.createElement("span");
+    span.className = line.level;
+    span.textContent = `${line.recorded.slice(11, 19)} ${line.level.padEnd(7)} ${line.text}\n`;
+    return span;
+  }));
+  if ($("log-follow").checked) $("log").scrollTop = $("log").scrollHeight;
+}
+
+function drawChanges() {
+  const body = $("param-history").querySelector("tbody");
+  body.replaceChildren(...[...state.changes.values()].map((change) => {
+    const row = document.createElement("tr");
+    const status = change.error ? `refused: ${change.error}` : change.applied ? "applied" : "waiting for the rollout";
+    for (const text of [change.seq, change.name, change.value, change.previous ?? "", change.requested_by,
+      change.timestep ?? "", status]) {
+      const cell = document.createElement("td");
+      cell.textContent = String(text);
+      row.append(cell);
+    }
+    return row;
+  }));
+}
+
+function onMessage(event) {
+  const message = JSON.parse(event.data);
+  if (message.type === "state") {
+    const job = message.job;
+    $("job-state").textContent = job.state;
+    $("fig-steps").textContent = `${job.timesteps_done} / ${job.total_timesteps}`;
+    state.started = job.started ? new Date(job.started) : null;
+    const end = job.finished ? new Date(job.finished) : new Date();
+    $("fig-elapsed").textContent = state.started ? `${Math.round((end - state.started) / 1000)} s` : "-";
+  } else if (message.type === "metrics") {
+    state.rows.push(...message.rows);
+    draw();
+  } else if (message.type === "log") {
+    state.log.push(...message.lines);
+    drawLog();
+  } else if (message.type === "param_ack") {
+    state.changes.set(message.change.seq, message.change);
+    drawChanges();
+    draw();
+  } else if (message.type === "error") {
+    showError(`${message.field}: ${message.detail}`);
+  }
+}
+
+function openJob(jobId) {
+  if (state.socket) state.socket.close();
+  Object.assign(state, { jobId, rows: [], log: [], changes: new Map() });
+  $("job-panel").hidden = false;
+  $("job-id").textContent = jobId.slice(0, 8);
+  drawLog();
+  drawChanges();
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/jobs/${jobId}`);
+  socket.addEventListener("open", () => socket.send(JSON.stringify({ type: "auth", token: state.token })));
+  socket.addEventListener("message", onMessage);
+  state.socket = socket;
+  refreshJobs();
+}
+
+function init() {
+  $("token").value = state.token;
+  $("param-name").replaceChildren(...PARAMS.map((name) => new Option(name, name)));
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.token = $("token").value.trim();
+    sessionStorage.setItem("fw-token", state.token);
+    refreshJobs();
+  });
+  $("param-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("param-value").value.trim();
+    const value = text === "null" || text === "" ? null : Number(text);
+    showError("");
+    state.socket?.send(JSON.stringify({ type: "set_params", name: $("param-name").value, value }));
+  });
+  $("cancel").addEventListener("click", async () => {
+    try { await api(`/train/${state.jobId}`, { method: "DELETE" }); } catch (error) { showError(error.message); }
+  });
+  $("start-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const body = { timesteps: Number(form.get("timesteps")), env_id: form.get("env_id"), policy: form.get("policy"),
+      preset: form.get("preset"), activate: form.get("activate") === "on" };
+    if (form.get("n_envs")) body.n_envs = Number(form.get("n_envs"));
+    try {
+      const job = await api("/train", { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body) });
+      openJob(job.job_id);
+    } catch (error) { showError(error.message); }
+  });
+  for (const id of ["log-search", "log-level"]) $(id).addEventListener("input", drawLog);
+  refreshJobs();
+  setInterval(refreshJobs, 2000);
+}
+
+document.addEventListener("DOMContentLoaded", init);
