@@ -1,0 +1,90 @@
+"""The dashboard in a real headless Chromium (Debian's ``chromium`` and ``chromium-driver``, driven by selenium),
+against a real ``fitness-weights serve`` on loopback with a real training job."""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fitness_weights_api import ModelRegistry
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        CHROMIUM is None or DRIVER is None, reason="no chromium and chromium-driver (.ci/run installs them)"
+    ),
+]
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = {"timesteps": 200_000, "n_envs": 8, "eval_trainees": 4, "policy": "MlpPolicy"}
+
+
+def _browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1100",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    return webdriver.Chrome(service=Service(DRIVER), options=options)
+
+
+def _wait(until, timeout_s=90.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = until()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail("timed out")
+
+
+def test_the_page_plots_a_running_job_takes_a_change_and_shows_its_log(api_servers, tmp_path, tiny_models):
+    from selenium.webdriver.common.by import By
+
+    home = tmp_path / "home"
+    ModelRegistry(home / "registry").register(tiny_models["attn0"], training_config={}, activate=True)
+    server = api_servers(home)
+    job_id = httpx.post(f"{server.url}/train", json=TRAIN, headers=server.auth, timeout=30).json()["job_id"]
+    browser = _browser()
+    try:
+        browser.get(f"{server.url}/ui")
+        browser.find_element(By.ID, "token").send_keys(server.admin_token)
+        browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+        row = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, f"#jobs tr[data-job-id='{job_id}']"))
+        row[0].click()
+
+        def points():  # the markers of the reward chart
+            return len(browser.find_elements(By.CSS_SELECTOR, "#chart-reward .scatterlayer .point"))
+
+        _wait(lambda: points() >= 10)
+        browser.find_element(By.ID, "param-name").send_keys("ent_coef")
+        browser.find_element(By.ID, "param-value").send_keys("0.02")
+        browser.find_element(By.CSS_SELECTOR, "#param-form button").click()
+        _wait(lambda: "applied" in browser.find_element(By.ID, "param-history").text)
+        history = browser.find_element(By.ID, "param-history").text
+        assert "ent_coef" in history and "0.02" in history
+        _wait(lambda: "live parameter ent_coef" in browser.find_element(By.ID, "log").text)
+        assert "training {" in browser.find_element(By.ID, "log").text
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.save_screenshot(str(tmp_path / "dashboard.png"))
+        if (ROOT / "docs").is_dir():
+            shutil.copy(tmp_path / "dashboard.png", ROOT / "docs" / "dashboard.png")
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+        events = [json.loads(entry["message"])["message"] for entry in browser.get_log("performance")]
+        urls = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
+        assert urls and all(url.startswith((server.url, "data:", "blob:")) for url in urls), urls  # loopback only
+    finally:
+        browser.quit()
