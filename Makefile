@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo baselines test lint bench
+.PHONY: setup demo baselines test test-browser lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ baselines: setup
 
 test: setup
 	$(BIN)/python -m pytest -n 3  # three workers: many tests wait on job processes and servers (docs/testing.md)
+
+test-browser: setup
+	$(BIN)/python -m pytest -m browser  # the dashboard in headless Chromium (docs/testing.md)
 
 lint: setup
 	$(BIN)/ruff check .
