@@ -186,8 +186,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     jobs = settings.open_jobs(registry)
     service = WeightService(registry, jobs, device=settings.device)
     guard = Guard(settings.open_tokens())
-    read, admin = [guard.requires("read")], [guard.requires("admin")]
-    admin_token = guard.requires("admin")  # the same check, when the route needs the token's record
+    admin_token = guard.requires("admin")  # a route that needs the token's record takes it as a parameter
+    read, admin = [guard.requires("read")], [admin_token]
     open_or_read = guard.optional(settings.require_token, "read")  # optimize and predict
     metrics = RequestMetrics()
     catalog = CatalogResponse.build()
