@@ -19,6 +19,8 @@ GET     ``/train/{job_id}/metrics``     read   a job's logged metrics, one row p
 GET     ``/train/{job_id}/log``         read   a job's log lines (``?after=seq``)
 GET     ``/train/{job_id}/params``      read   the parameter changes requested for a job, and what became of them
 POST    ``/train/{job_id}/params``      admin  change a parameter at the job's next rollout boundary (202)
+GET     ``/train/{job_id}/weights``     read   the matrices the job's latest checkpoint predicts for a held-out trainee
+POST    ``/train/{job_id}/weights``     read   ... for a trainee given as in ``/predict_weights``
 GET     ``/ui``                                the training dashboard (an open page; what it shows needs a token)
 WS      ``/ws/jobs/{job_id}``           read   a job's state, metrics, log and changes, streamed; ``set_params`` (admin)
 GET     ``/models``                     read   the registered versions and the active one
@@ -43,10 +45,10 @@ parsed.
 Errors: a request the schema refuses, or one naming an unknown subject or quality, gets a 422 whose ``detail``
 lists each invalid field (``loc``) with a message that names it; the input is not echoed. 401: no token, or an
 unknown or revoked one (the message says how to make one when the service has none); 403: the token's role does
-not allow it. 404: unknown job or version. 409: the active model cannot predict (an ``MlpPolicy``), or the version
-is refused (stored in the legacy SB3 format). 429: the job queue is full. 503: no model is active yet, or none that
-loads. Anything else is a 500 that says only that: the traceback goes to the server's log. No answer carries a
-path, a process id or a traceback.
+not allow it. 404: unknown job or version. 409: the active model (or a job's checkpoint) cannot predict (an
+``MlpPolicy``; no checkpoint yet), or the version is refused (stored in the legacy SB3 format). 429: the job queue
+is full. 503: no model is active yet, or none that loads. Anything else is a 500 that says only that: the
+traceback goes to the server's log. No answer carries a path, a process id or a traceback.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from fitness_weights_api.guards import BodyLimitMiddleware, HostOriginMiddleware
 from fitness_weights_api.job_config import JobConfig
 from fitness_weights_api.job_live import MAX_READ, ParamRefusedError
 from fitness_weights_api.job_store import QueueFullError, UnknownJobError
+from fitness_weights_api.job_weights import HELD_OUT_TRAINEES, JobWeights, NoCheckpointWeightsError, held_out_trainee
 from fitness_weights_api.jobs import JobManager
 from fitness_weights_api.live_socket import add_live_socket
 from fitness_weights_api.metrics import CONTENT_TYPE_LATEST, MetricsMiddleware, RequestMetrics
@@ -82,6 +85,7 @@ from fitness_weights_api.schemas import (
     ErrorResponse,
     HealthResponse,
     JobResponse,
+    JobWeightsResponse,
     LogLineResponse,
     MetricsRowResponse,
     ModelListResponse,
@@ -102,6 +106,7 @@ from fitness_weights_api.supervision import exit_with_supervisor
 from fitness_weights_api.tokens import TokenRecord
 from fitness_weights_api.weights import NoPredictionHeadsError
 from fitness_weights_env.errors import FieldError
+from sb3_ext.config import MAX_SEED
 
 __all__ = ["JOB_REFRESH_S", "create_app"]
 
@@ -119,7 +124,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No bearer token, or an unknown or revoked one."},
     403: {"model": ErrorResponse, "description": "The token's role does not allow this."},
     404: {"model": ErrorResponse, "description": "Unknown job or model version."},
-    409: {"model": ErrorResponse, "description": "The model cannot do this (no prediction heads; a refused version)."},
+    409: {
+        "model": ErrorResponse,
+        "description": "The model cannot do this (no prediction heads; no checkpoint yet; a refused version).",
+    },
     429: {"model": ErrorResponse, "description": "The job queue is full."},
     503: {"model": ErrorResponse, "description": "No model version is active (or none loads)."},
 }
@@ -136,6 +144,7 @@ _STATUS: dict[type[Exception], int] = {
     UnknownJobError: 404,
     UnknownVersionError: 404,
     NoPredictionHeadsError: 409,
+    NoCheckpointWeightsError: 409,
     ModelRefusedError: 409,
     RegistryError: 409,
     ParamRefusedError: 409,
@@ -352,6 +361,38 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         who = f"{token.name} ({token.token_id})"
         return ParamChangeResponse.build(jobs.set_param(job_id, request.name, request.value, requested_by=who))
 
+    checkpoints = JobWeights(jobs, settings.max_model_bytes)
+
+    @app.get(
+        "/train/{job_id}/weights",
+        response_model=JobWeightsResponse,
+        responses=_errors(401, 404, 409),
+        dependencies=read,
+        tags=["training"],
+    )
+    def job_weights(
+        job_id: JobId,
+        trainee: Annotated[
+            int, Query(ge=0, lt=HELD_OUT_TRAINEES, description="The evaluation's held-out trainee, by position.")
+        ] = 0,
+        seed: Annotated[int, Query(ge=0, le=MAX_SEED, description="Seed of the starting state, as in predict.")] = 0,
+    ) -> Response:
+        """The CQ and QX matrices the job's latest checkpoint predicts for a held-out trainee (the heatmaps)."""
+        weights = checkpoints.predict(job_id, held_out_trainee(trainee), seed)
+        return _json(JobWeightsResponse.build(job_id, f"held-out {trainee}", weights))
+
+    @app.post(
+        "/train/{job_id}/weights",
+        response_model=JobWeightsResponse,
+        responses=_errors(401, 404, 409),
+        dependencies=read,
+        tags=["training"],
+    )
+    def job_weights_for(job_id: JobId, request: PredictRequest) -> Response:
+        """The same, for a trainee typed in (the fields of ``POST /predict_weights``)."""
+        weights = checkpoints.predict(job_id, request.to_profile(), request.seed)
+        return _json(JobWeightsResponse.build(job_id, request.user_id, weights))
+
     add_live_socket(app, jobs, guard.tokens)
     add_dashboard_routes(app)
 
@@ -415,7 +456,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
 
 class WorkerHeaderMiddleware:
-    """Adds ``X-Worker-Id`` (a random id of the answering worker process, not its pid) to every response."""
+    """Adds ``X-Worker-Id`` (a random id of the answering worker process, not its pid) to every response.
+
+    A WebSocket's handshake answer carries it too, so that a client knows which worker streams to it.
+    """
 
     worker_id = secrets.token_hex(4)  # drawn again in every worker process (spawned, so it imports this anew)
 
@@ -424,13 +468,14 @@ class WorkerHeaderMiddleware:
         self.header = (b"x-worker-id", self.worker_id.encode())
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Pass the request on; add the header to the response's start."""
-        if scope["type"] != "http":
+        """Pass the request on; add the header to the response's start, or to the WebSocket's accept."""
+        start = {"http": "http.response.start", "websocket": "websocket.accept"}.get(scope["type"])
+        if start is None:
             await self.app(scope, receive, send)
             return
 
         async def send_with_header(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == start:
                 message["headers"] = [*message.get("headers", []), self.header]
             await send(message)
 

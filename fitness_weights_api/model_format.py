@@ -59,6 +59,7 @@ __all__ = [
     "ModelFormatError",
     "SafeModel",
     "ServedModel",
+    "archive_timesteps",
     "convert_sb3_archive",
     "load_policy",
     "make_manifest",
@@ -207,6 +208,19 @@ def convert_sb3_archive(
         raise ModelFormatError("policy_class", f"is ambiguous among {names}")
     version = entries.get(SB3_VERSION_ENTRY, b"").decode("utf-8", "replace").strip()[:32]
     return SafeModel(make_manifest(names[0], kwargs, env_id, training_config, version or None), tensors)
+
+
+def archive_timesteps(data: bytes, max_bytes: int) -> int | None:
+    """The ``num_timesteps`` an SB3 archive was saved at, read from its plain ``data`` field (``None`` if absent).
+
+    Raises:
+        ModelFormatError: Not a readable SB3 archive, or a ``data`` entry that is not JSON (as
+            :func:`convert_sb3_archive`).
+    """
+    entries = _read_entries(data, (SB3_DATA_ENTRY,), (), max_bytes)
+    fields = _json("data", entries[SB3_DATA_ENTRY], max_bytes)
+    value = fields.get("num_timesteps") if isinstance(fields, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def make_manifest(

@@ -34,6 +34,7 @@ from pydantic_core import PydanticCustomError, PydanticKnownError
 from typing_extensions import TypedDict
 
 from fitness_weights_api.job_store import Job
+from fitness_weights_api.job_weights import CheckpointWeights
 from fitness_weights_api.model_format import ENV_IDS
 from fitness_weights_api.registry import ModelVersion
 from fitness_weights_api.weights import MAX_OPTIMIZATION_STEPS, WeightsResult
@@ -55,6 +56,7 @@ __all__ = [
     "ErrorResponse",
     "HealthResponse",
     "JobResponse",
+    "JobWeightsResponse",
     "LogLineResponse",
     "MetricsRowResponse",
     "ModelListResponse",
@@ -376,9 +378,7 @@ class OptimizeRequest(TraineeRequest):
     )
 
 
-class _WeightsResponse(BaseModel):
-    user_id: str
-    model_version: str = Field(description="The registry version that answered.")
+class _Matrices(BaseModel):
     env_id: Literal[ENV_IDS] = Field(  # type: ignore[valid-type]  # pydantic: Literal of a tuple
         description="The environment whose kernel answered: the one the model was trained on."
     )
@@ -393,6 +393,21 @@ class _WeightsResponse(BaseModel):
         description="The environment's mean target score: the mean of target_achievement_scores on "
         "FitnessWeights-v0, the simulated trainee's on FitnessWeights-v1."
     )
+
+    @staticmethod
+    def _matrices(result: WeightsResult) -> dict[str, Any]:
+        return {
+            "env_id": result.env_id,
+            "cq_matrix": result.cq.tolist(),
+            "qx_matrix": result.qx.tolist(),
+            "target_achievement_scores": result.target_scores,
+            "mean_target_score": result.mean_target_score,
+        }
+
+
+class _WeightsResponse(_Matrices):
+    user_id: str
+    model_version: str = Field(description="The registry version that answered.")
     timestamp: datetime
 
     @staticmethod
@@ -400,11 +415,7 @@ class _WeightsResponse(BaseModel):
         return {
             "user_id": user_id,
             "model_version": version,
-            "env_id": result.env_id,
-            "cq_matrix": result.cq.tolist(),
-            "qx_matrix": result.qx.tolist(),
-            "target_achievement_scores": result.target_scores,
-            "mean_target_score": result.mean_target_score,
+            **_Matrices._matrices(result),
             "timestamp": datetime.now(timezone.utc),
         }
 
@@ -489,6 +500,33 @@ class ModelListResponse(BaseModel):
 
     active: str | None
     models: list[ModelVersion]
+
+
+class JobWeightsResponse(_Matrices):
+    """``/train/{job_id}/weights``: the matrices a job's latest checkpoint predicts for one trainee."""
+
+    job_id: str
+    trainee: str = Field(description="Who: 'held-out N' (the evaluation's held-out trainee N), or the user_id given.")
+    target_subjects: list[int] = Field(description="The trainee's target subjects: their rows of cq_matrix.")
+    source: Literal["checkpoint", "model"] = Field(
+        description="'checkpoint' while the job trains (its latest one), 'model' once it has trained."
+    )
+    timesteps: int | None = Field(description="The timesteps the checkpoint was saved at.")
+    prediction_confidence: float = Field(ge=0.0, le=1.0, description="Higher means a smaller expected error.")
+
+    @classmethod
+    def build(cls, job_id: str, trainee: str, weights: CheckpointWeights) -> JobWeightsResponse:
+        """The response for a :meth:`~fitness_weights_api.job_weights.JobWeights.predict` result."""
+        result = weights.result
+        return cls(
+            **cls._matrices(result),
+            job_id=job_id,
+            trainee=trainee,
+            target_subjects=list(weights.profile.targets),
+            source=weights.source,  # type: ignore[arg-type]  # "checkpoint" or "model"
+            timesteps=weights.timesteps,
+            prediction_confidence=result.confidence if result.confidence is not None else 0.0,
+        )
 
 
 class CatalogQuality(BaseModel):

@@ -5,10 +5,12 @@ conftest.py): the same app, middleware and error handlers as a served one, witho
 worker processes run ``fitness-weights serve --workers 2`` on loopback (``api_servers``).
 """
 
+import contextlib
 import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import numpy as np
@@ -468,3 +470,47 @@ def test_two_workers_writing_at_once_lose_nothing(two_workers, home):
         cancelled = httpx.delete(f"{two_workers.url}/train/{job_id}", headers=two_workers.auth, timeout=60)
         assert cancelled.json()["state"] == "cancelled"
     registry.activate("v1")
+
+
+def test_either_worker_serves_a_running_jobs_weights_stream_and_changes(two_workers):
+    from websockets.sync.client import connect
+
+    url, token = two_workers.url, two_workers.admin_token
+    bearer = {"Authorization": f"Bearer {token}"}
+    auth = {**bearer, "Connection": "close"}
+    train = {"timesteps": 200_000, "n_envs": 8, "eval_trainees": 4}  # an AttnCQQXPolicy job
+    job_id = fresh_connection_post(f"{url}/train", train, token).json()["job_id"]
+    sockets: dict[str, Any] = {}
+    try:
+        # the latest checkpoint's weights from both workers: the same matrices for the same checkpoint
+        answers: dict[int, dict[str, list]] = {}
+        deadline = time.monotonic() + 120
+        while not any(len(by_worker) == 2 for by_worker in answers.values()):
+            assert time.monotonic() < deadline, answers.keys()
+            response = httpx.get(f"{url}/train/{job_id}/weights?trainee=1", headers=auth, timeout=60)
+            if response.status_code == 200:
+                body = response.json()
+                answers.setdefault(body["timesteps"], {})[response.headers["x-worker-id"]] = body["cq_matrix"]
+            time.sleep(0.05)
+        first, second = next(by_worker for by_worker in answers.values() if len(by_worker) == 2).values()
+        assert first == second
+        # a socket on each worker; a change sent on one is acknowledged, applied, on both
+        with contextlib.ExitStack() as stack:
+            for _ in range(100):
+                socket = stack.enter_context(connect(f"ws://127.0.0.1:{two_workers.port}/ws/jobs/{job_id}",
+                                                     additional_headers=bearer))  # fmt: skip
+                if sockets.setdefault(socket.response.headers["x-worker-id"], socket) is not socket:
+                    socket.close()  # a second one on the same worker
+                if len(sockets) == 2:
+                    break
+            assert len(sockets) == 2, "the kernel never handed a socket to the second worker"
+            sender, other = sockets.values()
+            sender.send(json.dumps({"type": "set_params", "name": "ent_coef", "value": 0.02}))
+            for socket in (sender, other):
+                while True:
+                    message = json.loads(socket.recv(timeout=60))
+                    if message["type"] == "param_ack" and message["change"]["applied"]:
+                        break
+                assert message["change"]["value"] == 0.02 and message["change"]["timestep"] > 0
+    finally:
+        httpx.delete(f"{url}/train/{job_id}", headers=auth, timeout=60)

@@ -19,7 +19,7 @@ pytestmark = [
     ),
 ]
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = {"timesteps": 200_000, "n_envs": 8, "eval_trainees": 4, "policy": "MlpPolicy"}
+TRAIN = {"timesteps": 200_000, "n_envs": 8, "eval_trainees": 4, "policy": "AttnCQQXPolicy"}
 
 
 def _browser():
@@ -77,6 +77,32 @@ def test_the_page_plots_a_running_job_takes_a_change_and_shows_its_log(api_serve
         assert "ent_coef" in history and "0.02" in history
         _wait(lambda: "live parameter ent_coef" in browser.find_element(By.ID, "log").text)
         assert "training {" in browser.find_element(By.ID, "log").text
+
+        # the heatmaps of the latest checkpoint: held-out trainee 0 first, its target subjects outlined and named
+        _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#heatmap-cq .heatmaplayer image"))
+        _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#heatmap-qx .heatmaplayer image"))
+        weights = httpx.get(f"{server.url}/train/{job_id}/weights?trainee=0", headers=server.auth, timeout=30).json()
+        names = [s["name_en"] for s in httpx.get(f"{server.url}/catalog", timeout=30).json()["subjects"]]
+        targets = weights["target_subjects"]
+        ticks = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#heatmap-cq .ytick text")]
+        assert ticks == [names[t] for t in targets]
+        outlines = browser.find_elements(By.CSS_SELECTOR, "#heatmap-cq .shapelayer path")
+        assert len(outlines) == len(targets)
+        # a trainee typed in
+        browser.find_element(By.CSS_SELECTOR, "input[name=who][value=typed]").click()
+        typed = {"user_id": "typed-1", "age": 30, "gender": "female", "fitness_level": 0.4,
+                 "current_qualities": [0.4, 0.5, 0.5, 0.4, 0.4], "target_subjects": [names[5], names[7]]}  # fmt: skip
+        browser.find_element(By.ID, "profile").send_keys(json.dumps(typed))
+        browser.find_element(By.CSS_SELECTOR, "#weights-form button").click()
+        _wait(lambda: "typed-1" in browser.find_element(By.ID, "weights-source").text)
+        _wait(lambda: [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#heatmap-cq .ytick text")]
+              == [names[5], names[7]])  # fmt: skip
+        browser.find_element(By.CSS_SELECTOR, "input[name=who][value=held-out]").click()
+        browser.find_element(By.CSS_SELECTOR, "#weights-form button").click()
+        _wait(lambda: "held-out 0" in browser.find_element(By.ID, "weights-source").text)
+
+        height = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(1400, min(int(height) + 20, 3000))  # the whole page in the screenshot
         browser.execute_script("window.scrollTo(0, 0)")
         browser.save_screenshot(str(tmp_path / "dashboard.png"))
         if (ROOT / "docs").is_dir():

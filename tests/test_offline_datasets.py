@@ -92,6 +92,15 @@ def test_the_expert_beats_random_on_every_trainee():
     assert (expert.returns > random.returns).all()
 
 
+def test_a_relative_datasets_path_works_from_the_directory_it_is_relative_to(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "relative/datasets")
+    made = make_dataset("FitnessWeights-v0", "random", 2, reference_trainees=REFERENCE)
+    assert (tmp_path / "relative" / "datasets" / made.spec.dataset_id / "data" / "main_data.hdf5").is_file()
+    assert dataset_episodes(load_dataset(made.spec.dataset_id)).observations.shape == (2, 65, 198)
+    assert list(list_datasets()) == [made.spec.dataset_id]
+
+
 def test_list_and_delete():
     make_dataset("FitnessWeights-v0", "random", 2, reference_trainees=REFERENCE)
     listed = list_datasets()

@@ -1,4 +1,5 @@
-// The training dashboard: the job list over HTTP, one job over its WebSocket (/ws/jobs/{id}), plain JavaScript.
+// The training dashboard: the job list over HTTP, one job over its WebSocket (/ws/jobs/{id}), and the heatmaps of
+// its latest checkpoint's weights (/train/{id}/weights), in plain JavaScript.
 // The token stays in this tab's sessionStorage and travels in the Authorization header, or in the socket's first
 // message (a browser cannot set WebSocket headers); never in a URL.
 "use strict";
@@ -14,8 +15,9 @@ const CHARTS = {
   "chart-kl": { title: "approx_kl and clip fraction", keys: ["train/approx_kl", "train/clip_fraction"] },
   "chart-params": { title: "learning rate and live-changed parameters", keys: ["train/learning_rate"], live: true },
 };
+const WEIGHTS_REFRESH_MS = 10000; // while a job trains, its heatmaps follow its checkpoints this often at most
 const state = { token: sessionStorage.getItem("fw-token") || "", socket: null, jobId: null, rows: [], log: [],
-  changes: new Map(), started: null };
+  changes: new Map(), started: null, catalog: null, weightsAt: 0 };
 
 function $(id) { return document.getElementById(id); }
 function showError(text) { $("error").textContent = text || ""; }
@@ -112,6 +114,61 @@ function drawChanges() {
   }));
 }
 
+async function catalog() {
+  if (!state.catalog) state.catalog = await api("/catalog");
+  return state.catalog;
+}
+
+// The CQ and QX matrices the job's latest checkpoint predicts for the trainee picked (GET or POST .../weights).
+async function showWeights() {
+  const jobId = state.jobId;
+  if (!jobId) return;
+  state.weightsAt = Date.now();
+  try {
+    const names = await catalog();
+    let body;
+    if (document.querySelector("input[name=who]:checked").value === "held-out") {
+      body = await api(`/train/${jobId}/weights?trainee=${encodeURIComponent($("trainee").value)}`);
+    } else {
+      let trainee;
+      try { trainee = JSON.parse($("profile").value); } catch { throw new Error("profile: not valid JSON"); }
+      body = await api(`/train/${jobId}/weights`, { method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(trainee) });
+    }
+    if (jobId === state.jobId) {
+      drawWeights(body, names);
+      $("weights-state").textContent = "";
+    }
+  } catch (error) {
+    if (jobId === state.jobId) $("weights-state").textContent = error.message;
+  }
+}
+
+function drawWeights(body, names) {
+  const subjects = names.subjects.map((s) => s.name_en);
+  const qualities = names.qualities.map((q) => q.name_en);
+  const exercises = names.exercises.map((e) => e.name_en);
+  const targets = body.target_subjects;
+  $("weights-source").textContent = `${body.source} at ${body.timesteps ?? "?"} timesteps, ${body.trainee}, ` +
+    `confidence ${body.prediction_confidence.toFixed(2)}`;
+  const heatmap = { type: "heatmap", colorscale: "Viridis", colorbar: { thickness: 10 } };
+  const layout = (title, left) => ({ title: { text: title, font: { size: 13 } }, margin: { t: 30, r: 10, b: 40, l: left } });
+  Plotly.react("heatmap-cq", [{ ...heatmap, z: body.cq_matrix, x: qualities, y: subjects.map((_, i) => i),
+    text: body.cq_matrix.map((row, i) => row.map(() => subjects[i])),
+    hovertemplate: "%{text}<br>%{x}: %{z:.3f}<extra></extra>" }], {
+    ...layout("CQ: subjects x qualities (target subjects outlined)", 150), xaxis: { tickangle: -40 },
+    yaxis: { autorange: "reversed", tickvals: targets, ticktext: targets.map((t) => subjects[t]) },
+    shapes: targets.map((t) => ({ type: "rect", x0: -0.5, x1: qualities.length - 0.5, y0: t - 0.5, y1: t + 0.5,
+      line: { color: "#d62728", width: 2 } })),
+  }, { displayModeBar: false });
+  Plotly.react("heatmap-qx", [{ ...heatmap, z: body.qx_matrix, x: exercises.map((_, j) => j), y: qualities,
+    text: body.qx_matrix.map((row) => row.map((_, j) => exercises[j])),
+    hovertemplate: "%{text}<br>%{y}: %{z:.3f}<extra></extra>" }], {
+    ...layout("QX: qualities x exercises", 80), xaxis: { title: { text: "exercise (its name on hover)" } },
+    yaxis: { autorange: "reversed" },
+  }, { displayModeBar: false });
+}
+
 function onMessage(event) {
   const message = JSON.parse(event.data);
   if (message.type === "state") {
@@ -121,6 +178,8 @@ function onMessage(event) {
     state.started = job.started ? new Date(job.started) : null;
     const end = job.finished ? new Date(job.finished) : new Date();
     $("fig-elapsed").textContent = state.started ? `${Math.round((end - state.started) / 1000)} s` : "-";
+    if (!job.has_checkpoint) $("weights-state").textContent = "no checkpoint yet: the first comes after a rollout";
+    else if (Date.now() - state.weightsAt > WEIGHTS_REFRESH_MS) showWeights();
   } else if (message.type === "metrics") {
     state.rows.push(...message.rows);
     draw();
@@ -138,7 +197,9 @@ function onMessage(event) {
 
 function openJob(jobId) {
   if (state.socket) state.socket.close();
-  Object.assign(state, { jobId, rows: [], log: [], changes: new Map() });
+  Object.assign(state, { jobId, rows: [], log: [], changes: new Map(), weightsAt: 0 });
+  for (const id of ["heatmap-cq", "heatmap-qx"]) Plotly.purge(id);
+  $("weights-source").textContent = "";
   $("job-panel").hidden = false;
   $("job-id").textContent = jobId.slice(0, 8);
   drawLog();
@@ -183,6 +244,10 @@ function init() {
     } catch (error) { showError(error.message); }
   });
   for (const id of ["log-search", "log-level"]) $(id).addEventListener("input", drawLog);
+  $("weights-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    showWeights();
+  });
   refreshJobs();
   setInterval(refreshJobs, 2000);
 }

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import warnings
 from collections.abc import Callable, Iterator
@@ -82,9 +83,16 @@ class DatasetError(FieldError):
 
 
 def datasets_root() -> Path:
-    """Where local Minari datasets live: ``MINARI_DATASETS_PATH``, else ``~/.minari/datasets`` (Minari's default)."""
+    """Where local Minari datasets live: ``MINARI_DATASETS_PATH``, else ``~/.minari/datasets`` (Minari's default).
+
+    A relative ``MINARI_DATASETS_PATH`` is made absolute (against the current directory) in the environment:
+    Minari's writer joins a relative root with itself and fails to find the file it has just written.
+    """
     from minari.storage import get_dataset_path
 
+    root = os.environ.get("MINARI_DATASETS_PATH")
+    if root and not os.path.isabs(root):
+        os.environ["MINARI_DATASETS_PATH"] = os.path.abspath(root)
     return Path(get_dataset_path())
 
 
@@ -362,6 +370,7 @@ def list_datasets() -> dict[str, dict[str, Any]]:
     """The local Minari datasets of FitnessWeights envs: id -> a summary (env, behavior, episodes, steps, scores)."""
     import minari
 
+    datasets_root()  # an absolute root for Minari
     with warnings.catch_warnings():  # Minari warns of folders that hold no dataset; they are skipped
         warnings.simplefilter("ignore")
         local = minari.list_local_datasets()
@@ -412,6 +421,7 @@ def load_dataset(dataset_id: str) -> Any:
     from minari.storage import get_dataset_path
 
     _check_id(dataset_id)
+    datasets_root()  # an absolute root for Minari
     if not (Path(get_dataset_path(dataset_id)) / "data").is_dir():
         known = sorted(list_datasets())
         listed = ", ".join(known) if known else "none; make one with make_dataset or `fitness-weights dataset make`"
