@@ -15,9 +15,11 @@ const CHARTS = {
   "chart-kl": { title: "approx_kl and clip fraction", keys: ["train/approx_kl", "train/clip_fraction"] },
   "chart-params": { title: "learning rate and live-changed parameters", keys: ["train/learning_rate"], live: true },
 };
+const DRAW_INTERVAL_MS = 1000; // charts redraw at most once a second, and not in a hidden tab: drawing takes CPU
+const MARKERS_UP_TO = 100; // points per trace drawn with markers; a longer trace is a line (one SVG path)
 const WEIGHTS_REFRESH_MS = 10000; // while a job trains, its heatmaps follow its checkpoints this often at most
 const state = { token: sessionStorage.getItem("fw-token") || "", socket: null, jobId: null, rows: [], log: [],
-  changes: new Map(), started: null, catalog: null, weightsAt: 0 };
+  changes: new Map(), started: null, catalog: null, weightsAt: 0, drawTimer: null, drawnAt: 0 };
 
 function $(id) { return document.getElementById(id); }
 function showError(text) { $("error").textContent = text || ""; }
@@ -65,7 +67,19 @@ async function refreshJobs() {
 function series(key) {
   const points = state.rows.filter((row) => row.metrics[key] !== undefined && row.metrics[key] !== null);
   return { x: points.map((row) => row.step), y: points.map((row) => row.metrics[key]), name: key.split("/")[1],
-    mode: "lines+markers", type: "scatter" };
+    mode: points.length <= MARKERS_UP_TO ? "lines+markers" : "lines", type: "scatter" };
+}
+
+// Coalesce the redraws of the charts and the log: metrics arrive several times a second from a busy job.
+function scheduleDraw() {
+  if (state.drawTimer !== null) return;
+  state.drawTimer = setTimeout(() => {
+    state.drawTimer = null;
+    if (document.hidden) return; // visibilitychange draws when the tab is shown again
+    state.drawnAt = Date.now();
+    draw();
+    drawLog();
+  }, Math.max(0, state.drawnAt + DRAW_INTERVAL_MS - Date.now()));
 }
 
 function draw() {
@@ -83,6 +97,7 @@ function draw() {
     const reward = [...state.rows].reverse().find((row) => row.metrics["rollout/ep_rew_mean"] != null);
     $("fig-reward").textContent = reward ? reward.metrics["rollout/ep_rew_mean"].toFixed(3) : "-";
     $("fig-fps").textContent = last.metrics["time/fps"] != null ? Math.round(last.metrics["time/fps"]) : "-";
+    $("charts").dataset.seq = String(last.seq); // the last row drawn (benchmarks/bench_dashboard.py reads it)
   }
 }
 
@@ -182,14 +197,14 @@ function onMessage(event) {
     else if (Date.now() - state.weightsAt > WEIGHTS_REFRESH_MS) showWeights();
   } else if (message.type === "metrics") {
     state.rows.push(...message.rows);
-    draw();
+    scheduleDraw();
   } else if (message.type === "log") {
     state.log.push(...message.lines);
-    drawLog();
+    scheduleDraw();
   } else if (message.type === "param_ack") {
     state.changes.set(message.change.seq, message.change);
     drawChanges();
-    draw();
+    scheduleDraw();
   } else if (message.type === "error") {
     showError(`${message.field}: ${message.detail}`);
   }
@@ -199,6 +214,7 @@ function openJob(jobId) {
   if (state.socket) state.socket.close();
   Object.assign(state, { jobId, rows: [], log: [], changes: new Map(), weightsAt: 0 });
   for (const id of ["heatmap-cq", "heatmap-qx"]) Plotly.purge(id);
+  delete $("charts").dataset.seq;
   $("weights-source").textContent = "";
   $("job-panel").hidden = false;
   $("job-id").textContent = jobId.slice(0, 8);
@@ -244,6 +260,7 @@ function init() {
     } catch (error) { showError(error.message); }
   });
   for (const id of ["log-search", "log-level"]) $(id).addEventListener("input", drawLog);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) scheduleDraw(); });
   $("weights-form").addEventListener("submit", (event) => {
     event.preventDefault();
     showWeights();
