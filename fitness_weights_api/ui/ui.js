@@ -167,11 +167,12 @@ function drawWeights(body, names) {
   $("weights-source").textContent = `${body.source} at ${body.timesteps ?? "?"} timesteps, ${body.trainee}, ` +
     `confidence ${body.prediction_confidence.toFixed(2)}`;
   const heatmap = { type: "heatmap", colorscale: "Viridis", colorbar: { thickness: 10 } };
-  const layout = (title, left) => ({ title: { text: title, font: { size: 13 } }, margin: { t: 30, r: 10, b: 40, l: left } });
+  const layout = (title, left, bottom = 40) => ({ title: { text: title, font: { size: 13 } },
+    margin: { t: 30, r: 10, b: bottom, l: left } });
   Plotly.react("heatmap-cq", [{ ...heatmap, z: body.cq_matrix, x: qualities, y: subjects.map((_, i) => i),
     text: body.cq_matrix.map((row, i) => row.map(() => subjects[i])),
     hovertemplate: "%{text}<br>%{x}: %{z:.3f}<extra></extra>" }], {
-    ...layout("CQ: subjects x qualities (target subjects outlined)", 150), xaxis: { tickangle: -40 },
+    ...layout("CQ: subjects x qualities (target subjects outlined)", 150, 80), xaxis: { tickangle: -40 },
     yaxis: { autorange: "reversed", tickvals: targets, ticktext: targets.map((t) => subjects[t]) },
     shapes: targets.map((t) => ({ type: "rect", x0: -0.5, x1: qualities.length - 0.5, y0: t - 0.5, y1: t + 0.5,
       line: { color: "#d62728", width: 2 } })),
