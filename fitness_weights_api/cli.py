@@ -93,6 +93,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         learning_rate=args.learning_rate,
         eval_trainees=args.eval_trainees,
+        eval_rollouts=args.eval_rollouts,
         activate=args.activate,
         device=args.device,
     )
@@ -569,6 +570,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--eval-trainees", type=int, default=JobConfig.eval_trainees, help="held-out trainees of the final evaluation"
+    )
+    train.add_argument(
+        "--eval-rollouts",
+        type=int,
+        default=JobConfig.eval_rollouts,
+        help="rollouts between two evaluations during training (0: none)",
     )
     train.add_argument("--activate", action="store_true", help="make the model the active one")
     train.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda")

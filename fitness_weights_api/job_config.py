@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fitness_weights_api.model_format import ENV_IDS
-from fitness_weights_env.errors import FieldError
+from fitness_weights_env.errors import FieldError, check_int
 from sb3_ext.config import TrainConfig
 
-__all__ = ["JOB_VECTORIZATION", "JobConfig"]
+__all__ = ["JOB_VECTORIZATION", "MAX_EVAL_ROLLOUTS", "JobConfig"]
 
 JOB_VECTORIZATION = "batched"
 """How a job steps its envs: one kernel over every env, in the job's own process."""
+MAX_EVAL_ROLLOUTS = 1_000_000
+"""Largest ``eval_rollouts``."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,10 @@ class JobConfig(TrainConfig):
     It takes every field of the training config (``timesteps`` is required; see there), with these differences:
 
     Args:
-        eval_trainees: Held-out trainees of the evaluation before registering, at least 2 (default 50).
+        eval_trainees: Held-out trainees of the evaluation before registering, at least 2 (default 50); also
+            those of the evaluations during training.
+        eval_rollouts: Rollouts between two evaluations during training (the normalized score the job logs as
+            ``eval/normalized_score``, :class:`sb3_ext.evaluate.ScoreCallback`); 0 for none (default 20).
         activate: Make the registered model the active one.
 
     A job's ``env_id`` is one the registry serves (:data:`~fitness_weights_api.model_format.ENV_IDS`), and it
@@ -38,6 +43,7 @@ class JobConfig(TrainConfig):
     """
 
     eval_trainees: int = 50
+    eval_rollouts: int = 20
     activate: bool = False
 
     def __post_init__(self) -> None:
@@ -46,5 +52,6 @@ class JobConfig(TrainConfig):
             raise FieldError("env_id", f"must be one of {list(ENV_IDS)}", self.env_id)
         if self.vectorization != JOB_VECTORIZATION:
             raise FieldError("vectorization", f"a job steps its envs {JOB_VECTORIZATION!r}", self.vectorization)
+        check_int("eval_rollouts", self.eval_rollouts, 0, MAX_EVAL_ROLLOUTS)
         if not isinstance(self.activate, bool):
             raise FieldError("activate", "must be a bool", self.activate)

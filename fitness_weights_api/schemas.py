@@ -33,6 +33,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import PydanticCustomError, PydanticKnownError
 from typing_extensions import TypedDict
 
+from fitness_weights_api.job_config import MAX_EVAL_ROLLOUTS
 from fitness_weights_api.job_store import Job
 from fitness_weights_api.job_weights import CheckpointWeights
 from fitness_weights_api.model_format import ENV_IDS
@@ -466,6 +467,12 @@ class TrainRequest(_Request):
     seed: WholeNumber = Field(default=0, ge=0, le=MAX_SEED)
     learning_rate: float = Field(default=DEFAULT_LEARNING_RATE, gt=0.0, le=1.0, allow_inf_nan=False)
     eval_trainees: WholeNumber = Field(default=50, ge=2, le=MAX_EVAL_TRAINEES, description="Held-out trainees.")
+    eval_rollouts: WholeNumber = Field(
+        default=20,
+        ge=0,
+        le=MAX_EVAL_ROLLOUTS,
+        description="Rollouts between two evaluations during training (eval/normalized_score); 0 for none.",
+    )
     activate: bool = Field(default=False, description="Make the model the active one when it is registered.")
 
 

@@ -177,14 +177,17 @@ class _JobProcess:
         return 1 if state == FAILED else 0
 
     def _train_and_register(self, config: JobConfig) -> None:
-        from sb3_ext.evaluate import evaluate_model
+        from sb3_ext.evaluate import ScoreCallback, evaluate_model
         from sb3_ext.recipe import make_model
 
         registry = ModelRegistry(self.registry_root, self.registry_url)  # fail before training if it is amiss
         model = make_model(config)
         model.set_logger(_job_logger(self, model.verbose))
         start = time.perf_counter()
-        model.learn(config.timesteps, callback=[_progress_callback(self), _live_params(self)])
+        callbacks = [_progress_callback(self), _live_params(self)]
+        if config.eval_rollouts:  # the normalized score during training, in the job's metrics
+            callbacks.append(ScoreCallback(config.eval_rollouts, config.eval_trainees, config.seed, config.env_id))
+        model.learn(config.timesteps, callback=callbacks)
         seconds = time.perf_counter() - start
         self.say(f"trained {model.num_timesteps} steps in {seconds:.1f} s")
 
@@ -195,6 +198,9 @@ class _JobProcess:
         write_atomically(self.job_dir / "evaluation.json", lambda temp: temp.write_text(evaluation))
         score = report.normalized_score if math.isfinite(report.normalized_score) else None
         self.say(f"normalized score {score}")
+        if score is not None:  # the final evaluation's score, as the last point of the curve
+            model.logger.record("eval/normalized_score", score)
+            model.logger.dump(model.num_timesteps)
         if self.database.record_progress(self.job_id, self.pid, model.num_timesteps, _mean_reward(model), None):
             raise JobCancelled("cancel requested")
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
 
 from fitness_weights_env import CATALOG, ENV_IDS, TraineeProfile, sample_profiles
 from fitness_weights_env.baselines import (
@@ -53,7 +54,7 @@ from fitness_weights_env.baselines import (
     normalized_score,
     run_episodes,
 )
-from fitness_weights_env.errors import FieldError
+from fitness_weights_env.errors import FieldError, check_int
 from fitness_weights_env.layout import AGE_MAX, AGE_MIN
 from fitness_weights_env.metrics import MatrixMetrics, matrix_metrics
 from fitness_weights_env.population import typical_subject_scores
@@ -65,6 +66,7 @@ __all__ = [
     "EDGE_PROFILES",
     "EdgeProfileResult",
     "EvaluationReport",
+    "ScoreCallback",
     "anchor_returns",
     "anchor_runs",
     "edge_profiles",
@@ -416,6 +418,53 @@ def _edge_table(
             )
         )
     return table
+
+
+class ScoreCallback(BaseCallback):
+    """Every ``eval_rollouts`` rollouts, the policy's normalized score on held-out trainees, logged during training.
+
+    The score is :func:`evaluate_model`'s headline, on the same trainees and the same runs: the policy's optimize
+    outcome (actions sampled with each trainee's seed) on ``n_trainees`` held-out trainees of ``seed``, against
+    the anchors of :func:`anchor_runs` (run once, at the start of training). It is recorded as
+    ``eval/normalized_score`` in the logger, so it appears in the dump that follows the rollout (TensorBoard, the
+    job's metrics), and kept in :attr:`last_score`.
+
+    Args:
+        eval_rollouts: Rollouts between two evaluations, at least 1.
+        n_trainees: Held-out trainees, at least 2.
+        seed: Seed of the held-out set and of the episodes.
+        env_id: The env the policy trains in.
+    """
+
+    def __init__(self, eval_rollouts: int, n_trainees: int = 50, seed: int = 0, env_id: str = ENV_IDS[0]) -> None:
+        super().__init__()
+        check_int("eval_rollouts", eval_rollouts, 1)
+        check_int("n_trainees", n_trainees, 2)
+        if env_id not in ENV_IDS:
+            raise FieldError("env_id", f"must be one of {list(ENV_IDS)}", env_id)
+        self.eval_rollouts, self.n_trainees, self.seed, self.env_id = eval_rollouts, n_trainees, seed, env_id
+        self.rollouts = 0
+        self.last_score: float | None = None
+        self._profiles: list[TraineeProfile] = []
+        self._anchors: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _on_training_start(self) -> None:
+        self._profiles = held_out_profiles(self.n_trainees, self.seed)
+        self._anchors = anchor_runs(self.env_id, self.n_trainees, self.seed)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.rollouts += 1
+        if self.rollouts % self.eval_rollouts or self._anchors is None:
+            return
+        seeds = [self.seed + i for i in range(len(self._profiles))]
+        policy: Any = self.model.policy  # an ActorCriticPolicy: PPO's
+        actions = PolicyActions(policy, seeds)
+        returns = run_episodes(actions, self._profiles, seed=self.seed, env_id=self.env_id).returns
+        self.last_score = _score_or_nan(returns, *self._anchors)
+        self.logger.record("eval/normalized_score", self.last_score)
 
 
 def evaluate_model(

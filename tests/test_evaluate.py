@@ -177,3 +177,28 @@ def test_held_out_trainees_are_the_population_alone_and_their_returns_are_kept(s
         assert np.mean(report.per_trainee[name]) == pytest.approx(report.mean_return[name])
     sampled = run_episodes(PolicyActions(model.policy, [3 + i for i in range(12)]), profiles, seed=3)
     np.testing.assert_allclose(report.per_trainee[POLICY_NAMES[0]], sampled.returns, atol=1e-9)
+
+
+def test_the_score_callback_logs_the_evaluations_headline_every_n_rollouts(tmp_path):
+    import csv
+
+    from stable_baselines3.common.logger import configure
+
+    from sb3_ext.evaluate import ScoreCallback
+
+    model = PPO("AttnCQQXPolicy", gym.make("FitnessWeights-v0"), n_steps=64, batch_size=64, n_epochs=1, seed=0)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    callback = ScoreCallback(2, n_trainees=6, seed=1)
+    model.learn(64 * 4, callback=callback)
+    with open(tmp_path / "progress.csv") as file:
+        logged = [row["eval/normalized_score"] for row in csv.DictReader(file)]
+    assert [bool(value) for value in logged] == [False, True, False, True]  # after rollouts 2 and 4
+    # the same score evaluate_model gives the policy it saw (evaluated again, now, at rollout 6)
+    callback.rollouts = 5
+    callback.on_rollout_end()
+    report = evaluate_model(model, n_trainees=6, seed=1, edge_trainees=0)
+    assert callback.last_score == report.normalized_score
+    for bad, field in ((dict(eval_rollouts=0), "eval_rollouts"), (dict(eval_rollouts=1, n_trainees=1), "n_trainees"),
+                       (dict(eval_rollouts=1, env_id="CartPole-v1"), "env_id")):  # fmt: skip
+        with pytest.raises(ValueError, match=field):
+            ScoreCallback(**bad)

@@ -32,9 +32,10 @@ def _wait_for(read, until, timeout_s=TIMEOUT_S):
 
 def test_a_running_job_logs_metrics_takes_a_change_at_its_next_rollout_and_logs_it(tmp_path, registry):
     manager = make_manager(tmp_path / "jobs", registry)
-    job = manager.submit(tiny(LONG))
+    job = manager.submit(tiny(LONG, eval_rollouts=2))
     try:
         rows = _wait_for(lambda: manager.metrics(job.job_id), lambda rows: len(rows) >= 2)
+        assert "eval/normalized_score" in rows[1].metrics and "eval/normalized_score" not in rows[0].metrics
         assert all(row.step > 0 for row in rows) and [r.seq for r in rows] == sorted(r.seq for r in rows)
         assert "train/learning_rate" in rows[-1].metrics and "time/fps" in rows[-1].metrics
         before = rows[-1].metrics["train/learning_rate"]

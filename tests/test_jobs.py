@@ -429,6 +429,8 @@ def test_the_job_process_imports_no_torch_before_its_memory_limit():
         ({"policy_kwargs": {1: 2}}, "policy_kwargs"),
         ({"policy_kwargs": [1]}, "policy_kwargs"),
         ({"eval_trainees": 1}, "eval_trainees"),
+        ({"eval_rollouts": -1}, "eval_rollouts"),
+        ({"eval_rollouts": 2.5}, "eval_rollouts"),
         ({"activate": "yes"}, "activate"),
         ({"device": "gpu0"}, "device"),
     ],

@@ -8,6 +8,7 @@ const PARAMS = ["learning_rate", "lr_scale", "ent_coef", "clip_range", "vf_coef"
   "target_kl", "cq_coef", "qx_coef", "error_coef"];
 const CHARTS = {
   "chart-reward": { title: "episode reward and length", keys: ["rollout/ep_rew_mean", "rollout/ep_len_mean"] },
+  "chart-eval": { title: "normalized score on held-out trainees", keys: ["eval/normalized_score"] },
   "chart-losses": { title: "policy, value and entropy losses",
     keys: ["train/policy_gradient_loss", "train/value_loss", "train/entropy_loss"] },
   "chart-aux": { title: "CQ, QX and error losses and accuracies",
@@ -96,6 +97,8 @@ function draw() {
   if (last) {
     const reward = [...state.rows].reverse().find((row) => row.metrics["rollout/ep_rew_mean"] != null);
     $("fig-reward").textContent = reward ? reward.metrics["rollout/ep_rew_mean"].toFixed(3) : "-";
+    const score = [...state.rows].reverse().find((row) => row.metrics["eval/normalized_score"] != null);
+    $("fig-score").textContent = score ? score.metrics["eval/normalized_score"].toFixed(3) : "-";
     $("fig-fps").textContent = last.metrics["time/fps"] != null ? Math.round(last.metrics["time/fps"]) : "-";
     $("charts").dataset.seq = String(last.seq); // the last row drawn (benchmarks/bench_dashboard.py reads it)
   }
