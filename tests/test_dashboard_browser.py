@@ -56,14 +56,26 @@ def test_the_page_plots_a_running_job_takes_a_change_and_shows_its_log(api_serve
     home = tmp_path / "home"
     ModelRegistry(home / "registry").register(tiny_models["attn0"], training_config={}, activate=True)
     server = api_servers(home)
-    job_id = httpx.post(f"{server.url}/train", json=TRAIN, headers=server.auth, timeout=30).json()["job_id"]
     browser = _browser()
     try:
         browser.get(f"{server.url}/ui")
         browser.find_element(By.ID, "token").send_keys(server.admin_token)
         browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
-        row = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, f"#jobs tr[data-job-id='{job_id}']"))
-        row[0].click()
+        # start the job from the page's form; the page then follows it
+        browser.find_element(By.CSS_SELECTOR, "#jobs-panel summary").click()
+        for name, value in TRAIN.items():
+            field = browser.find_element(By.CSS_SELECTOR, f"#start-form [name={name}]")
+            if field.tag_name == "select":
+                field.send_keys(value)
+            else:
+                field.clear()
+                field.send_keys(str(value))
+        browser.find_element(By.CSS_SELECTOR, "#start-form button").click()
+        jobs = _wait(lambda: httpx.get(f"{server.url}/train", headers=server.auth, timeout=30).json())
+        assert len(jobs) == 1 and jobs[0]["config"]["n_envs"] == TRAIN["n_envs"]
+        assert jobs[0]["config"]["eval_trainees"] == TRAIN["eval_trainees"]
+        job_id = jobs[0]["job_id"]
+        _wait(lambda: browser.find_element(By.ID, "job-id").text == job_id[:8])
 
         def points():  # the markers of the reward chart
             return len(browser.find_elements(By.CSS_SELECTOR, "#chart-reward .scatterlayer .point"))

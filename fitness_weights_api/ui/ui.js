@@ -256,7 +256,9 @@ function init() {
     const form = new FormData(event.target);
     const body = { timesteps: Number(form.get("timesteps")), env_id: form.get("env_id"), policy: form.get("policy"),
       preset: form.get("preset"), activate: form.get("activate") === "on" };
-    if (form.get("n_envs")) body.n_envs = Number(form.get("n_envs"));
+    for (const name of ["n_envs", "seed", "learning_rate", "eval_trainees", "eval_rollouts"]) {
+      if (form.get(name) !== "") body[name] = Number(form.get(name)); // empty: the service's default
+    }
     try {
       const job = await api("/train", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body) });
