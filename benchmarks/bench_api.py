@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -529,6 +529,18 @@ def run(args: argparse.Namespace, home: Path) -> None:
     print_uploads(uploads)
 
 
+def run_in_home(home: Path | None, prefix: str, run: Callable[[Path], None]) -> None:
+    """``run(home)`` in the service folder ``home`` (a temporary one, deleted after, if ``None``), then its time."""
+    start = time.perf_counter()
+    if home is None:
+        with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+            run(Path(temporary))
+    else:
+        home.mkdir(parents=True, exist_ok=True)
+        run(home.absolute())
+    print(f"\nTotal time: {time.perf_counter() - start:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000, help="requests per mixed-load run")
@@ -539,14 +551,7 @@ def main() -> None:
     parser.add_argument("--skip-training-load", action="store_true", help="no mixed load during training")
     parser.add_argument("--seed", type=int, default=0, help="seed of the trainees, the load order and the model")
     args = parser.parse_args()
-    start = time.perf_counter()
-    if args.home is None:
-        with tempfile.TemporaryDirectory(prefix="bench-api-") as home:
-            run(args, Path(home))
-    else:
-        args.home.mkdir(parents=True, exist_ok=True)
-        run(args, args.home.absolute())
-    print(f"\nTotal time: {time.perf_counter() - start:.0f} s")
+    run_in_home(args.home, "bench-api-", lambda home: run(args, home))
 
 
 if __name__ == "__main__":

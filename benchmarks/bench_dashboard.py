@@ -34,7 +34,6 @@ import platform
 import random
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from datetime import datetime
@@ -45,7 +44,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_api import report_log_errors, serve
+from bench_api import report_log_errors, run_in_home, serve
 
 TRAIN = {"timesteps": 2_000_000, "n_envs": 16, "eval_trainees": 2}  # bench_api's server allows 2,000,000
 ROLLOUT = 16 * 64
@@ -410,14 +409,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None, help="service folder (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the changes' moments")
     args = parser.parse_args()
-    start = time.perf_counter()
-    if args.home is None:
-        with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as home:
-            run(args, Path(home))
-    else:
-        args.home.mkdir(parents=True, exist_ok=True)
-        run(args, args.home.absolute())
-    print(f"\nTotal time: {time.perf_counter() - start:.0f} s")
+    run_in_home(args.home, "bench-dashboard-", lambda home: run(args, home))
 
 
 if __name__ == "__main__":
