@@ -13,6 +13,7 @@ Every subcommand works on one service folder (``--home``, or ``FITNESS_WEIGHTS_H
     fitness-weights tokens create --role admin --name ops   # the token alone on the last line, shown once
     fitness-weights serve --workers 2 --port 8000
     fitness-weights dataset make --behavior expert --episodes 1000        # offline RL (fitness_weights_api.offline_cli)
+    fitness-weights tune --study v0 --trials 16                           # search (fitness_weights_api.tuning_cli)
     fitness-weights offline train --algo iql --dataset fitness-weights/v0/expert-v0 --register
 
 The commands act on the service folder directly, so whoever may write that folder administers the service; the
@@ -80,11 +81,25 @@ def _check_env_id(env_id: str | None) -> None:
 # -- train ---------------------------------------------------------------------------------------------------
 
 
-def _train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _job_config(args: argparse.Namespace) -> JobConfig:
+    """The job's config: the flags', or the ``--config`` file's.
 
-    _check_env_id(args.env_id)
-    config = JobConfig(  # checked before the service folder is opened (a bad field creates nothing)
+    The file is a training config (a study's ``best_config.json``); ``--timesteps`` and ``--activate`` apply to it.
+    """
+    if args.config is not None:
+        try:
+            data = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except OSError as err:
+            raise CommandError(f"config: cannot read {args.config}: {err.strerror}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CommandError(f"config: {args.config} is not JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise CommandError(f"config: {args.config} must hold a JSON object")
+        overrides = {"timesteps": args.timesteps} if args.timesteps is not None else {}
+        return JobConfig.from_dict({**data, **overrides, "activate": args.activate or bool(data.get("activate"))})
+    if args.timesteps is None:
+        raise CommandError("timesteps: give --timesteps N, or --config FILE")
+    return JobConfig(
         timesteps=args.timesteps,
         env_id=args.env_id,
         policy=args.policy,
@@ -97,6 +112,13 @@ def _train(args: argparse.Namespace) -> int:
         activate=args.activate,
         device=args.device,
     )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    _check_env_id(args.env_id)
+    config = _job_config(args)  # checked before the service folder is opened (a bad field creates nothing)
     settings = _settings(args)
     registry = settings.open_registry()
     jobs = settings.open_jobs(registry)
@@ -559,7 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
         "follow it with a progress bar, and register its model with that env id when it succeeds (optimize and "
         "predict then run it in that env). Ctrl-C cancels the job.",
     )
-    train.add_argument("--timesteps", type=_positive, required=True, help="environment steps to train for")
+    train.add_argument("--timesteps", type=_positive, default=None, help="environment steps to train for")
+    train.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a training config (JSON, such as a study's best_config.json) instead of the flags below",
+    )
     train.add_argument("--env-id", default=ENV_IDS[0], help=f"the environment to train in: {_env_ids_help()}")
     train.add_argument("--policy", default="AttnCQQXPolicy", choices=POLICIES, help="the policy")
     train.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="throughput preset")
@@ -694,9 +722,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(run=_serve)
 
-    from fitness_weights_api.offline_cli import add_commands
+    from fitness_weights_api import offline_cli, tuning_cli
 
-    add_commands(commands, ENV_IDS, _settings)
+    offline_cli.add_commands(commands, ENV_IDS, _settings)
+    tuning_cli.add_commands(commands, ENV_IDS, _settings)
     return parser
 
 

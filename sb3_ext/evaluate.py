@@ -457,14 +457,21 @@ class ScoreCallback(BaseCallback):
 
     def _on_rollout_end(self) -> None:
         self.rollouts += 1
-        if self.rollouts % self.eval_rollouts or self._anchors is None:
-            return
+        if self.rollouts % self.eval_rollouts == 0:
+            self.evaluate()
+
+    def evaluate(self) -> float:
+        """Evaluate the policy now; log and return its normalized score (NaN if the anchors tie)."""
+        if self._anchors is None:  # not started by learn: the trainees and anchors now
+            self._on_training_start()
+        assert self._anchors is not None
         seeds = [self.seed + i for i in range(len(self._profiles))]
         policy: Any = self.model.policy  # an ActorCriticPolicy: PPO's
         actions = PolicyActions(policy, seeds)
         returns = run_episodes(actions, self._profiles, seed=self.seed, env_id=self.env_id).returns
         self.last_score = _score_or_nan(returns, *self._anchors)
         self.logger.record("eval/normalized_score", self.last_score)
+        return self.last_score
 
 
 def evaluate_model(

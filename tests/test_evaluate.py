@@ -193,9 +193,8 @@ def test_the_score_callback_logs_the_evaluations_headline_every_n_rollouts(tmp_p
     with open(tmp_path / "progress.csv") as file:
         logged = [row["eval/normalized_score"] for row in csv.DictReader(file)]
     assert [bool(value) for value in logged] == [False, True, False, True]  # after rollouts 2 and 4
-    # the same score evaluate_model gives the policy it saw (evaluated again, now, at rollout 6)
-    callback.rollouts = 5
-    callback.on_rollout_end()
+    # the same score evaluate_model gives the policy (evaluated again, now)
+    callback.evaluate()
     report = evaluate_model(model, n_trainees=6, seed=1, edge_trainees=0)
     assert callback.last_score == report.normalized_score
     for bad, field in ((dict(eval_rollouts=0), "eval_rollouts"), (dict(eval_rollouts=1, n_trainees=1), "n_trainees"),

@@ -1,0 +1,167 @@
+r"""``fitness-weights tune``: an Optuna study of PPO's hyperparameters, which processes and machines can share.
+
+The search itself (space, objective, samplers, pruners) is :mod:`sb3_ext.tuning`.
+
+::
+
+    fitness-weights tune --study v0-search --trials 16 --timesteps 100000
+    fitness-weights tune --study v0-search --trials 16 --storage postgresql://tuner:PASSWORD@db.internal/optuna
+    fitness-weights train --config ~/.fitness-weights/studies/v0-search/best_config.json --activate
+
+A study lives in the service home's ``studies/<study>/`` folder: Optuna's journal file ``journal.log`` (safe for
+several processes of this machine, where SQLite is known to lock) unless ``--storage`` names a database, and
+``best_config.json``, the best trial's training config, rewritten whenever a trial finishes better. The same
+command run against the same storage and study name joins the study: on another machine, give it the PostgreSQL
+URL (Optuna's RDB storage). Each trial's value is the normalized score on ``--eval-trainees`` validation trainees
+(:data:`sb3_ext.tuning.VALIDATION_SEED`), reported every ``--eval-rollouts`` rollouts to ``--pruner``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STUDY_FILE", "add_commands", "open_storage", "redact_url"]
+
+STUDY_FILE = "journal.log"
+BEST_CONFIG_FILE = "best_config.json"
+_STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (``postgresql://user:***@host/db``)."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def open_storage(url: str | None, journal: Path) -> Any:
+    """Optuna storage: the journal file ``journal`` when ``url`` is ``None``, else the database at ``url``.
+
+    Raises:
+        FieldError: ``storage``: a URL that is not a database URL, or a database that cannot be reached (the
+            message names the URL without its password).
+    """
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from fitness_weights_env.errors import FieldError
+
+    if url is None:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():  # the journal file lock's "experimental" note
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return JournalStorage(JournalFileBackend(str(journal)))
+    if not re.match(r"(postgresql|mysql|sqlite)(\+\w+)?://", url):
+        raise FieldError("storage", f"must be a postgresql://, mysql:// or sqlite:// URL, not {redact_url(url)!r}")
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as err:  # sqlalchemy's OperationalError, a missing driver (ImportError, ModuleNotFoundError)
+        reason = str(err).splitlines()[0][:200].replace(url, redact_url(url))
+        raise FieldError("storage", f"cannot open {redact_url(url)}: {reason}") from None
+
+
+def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None:
+    """Add ``tune`` to the ``fitness-weights`` subcommands (``settings(args)`` gives the service settings)."""
+    from sb3_ext.config import POLICIES
+    from sb3_ext.tuning import PRUNERS, SAMPLERS
+
+    tune = commands.add_parser(
+        "tune",
+        help="search PPO's hyperparameters with Optuna (a study any process or machine can join)",
+        description=__doc__.split("::")[0].strip().replace("\\\n", ""),
+    )
+    tune.add_argument("--study", default="fitness-weights", help="study name (its folder under the home's studies/)")
+    tune.add_argument("--trials", type=int, default=16, help="trials this process runs (default 16)")
+    tune.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    tune.add_argument("--timesteps", type=int, default=100_000, help="environment steps per trial")
+    tune.add_argument("--env-id", default=env_ids[0], choices=env_ids, help="the environment")
+    tune.add_argument("--policy", default="AttnCQQXPolicy", choices=POLICIES, help="the policy")
+    tune.add_argument("--n-envs", type=int, default=None, help="parallel environments (default: the cpu preset's)")
+    tune.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
+    tune.add_argument("--sampler", default="tpe", help=f"one of {', '.join(SAMPLERS)}")
+    tune.add_argument("--pruner", default="median", help=f"one of {', '.join(PRUNERS)}")
+    tune.add_argument("--storage", default=None, help="a database URL (postgresql://...); default: a journal file")
+    tune.add_argument("--space", type=Path, default=None, help="a search-space file (YAML or JSON)")
+    tune.add_argument("--eval-trainees", type=int, default=20, help="validation trainees a trial is scored on")
+    tune.add_argument("--eval-rollouts", type=int, default=2, help="rollouts between two reports to the pruner")
+    tune.add_argument("--device", default="cpu", help="torch device of the trials")
+    tune.set_defaults(run=lambda args: _tune(args, settings(args)))
+
+
+def _tune(args: argparse.Namespace, settings: Any) -> int:
+    import optuna
+
+    from fitness_weights_api.storage import write_atomically
+    from fitness_weights_env.errors import FieldError
+    from sb3_ext.config import TrainConfig
+    from sb3_ext.tuning import best_config, load_search_space, make_pruner, make_sampler, objective
+
+    # every argument is checked before anything is created
+    if not _STUDY_NAME.fullmatch(args.study):
+        raise FieldError("study", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if args.trials < 1:
+        raise FieldError("trials", "must be at least 1", args.trials)
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise FieldError("timeout", "must be a positive number of seconds", args.timeout)
+    base = TrainConfig(
+        timesteps=args.timesteps, env_id=args.env_id, policy=args.policy, n_envs=args.n_envs, seed=args.seed,
+        device=args.device,
+    )  # fmt: skip
+    make_sampler(args.sampler), make_pruner(args.pruner)  # the names, checked
+    space = load_search_space(args.space) if args.space is not None else None
+    run = objective(base, space, n_trainees=args.eval_trainees, eval_rollouts=args.eval_rollouts)
+    folder = settings.home / "studies" / args.study
+    storage = open_storage(args.storage, folder / STUDY_FILE)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=args.study, storage=storage) if _exists(storage, args.study) else None
+    # A process that joins a study seeds its sampler past the trials already there, so that it does not draw
+    # the same first configurations again; processes that start a study at once need distinct --seed values.
+    sampler_seed = args.seed if study is None else args.seed + len(study.trials)
+    study = optuna.create_study(
+        storage=storage, study_name=args.study, direction="maximize", sampler=make_sampler(args.sampler, sampler_seed),
+        pruner=make_pruner(args.pruner), load_if_exists=True,
+    )  # fmt: skip
+    best_file = folder / BEST_CONFIG_FILE
+
+    def write_best(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state == optuna.trial.TrialState.COMPLETE and study.best_trial.number == trial.number:
+            text = json.dumps(best_config(study).to_dict(), indent=2) + "\n"
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomically(best_file, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+    study.optimize(run, n_trials=args.trials, timeout=args.timeout, callbacks=[write_best], show_progress_bar=True)
+    print(_table(study))
+    if best_file.is_file():
+        print(f"\nbest config: {best_file}\ntrain it: fitness-weights train --config {best_file} --activate")
+    return 0
+
+
+def _exists(storage: Any, name: str) -> bool:
+    return any(summary.study_name == name for summary in storage.get_all_studies())
+
+
+def _table(study: Any) -> str:
+    """Every trial of the study as a Markdown table, best value first."""
+    trials = sorted(study.trials, key=lambda t: (t.value is None, -(t.value or 0.0)))
+    names = sorted({name for trial in trials for name in trial.params})
+    lines = [
+        "| trial | state | normalized score | " + " | ".join(names) + " |",
+        "|---:|---|---:|" + "---:|" * len(names),
+    ]
+    for trial in trials:
+        value = "" if trial.value is None else f"{trial.value:.3f}"
+        params = [_format(trial.params.get(name)) for name in names]
+        lines.append(f"| {trial.number} | {trial.state.name.lower()} | {value} | " + " | ".join(params) + " |")
+    return "\n".join(lines)
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)

@@ -1,0 +1,132 @@
+"""``fitness-weights tune`` and :mod:`sb3_ext.tuning`: real Optuna studies of tiny trials, in a journal file."""
+
+import json
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from fitness_weights_api.cli import build_parser, main
+from fitness_weights_api.job_config import JobConfig
+from fitness_weights_api.tuning_cli import open_storage, redact_url
+from fitness_weights_env import FieldError
+from sb3_ext.config import TrainConfig
+from sb3_ext.tuning import SEARCH_SPACE, check_space, load_search_space, make_pruner, make_sampler, objective
+
+TINY = ["--timesteps", "1024", "--n-envs", "8", "--eval-trainees", "2", "--eval-rollouts", "1"]
+
+
+def test_a_tiny_study_finishes_and_its_best_config_trains(tmp_path, capsys):
+    assert main(["--home", str(tmp_path), "tune", "--study", "tiny", "--trials", "4", *TINY]) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "studies" / "tiny"
+    study = optuna.load_study(study_name="tiny", storage=open_storage(None, folder / "journal.log"))
+    assert len(study.trials) == 4 and all(t.state.is_finished() for t in study.trials)
+    best = json.loads((folder / "best_config.json").read_text())
+    assert best == study.best_trial.user_attrs["config"] and f"| {study.best_trial.number} | complete |" in out
+    for name in ("learning_rate", "ent_coef", "batch_size", "gamma", "embed_dim", "cq_coef"):
+        assert name in study.best_trial.params
+    assert best["ppo_kwargs"]["batch_size"] == study.best_trial.params["batch_size"]
+    assert best["policy_kwargs"]["embed_dim"] == study.best_trial.params["embed_dim"]
+    # what `fitness-weights train --config` builds from it
+    args = build_parser().parse_args(["train", "--config", str(folder / "best_config.json"), "--timesteps", "2048"])
+    from fitness_weights_api.cli import _job_config
+
+    config = _job_config(args)
+    assert isinstance(config, JobConfig) and config.timesteps == 2048
+    assert config.learning_rate == best["learning_rate"] and config.ppo_kwargs == best["ppo_kwargs"]
+
+
+def test_a_pruned_trial_stops_at_its_first_report():
+    base = TrainConfig(timesteps=4096, n_envs=8, device="cpu")
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=2.0))  # prunes all
+    run = objective(base, {"learning_rate": SEARCH_SPACE["learning_rate"]}, n_trainees=2, eval_rollouts=1)
+    study.optimize(run, n_trials=1)
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert list(trial.intermediate_values) == [512]  # one rollout of 8 x 64 steps, of the 8 it had
+
+
+def test_two_processes_share_one_study_and_lose_no_trial(tmp_path):
+    command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(tmp_path), "tune", "--study", "shared"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [
+        subprocess.Popen(
+            [*command, "--trials", "3", "--seed", str(seed), *TINY],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for seed in (0, 1)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err.decode()[-2000:]
+    study = optuna.load_study(study_name="shared", storage=open_storage(None, tmp_path / "studies/shared/journal.log"))
+    assert sorted(t.number for t in study.trials) == list(range(6))
+    assert all(t.state.is_finished() for t in study.trials)
+    configs = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in study.trials]
+    assert len(set(configs)) == 6  # the two samplers drew different configurations
+
+
+@pytest.mark.parametrize(
+    ("space", "field"),
+    [
+        ({"learning_rat": {"type": "float", "low": 1e-4, "high": 1e-2}}, "learning_rat"),
+        ({"gamma": {"type": "beta"}}, "gamma.type"),
+        ({"gamma": {"type": "float", "low": 0.9, "high": 0.8}}, "gamma.high"),
+        ({"ent_coef": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}, "ent_coef.log"),
+        ({"n_epochs": {"type": "categorical", "choices": []}}, "n_epochs.choices"),
+        ({"n_epochs": {"type": "categorical", "choices": [1], "step": 2}}, "n_epochs.step"),
+        ({}, "space"),
+    ],
+)
+def test_a_bad_search_space_names_the_field(space, field):
+    with pytest.raises(FieldError) as raised:
+        check_space(space)
+    assert raised.value.field == field
+
+
+def test_search_space_files_and_bad_names_and_storages_are_refused_clearly(tmp_path):
+    good = tmp_path / "space.yaml"
+    good.write_text(
+        "learning_rate: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\nn_epochs:\n  type: categorical\n"
+        "  choices: [1, 5]\n"
+    )
+    assert load_search_space(good)["n_epochs"] == {"type": "categorical", "choices": [1, 5]}
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("momentum: {type: float, low: 0.1, high: 0.9}\n")
+    for path, field in ((unknown, "momentum"), (tmp_path / "missing.yaml", "space")):
+        with pytest.raises(FieldError) as raised:
+            load_search_space(path)
+        assert raised.value.field == field
+    (tmp_path / "bad.yaml").write_text("learning_rate: [unclosed\n")
+    with pytest.raises(FieldError, match="not valid YAML"):
+        load_search_space(tmp_path / "bad.yaml")
+    with pytest.raises(FieldError, match="sampler"):
+        make_sampler("cmaes")
+    with pytest.raises(FieldError, match="pruner"):
+        make_pruner("hyperband")
+    url = "postgresql://tuner:s3cret@127.0.0.1:1/optuna"
+    with pytest.raises(FieldError) as raised:
+        open_storage(url, tmp_path / "unused.log")
+    assert raised.value.field == "storage" and "postgresql://tuner:***@127.0.0.1:1/optuna" in str(raised.value)
+    assert "s3cret" not in str(raised.value) and redact_url(url) == "postgresql://tuner:***@127.0.0.1:1/optuna"
+    with pytest.raises(FieldError, match="storage"):
+        open_storage("redis://127.0.0.1/0", tmp_path / "unused.log")
+
+
+def test_the_command_refuses_bad_arguments_before_creating_anything(tmp_path, capsys):
+    for extra, field in (
+        (["--sampler", "grid"], "sampler"),
+        (["--pruner", "asha"], "pruner"),
+        (["--study", "../escape"], "study"),
+        (["--trials", "0"], "trials"),
+        (["--eval-trainees", "1"], "n_trainees"),
+        (["--space", str(tmp_path / "none.yaml")], "space"),
+    ):
+        assert main(["--home", str(tmp_path / "home"), "tune", *TINY, *extra]) == 2, extra
+        assert f"error: {field}:" in capsys.readouterr().err, extra
+    assert not (tmp_path / "home" / "studies").exists()
