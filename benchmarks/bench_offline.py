@@ -22,6 +22,9 @@ It reports, per dataset and algorithm, on ``--trainees`` held-out trainees (the 
 * gradient updates per second on this CPU (``torch`` threads as set, one run at a time);
 * IQL's and CQL's mean Q on the held-out episodes against their discounted Monte-Carlo return, at the episodes'
   first steps and over all steps (both on the training reward scale).
+
+``--algos`` also takes IQL with another expectile than 0.7: ``iql-mlp-t50`` is expectile 0.5, where IQL's critic
+learns the behavior's own Q (SARSA), the one the Monte-Carlo return estimates.
 """
 
 from __future__ import annotations
@@ -111,9 +114,10 @@ def run_ours(
     from sb3_ext.offline.bc import BC
     from sb3_ext.offline.iql import IQL
 
-    name, network = algo.split("-")
+    name, network, *variant = algo.split("-")
     policy = "AttnCQQXPolicy" if network == "attn" else "MlpPolicy"
-    model: Any = (IQL if name == "iql" else BC)(policy, dataset, seed=seed)
+    kwargs = {"expectile": int(variant[0][1:]) / 100} if variant else {}  # iql-mlp-t50: expectile 0.5
+    model: Any = (IQL if name == "iql" else BC)(policy, dataset, seed=seed, **kwargs)
     start = time.perf_counter()
     model.learn(steps, log_interval=0)
     seconds = time.perf_counter() - start
