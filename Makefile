@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo baselines test test-browser lint bench
+.PHONY: setup demo baselines test test-browser test-postgres lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: setup
 
 test-browser: setup
 	$(BIN)/python -m pytest -m browser  # the dashboard in headless Chromium (docs/testing.md)
+
+test-postgres: setup
+	$(BIN)/python -m pytest -m postgres  # a study shared through a real PostgreSQL server (docs/testing.md)
 
 lint: setup
 	$(BIN)/ruff check .

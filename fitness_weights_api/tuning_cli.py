@@ -21,7 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import socket
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,8 @@ from typing import Any
 __all__ = ["STUDY_FILE", "add_commands", "open_storage", "redact_url"]
 
 STUDY_FILE = "journal.log"
+HEARTBEAT_S = 30
+"""Seconds between two heartbeats of a running trial in a database (see :func:`open_storage`)."""
 BEST_CONFIG_FILE = "best_config.json"
 _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -38,8 +43,13 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def open_storage(url: str | None, journal: Path) -> Any:
+def open_storage(url: str | None, journal: Path, heartbeat_s: int = HEARTBEAT_S) -> Any:
     """Optuna storage: the journal file ``journal`` when ``url`` is ``None``, else the database at ``url``.
+
+    In a database, a running trial beats every ``heartbeat_s`` seconds; one whose process died (no beat for twice
+    that) is marked failed by the next process that starts a trial, and queued again once with the same
+    parameters (Optuna's ``RetryHeartbeatStaleTrialCallback``). Optuna's journal file has no heartbeat: there, a killed
+    process's trial stays ``RUNNING`` and the study goes on without it.
 
     Raises:
         FieldError: ``storage``: a URL that is not a database URL, or a database that cannot be reached (the
@@ -57,11 +67,25 @@ def open_storage(url: str | None, journal: Path) -> Any:
             return JournalStorage(JournalFileBackend(str(journal)))
     if not re.match(r"(postgresql|mysql|sqlite)(\+\w+)?://", url):
         raise FieldError("storage", f"must be a postgresql://, mysql:// or sqlite:// URL, not {redact_url(url)!r}")
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-    except Exception as err:  # sqlalchemy's OperationalError, a missing driver (ImportError, ModuleNotFoundError)
-        reason = str(err).splitlines()[0][:200].replace(url, redact_url(url))
-        raise FieldError("storage", f"cannot open {redact_url(url)}: {reason}") from None
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna (since v2.8)
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=heartbeat_s,
+                    grace_period=2 * heartbeat_s,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
+        except ImportError as err:  # no driver for the URL's database
+            raise FieldError("storage", f"cannot open {redact_url(url)}: {err}") from None
+        except Exception as err:  # unreachable, refused; or another process creating the tables at the same time
+            if attempt == 2 or "duplicate key" not in str(err):
+                reason = str(err).splitlines()[0][:200].replace(url, redact_url(url))
+                raise FieldError("storage", f"cannot open {redact_url(url)}: {reason}") from None
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None:
@@ -89,6 +113,12 @@ def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None
     tune.add_argument("--eval-trainees", type=int, default=20, help="validation trainees a trial is scored on")
     tune.add_argument("--eval-rollouts", type=int, default=2, help="rollouts between two reports to the pruner")
     tune.add_argument("--device", default="cpu", help="torch device of the trials")
+    tune.add_argument(
+        "--heartbeat",
+        type=int,
+        default=HEARTBEAT_S,
+        help="seconds between a database trial's heartbeats; a silent one is failed and retried after twice that",
+    )
     tune.set_defaults(run=lambda args: _tune(args, settings(args)))
 
 
@@ -103,6 +133,8 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     # every argument is checked before anything is created
     if not _STUDY_NAME.fullmatch(args.study):
         raise FieldError("study", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if args.heartbeat < 1:
+        raise FieldError("heartbeat", "must be at least 1 second", args.heartbeat)
     if args.trials < 1:
         raise FieldError("trials", "must be at least 1", args.trials)
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
@@ -113,9 +145,13 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     )  # fmt: skip
     make_sampler(args.sampler), make_pruner(args.pruner)  # the names, checked
     space = load_search_space(args.space) if args.space is not None else None
-    run = objective(base, space, n_trainees=args.eval_trainees, eval_rollouts=args.eval_rollouts)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    run = objective(
+        base, space, n_trainees=args.eval_trainees, eval_rollouts=args.eval_rollouts,
+        progress=lambda trial, _: trial.set_user_attr("worker", worker),  # which process of which machine ran it
+    )  # fmt: skip
     folder = settings.home / "studies" / args.study
-    storage = open_storage(args.storage, folder / STUDY_FILE)
+    storage = open_storage(args.storage, folder / STUDY_FILE, args.heartbeat)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=args.study, storage=storage) if _exists(storage, args.study) else None
     # A process that joins a study seeds its sampler past the trials already there, so that it does not draw
