@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo baselines test test-browser test-postgres lint bench
+.PHONY: setup demo baselines test test-browser test-tuning lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ test: setup
 test-browser: setup
 	$(BIN)/python -m pytest -m browser  # the dashboard in headless Chromium (docs/testing.md)
 
-test-postgres: setup
-	$(BIN)/python -m pytest -m postgres  # a study shared through a real PostgreSQL server (docs/testing.md)
+test-tuning: setup
+	$(BIN)/python -m pytest -m tuning  # studies shared by processes: a journal file, a real PostgreSQL (docs/testing.md)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -99,7 +99,8 @@ def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None
         description=__doc__.split("::")[0].strip().replace("\\\n", ""),
     )
     tune.add_argument("--study", default="fitness-weights", help="study name (its folder under the home's studies/)")
-    tune.add_argument("--trials", type=int, default=16, help="trials this process runs (default 16)")
+    tune.add_argument("--trials", type=int, default=16, help="trials this command runs, over its workers (16)")
+    tune.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default 1)")
     tune.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     tune.add_argument("--timesteps", type=int, default=100_000, help="environment steps per trial")
     tune.add_argument("--env-id", default=env_ids[0], choices=env_ids, help="the environment")
@@ -119,6 +120,9 @@ def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None
         default=HEARTBEAT_S,
         help="seconds between a database trial's heartbeats; a silent one is failed and retried after twice that",
     )
+    tune.add_argument("--register", action="store_true", help="then train the best config as a job and register it")
+    tune.add_argument("--activate", action="store_true", help="with --register: make that model the active one")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
     tune.set_defaults(run=lambda args: _tune(args, settings(args)))
 
 
@@ -137,6 +141,8 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
         raise FieldError("heartbeat", "must be at least 1 second", args.heartbeat)
     if args.trials < 1:
         raise FieldError("trials", "must be at least 1", args.trials)
+    if not 1 <= args.workers <= 64:
+        raise FieldError("workers", "must be from 1 to 64", args.workers)
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise FieldError("timeout", "must be a positive number of seconds", args.timeout)
     base = TrainConfig(
@@ -169,11 +175,65 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
             folder.mkdir(parents=True, exist_ok=True)
             write_atomically(best_file, lambda temp: temp.write_text(text, encoding="utf-8"))
 
-    study.optimize(run, n_trials=args.trials, timeout=args.timeout, callbacks=[write_best], show_progress_bar=True)
+    if args.workers == 1:
+        study.optimize(
+            run, n_trials=args.trials, timeout=args.timeout, callbacks=[write_best], show_progress_bar=not args.quiet
+        )
+    else:
+        _run_workers(args, settings, study)
     print(_table(study))
-    if best_file.is_file():
-        print(f"\nbest config: {best_file}\ntrain it: fitness-weights train --config {best_file} --activate")
-    return 0
+    if not best_file.is_file():
+        return 0
+    print(f"\nbest config: {best_file}")
+    if not args.register:
+        print(f"train it: fitness-weights train --config {best_file} --activate")
+        return 0
+    from fitness_weights_api.cli import main
+
+    home = ["--home", str(settings.home)]
+    return main([*home, "train", "--config", str(best_file), *(["--activate"] if args.activate else [])])
+
+
+def _run_workers(args: argparse.Namespace, settings: Any, study: Any) -> None:
+    """``args.workers`` processes of this command, each with one worker, its share of the trials and its own seed.
+
+    The study exists already, so that they all join it; a worker that fails is reported, the others go on.
+    """
+    import subprocess
+    import sys
+
+    from tqdm import tqdm
+
+    shares = [args.trials // args.workers + (i < args.trials % args.workers) for i in range(args.workers)]
+    flags = {
+        "--study": args.study, "--timesteps": args.timesteps, "--env-id": args.env_id, "--policy": args.policy,
+        "--sampler": args.sampler, "--pruner": args.pruner, "--eval-trainees": args.eval_trainees,
+        "--eval-rollouts": args.eval_rollouts, "--device": args.device, "--heartbeat": args.heartbeat,
+        "--n-envs": args.n_envs, "--timeout": args.timeout, "--storage": args.storage, "--space": args.space,
+    }  # fmt: skip
+    command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(settings.home), "tune", "--quiet"]
+    command += [str(part) for flag, value in flags.items() if value is not None for part in (flag, value)]
+    before = len(study.trials)
+    workers = [
+        subprocess.Popen(
+            [*command, "--trials", str(share), "--seed", str(args.seed + i)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i, share in enumerate(shares)
+        if share
+    ]
+    with tqdm(total=args.trials, unit="trial", desc="trials", disable=args.quiet) as bar:
+        while any(worker.poll() is None for worker in workers):
+            bar.n = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)[before:])
+            bar.refresh()
+            time.sleep(1.0)
+        bar.n = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)[before:])
+        bar.refresh()
+    for worker in workers:
+        error = worker.stderr.read().decode(errors="replace").strip() if worker.stderr else ""
+        if worker.returncode != 0:
+            print(f"a worker exited with {worker.returncode}: {error.splitlines()[-1] if error else ''}")
 
 
 def _exists(storage: Any, name: str) -> bool:

@@ -49,26 +49,31 @@ def test_a_pruned_trial_stops_at_its_first_report():
     assert list(trial.intermediate_values) == [512]  # one rollout of 8 x 64 steps, of the 8 it had
 
 
-def test_two_processes_share_one_study_and_lose_no_trial(tmp_path):
+@pytest.mark.tuning  # processes that import torch, a training job: make test-tuning, not the default run
+def test_two_worker_processes_share_one_study_lose_no_trial_and_register_the_best(tmp_path):
     command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(tmp_path), "tune", "--study", "shared"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    workers = [
-        subprocess.Popen(
-            [*command, "--trials", "3", "--seed", str(seed), *TINY],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for seed in (0, 1)
-    ]
-    for worker in workers:
-        _, err = worker.communicate(timeout=300)
-        assert worker.returncode == 0, err.decode()[-2000:]
+    done = subprocess.run(
+        [*command, "--workers", "2", "--trials", "5", "--quiet", "--register", "--activate", *TINY],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
     study = optuna.load_study(study_name="shared", storage=open_storage(None, tmp_path / "studies/shared/journal.log"))
-    assert sorted(t.number for t in study.trials) == list(range(6))
+    assert sorted(t.number for t in study.trials) == list(range(5))
     assert all(t.state.is_finished() for t in study.trials)
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both processes ran trials
     configs = [json.dumps(t.user_attrs["config"], sort_keys=True) for t in study.trials]
-    assert len(set(configs)) == 6  # the two samplers drew different configurations
+    assert len(set(configs)) == 5  # the two samplers drew different configurations
+    # --register trained the best config as a job and registered it, active
+    from fitness_weights_api import ModelRegistry
+
+    (version,) = ModelRegistry(tmp_path / "registry").versions()
+    assert (
+        version.active
+        and version.training_config["learning_rate"] == study.best_trial.user_attrs["config"]["learning_rate"]
+    )
+    assert "registered v1 (active)" in done.stdout.decode()
 
 
 @pytest.mark.parametrize(

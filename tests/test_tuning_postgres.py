@@ -1,7 +1,7 @@
 """A study shared through a real PostgreSQL server (Debian's ``postgresql``), started on loopback for the module.
 
 The server runs from a temporary data directory, as the ``postgres`` user when the tests run as root (PostgreSQL
-refuses root). ``make test-postgres`` runs these tests; ``.ci/run`` installs PostgreSQL when it is missing.
+refuses root). ``make test-tuning`` runs these tests; ``.ci/run`` installs PostgreSQL when it is missing.
 """
 
 import glob
@@ -28,7 +28,7 @@ def _binary(name: str) -> str | None:
 
 INITDB, PG_CTL = _binary("initdb"), _binary("pg_ctl")
 pytestmark = [
-    pytest.mark.postgres,
+    pytest.mark.tuning,
     pytest.mark.skipif(INITDB is None or PG_CTL is None, reason="no PostgreSQL server (.ci/run installs postgresql)"),
     pytest.mark.skipif(
         os.geteuid() == 0 and shutil.which("runuser") is None, reason="as root, the server needs runuser"
