@@ -7,6 +7,9 @@
   pass (``predict_weights``); the target subjects' columns are marked.
 
 ``fitness-weights plot RUN_OR_JOB`` writes both for a run folder or a job id (into the run folder, or the job's).
+
+* ``pbt_schedules.png``: a population-based training run's members, interval by interval: their scores and
+  each perturbed hyperparameter (log scale), a marker where a member copied another (``fitness-weights tune --pbt``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,15 @@ import numpy as np
 from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.errors import FieldError
 
-__all__ = ["CURVE_FILE", "CURVE_KEY", "plot_learning_curve", "plot_weights", "read_curve", "write_curve"]
+__all__ = [
+    "CURVE_FILE",
+    "CURVE_KEY",
+    "plot_learning_curve",
+    "plot_pbt",
+    "plot_weights",
+    "read_curve",
+    "write_curve",
+]
 
 CURVE_FILE = "learning_curve.csv"
 """A run folder's learning curve: ``timesteps,ep_rew_mean`` rows."""
@@ -118,6 +129,32 @@ def plot_weights(model: Any, path: Path, env_id: str | None = None) -> Path:
         qx_axes.set_title(f"QX, {name}: qualities x exercises")
         qx_axes.set_yticks(range(len(qualities)), qualities)
         qx_axes.set_xlabel("exercise (catalog order)")
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def plot_pbt(history: Sequence[Sequence[dict[str, Any]]], names: Sequence[str], path: Path) -> Path:
+    """Draw each member's score and hyperparameters ``names`` against the intervals into ``path`` (PNG).
+
+    ``history`` is :attr:`sb3_ext.pbt.PBTResult.history`: per member, one record per interval.
+    """
+    plt = _pyplot()
+    figure, grid = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.6), dpi=100, squeeze=False)
+    for member, records in enumerate(history):
+        intervals = [record["interval"] for record in records]
+        for axes, key in zip(grid[0], ("score", *names), strict=True):
+            line = axes.plot(intervals, [record[key] for record in records], label=f"member {member}", linewidth=1.5)
+            copies = [record["interval"] for record in records if record["copied_from"] is not None]
+            axes.plot(copies, [records[i][key] for i in copies], "o", color=line[0].get_color(), markersize=4)
+    for axes, key in zip(grid[0], ("normalized score", *names), strict=True):
+        axes.set_title(key)
+        axes.set_xlabel("interval (o: copied a stronger member after it)")
+        axes.grid(alpha=0.3)
+        if key != "normalized score":
+            axes.set_yscale("log")
+    grid[0][0].legend(fontsize=8)
+    figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
     return path

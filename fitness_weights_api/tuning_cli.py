@@ -123,6 +123,9 @@ def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None
     tune.add_argument("--register", action="store_true", help="then train the best config as a job and register it")
     tune.add_argument("--activate", action="store_true", help="with --register: make that model the active one")
     tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    tune.add_argument("--pbt", action="store_true", help="population-based training instead of a search")
+    tune.add_argument("--population", type=int, default=4, help="with --pbt: members (default 4)")
+    tune.add_argument("--interval", type=int, default=4, help="with --pbt: rollouts between two exploit steps (4)")
     tune.set_defaults(run=lambda args: _tune(args, settings(args)))
 
 
@@ -147,8 +150,10 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
         raise FieldError("timeout", "must be a positive number of seconds", args.timeout)
     base = TrainConfig(
         timesteps=args.timesteps, env_id=args.env_id, policy=args.policy, n_envs=args.n_envs, seed=args.seed,
-        device=args.device,
+        device=args.device, learning_rate_schedule="constant" if args.pbt else "cosine",
     )  # fmt: skip
+    if args.pbt:
+        return _pbt(args, settings, base)
     make_sampler(args.sampler), make_pruner(args.pruner)  # the names, checked
     space = load_search_space(args.space) if args.space is not None else None
     worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -192,6 +197,51 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
 
     home = ["--home", str(settings.home)]
     return main([*home, "train", "--config", str(best_file), *(["--activate"] if args.activate else [])])
+
+
+def _pbt(args: argparse.Namespace, settings: Any, base: Any) -> int:
+    """``tune --pbt``: population-based training of ``--population`` members in this process.
+
+    The members train one after the other for each interval; their schedules go to ``pbt.json`` and
+    ``pbt_schedules.png`` in the study's folder, the best member's last values to ``best_config.json``.
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    from fitness_weights_api.plots import plot_pbt
+    from fitness_weights_api.storage import write_atomically
+    from fitness_weights_env.errors import FieldError
+    from sb3_ext.pbt import PBT_SPACE, PPOMember, population_based_training, sample
+
+    if not 2 <= args.population <= 16:
+        raise FieldError("population", "must be from 2 to 16 members", args.population)
+    if args.interval < 1:
+        raise FieldError("interval", "must be at least 1 rollout", args.interval)
+    intervals = max(1, math.ceil(base.timesteps / (args.interval * base.rollout_size())))
+    rng = np.random.default_rng(args.seed)
+    members = [PPOMember(base, sample(PBT_SPACE, rng), args.eval_trainees) for _ in range(args.population)]
+    with tqdm(total=intervals, unit="interval", desc="population", disable=args.quiet) as bar:
+        result = population_based_training(
+            members, intervals, args.interval, PBT_SPACE, seed=args.seed, on_interval=lambda *_: bar.update(1)
+        )
+    folder = settings.home / "studies" / args.study
+    folder.mkdir(parents=True, exist_ok=True)
+    report = {"config": base.to_dict(), "interval_rollouts": args.interval, **result.to_dict()}
+    write_atomically(folder / "pbt.json", lambda temp: temp.write_text(json.dumps(report, indent=2), encoding="utf-8"))
+    plot_pbt(result.history, list(PBT_SPACE), folder / "pbt_schedules.png")
+    best = members[result.best].hyperparams
+    ppo_kwargs = {**(base.ppo_kwargs or {}), "ent_coef": best["ent_coef"], "clip_range": best["clip_range"]}
+    config = base.to_dict() | {"learning_rate": best["learning_rate"], "ppo_kwargs": ppo_kwargs}
+    text = json.dumps(config, indent=2) + "\n"
+    write_atomically(folder / BEST_CONFIG_FILE, lambda temp: temp.write_text(text, encoding="utf-8"))
+    print("| member | final normalized score | copies | " + " | ".join(f"final {name}" for name in PBT_SPACE) + " |")
+    print("|---:|---:|---:|" + "---:|" * len(PBT_SPACE))
+    for i, (member, records) in enumerate(zip(members, result.history, strict=True)):
+        copies = sum(record["copied_from"] is not None for record in records)
+        values = " | ".join(f"{member.hyperparams[name]:.3g}" for name in PBT_SPACE)
+        print(f"| {i} | {result.final_scores[i]:.3f} | {copies} | {values} |")
+    print(f"\nschedules: {folder / 'pbt_schedules.png'}; the best member's last values: {folder / BEST_CONFIG_FILE}")
+    return 0
 
 
 def _run_workers(args: argparse.Namespace, settings: Any, study: Any) -> None:

@@ -1,0 +1,106 @@
+"""Population-based training (:mod:`sb3_ext.pbt`): the engine on a toy problem, and PPO members."""
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+
+from fitness_weights_api.cli import main
+from fitness_weights_api.job_config import JobConfig
+from fitness_weights_env import FieldError
+from sb3_ext.config import TrainConfig
+from sb3_ext.pbt import PBT_SPACE, PPOMember, perturb, population_based_training, sample
+
+TOY_SPACE = {"learning_rate": (1e-3, 1.0)}
+
+
+class Toy:
+    """Noisy gradient steps on x^2: ``x <- x - lr * x + lr * 10 * noise``. A large rate closes in fast, a small one
+    settles close: the best rate falls over time (as in Ray's PBT example)."""
+
+    def __init__(self, lr, seed):
+        self.hyperparams = {"learning_rate": lr}
+        self.x = 100.0
+        self.rng = np.random.default_rng(seed)
+
+    def train(self, units):
+        lr = self.hyperparams["learning_rate"]
+        for _ in range(units):
+            self.x += -lr * self.x + lr * 10.0 * self.rng.standard_normal()
+
+    def score(self):
+        return -abs(self.x)
+
+    def copy_from(self, other):
+        self.x = other.x
+
+    def set_hyperparams(self, hyperparams):
+        self.hyperparams = dict(hyperparams)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pbt_beats_the_best_fixed_rate_where_the_best_rate_changes_over_time(seed):
+    rates = [1e-3, 1e-2, 1e-1, 1.0]
+
+    def population():
+        return [Toy(rate, 10 * seed + i) for i, rate in enumerate(rates)]
+
+    pbt = population_based_training(population(), 30, 10, TOY_SPACE, seed=seed)
+    fixed = population_based_training(population(), 30, 10, TOY_SPACE, seed=seed, exploit=False)
+    assert max(pbt.final_scores) > max(fixed.final_scores)
+    assert all(r["copied_from"] is None for member in fixed.history for r in member)
+    schedule = [record["learning_rate"] for record in pbt.history[pbt.best]]
+    assert schedule[-1] < 0.1 < max(schedule)  # it went through a large rate and ended on a small one
+    assert any(r["copied_from"] is not None for member in pbt.history for r in member)
+
+
+def test_perturb_stays_in_bounds_and_bad_arguments_are_named():
+    rng = np.random.default_rng(0)
+    start = {"learning_rate": 0.0099, "ent_coef": 1e-6, "clip_range": 0.2}
+    for _ in range(200):
+        moved = perturb(start, PBT_SPACE, rng, resample_probability=0.0)
+        assert moved["clip_range"] in (pytest.approx(0.16), pytest.approx(0.24))
+        assert moved["learning_rate"] <= PBT_SPACE["learning_rate"][1] and moved["ent_coef"] >= 1e-6
+    drawn = sample(PBT_SPACE, rng)
+    assert all(low <= drawn[name] <= high for name, (low, high) in PBT_SPACE.items())
+    for kwargs, field in (
+        (dict(members=[Toy(0.1, 0)]), "population"),
+        (dict(intervals=0), "intervals"),
+        (dict(quantile=0.7), "quantile"),
+        (dict(resample_probability=1.5), "resample_probability"),
+    ):
+        arguments = dict(members=[Toy(0.1, 0), Toy(0.2, 1)], intervals=1, interval=1, space=TOY_SPACE) | kwargs
+        with pytest.raises(FieldError) as raised:
+            population_based_training(**arguments)
+        assert raised.value.field == field
+
+
+def test_a_ppo_member_copies_weights_and_optimizer_and_takes_its_hyperparameters_at_the_next_rollout():
+    base = TrainConfig(timesteps=10**6, n_envs=8, device="cpu", learning_rate_schedule="constant")
+    strong, weak = (PPOMember(base, sample(PBT_SPACE, np.random.default_rng(s)), n_trainees=2) for s in (0, 1))
+    strong.train(1)
+    weak.copy_from(strong)
+    for a, b in zip(strong.model.policy.state_dict().values(), weak.model.policy.state_dict().values(), strict=True):
+        assert th.equal(a, b)
+    assert (
+        weak.model.policy.optimizer.state_dict()["state"].keys()
+        == strong.model.policy.optimizer.state_dict()["state"].keys()
+    )
+    weak.set_hyperparams({"learning_rate": 0.004, "ent_coef": 0.01, "clip_range": 0.3})
+    weak.train(1)
+    assert (weak.model.learning_rate, weak.model.ent_coef, weak.model.clip_range(1.0)) == (0.004, 0.01, 0.3)
+    assert weak.model.num_timesteps == 512 and -1.0 < weak.score() < 1.0
+
+
+def test_tune_pbt_writes_the_schedules_the_plot_and_a_config_that_trains(tmp_path, capsys):
+    flags = ["--pbt", "--study", "pbt", "--population", "3", "--interval", "1", "--timesteps", "1536", "--n-envs", "8"]
+    assert main(["--home", str(tmp_path), "tune", *flags, "--eval-trainees", "2", "--quiet"]) == 0
+    folder = tmp_path / "studies" / "pbt"
+    report = json.loads((folder / "pbt.json").read_text())
+    assert len(report["history"]) == 3 and all(len(member) == 3 for member in report["history"])
+    assert sum(r["copied_from"] is not None for member in report["history"] for r in member) == 2  # 1 per exploit
+    assert (folder / "pbt_schedules.png").stat().st_size > 10_000
+    config = JobConfig.from_dict(json.loads((folder / "best_config.json").read_text()))
+    assert config.learning_rate_schedule == "constant" and config.ppo_kwargs["clip_range"] > 0
+    assert "| member | final normalized score |" in capsys.readouterr().out
