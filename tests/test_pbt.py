@@ -93,6 +93,7 @@ def test_a_ppo_member_copies_weights_and_optimizer_and_takes_its_hyperparameters
     assert weak.model.num_timesteps == 512 and -1.0 < weak.score() < 1.0
 
 
+@pytest.mark.tuning  # a population of PPO models and a plot: make test-tuning
 def test_tune_pbt_writes_the_schedules_the_plot_and_a_config_that_trains(tmp_path, capsys):
     flags = ["--pbt", "--study", "pbt", "--population", "3", "--interval", "1", "--timesteps", "1536", "--n-envs", "8"]
     assert main(["--home", str(tmp_path), "tune", *flags, "--eval-trainees", "2", "--quiet"]) == 0

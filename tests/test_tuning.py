@@ -18,6 +18,7 @@ from sb3_ext.tuning import SEARCH_SPACE, check_space, load_search_space, make_pr
 TINY = ["--timesteps", "1024", "--n-envs", "8", "--eval-trainees", "2", "--eval-rollouts", "1"]
 
 
+@pytest.mark.tuning  # four trials of PPO: make test-tuning
 def test_a_tiny_study_finishes_and_its_best_config_trains(tmp_path, capsys):
     assert main(["--home", str(tmp_path), "tune", "--study", "tiny", "--trials", "4", *TINY]) == 0
     out = capsys.readouterr().out
