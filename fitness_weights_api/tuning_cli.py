@@ -98,6 +98,10 @@ def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None
         help="search PPO's hyperparameters with Optuna (a study any process or machine can join)",
         description=__doc__.split("::")[0].strip().replace("\\\n", ""),
     )
+    tune.add_argument(
+        "action", nargs="?", choices=("dashboard",), help="dashboard: serve optuna-dashboard for the study, on loopback"
+    )
+    tune.add_argument("--port", type=int, default=8080, help="with dashboard: the port (default 8080)")
     tune.add_argument("--study", default="fitness-weights", help="study name (its folder under the home's studies/)")
     tune.add_argument("--trials", type=int, default=16, help="trials this command runs, over its workers (16)")
     tune.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default 1)")
@@ -140,6 +144,8 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     # every argument is checked before anything is created
     if not _STUDY_NAME.fullmatch(args.study):
         raise FieldError("study", "must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if args.action == "dashboard":
+        return _dashboard(args, settings)
     if args.heartbeat < 1:
         raise FieldError("heartbeat", "must be at least 1 second", args.heartbeat)
     if args.trials < 1:
@@ -197,6 +203,32 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
 
     home = ["--home", str(settings.home)]
     return main([*home, "train", "--config", str(best_file), *(["--activate"] if args.activate else [])])
+
+
+def _dashboard(args: argparse.Namespace, settings: Any) -> int:
+    """``tune dashboard``: optuna-dashboard over the study's storage, bound to 127.0.0.1.
+
+    From another machine, reach it over an SSH tunnel or a reverse proxy.
+    """
+    from fitness_weights_env.errors import FieldError
+
+    if not 1 <= args.port <= 65535:
+        raise FieldError("port", "must be from 1 to 65535", args.port)
+    journal = settings.home / "studies" / args.study / STUDY_FILE
+    if args.storage is None and not journal.is_file():
+        raise FieldError("study", f"no study {args.study!r} in this home (run fitness-weights tune --study first)")
+    storage = open_storage(args.storage, journal, args.heartbeat)
+    if not _exists(storage, args.study):
+        raise FieldError("study", f"no study {args.study!r} in {redact_url(args.storage or 'the journal file')}")
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise FieldError(
+            "action", "the dashboard needs optuna-dashboard: pip install 'fitness-weights[tune]'"
+        ) from None
+    print(f"optuna-dashboard for {args.study}: http://127.0.0.1:{args.port}/dashboard/", flush=True)
+    run_server(storage, host="127.0.0.1", port=args.port)
+    return 0
 
 
 def _pbt(args: argparse.Namespace, settings: Any, base: Any) -> int:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -136,3 +137,32 @@ def test_the_command_refuses_bad_arguments_before_creating_anything(tmp_path, ca
         assert main(["--home", str(tmp_path / "home"), "tune", *TINY, *extra]) == 2, extra
         assert f"error: {field}:" in capsys.readouterr().err, extra
     assert not (tmp_path / "home" / "studies").exists()
+
+
+@pytest.mark.tuning  # a real optuna-dashboard server: make test-tuning
+def test_tune_dashboard_serves_the_study_on_loopback(tmp_path):
+    import httpx
+    from conftest import free_port
+
+    journal = tmp_path / "studies" / "seen" / "journal.log"
+    study = optuna.create_study(study_name="seen", storage=open_storage(None, journal), direction="maximize")
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=3)
+    port = free_port()
+    command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(tmp_path), "tune", "dashboard"]
+    server = subprocess.Popen([*command, "--study", "seen", "--port", str(port)], stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/api/studies", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "the dashboard did not start"
+                time.sleep(0.3)
+        assert answer.status_code == 200
+        (listed,) = answer.json()["study_summaries"]
+        assert listed["study_name"] == "seen"
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert main(["--home", str(tmp_path), "tune", "dashboard", "--study", "unknown"]) == 2
