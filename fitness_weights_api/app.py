@@ -23,6 +23,7 @@ GET     ``/train/{job_id}/weights``     read   the matrices the job's latest che
 POST    ``/train/{job_id}/weights``     read   ... for a trainee given as in ``/predict_weights``
 GET     ``/ui``                                the training dashboard (an open page; what it shows needs a token)
 WS      ``/ws/jobs/{job_id}``           read   a job's state, metrics, log and changes, streamed; ``set_params`` (admin)
+GET     ``/studies``                    read   the tuning studies of the service home, with their best trials
 GET     ``/models``                     read   the registered versions and the active one
 POST    ``/models/{version}/activate``  admin  make a version the active one (atomic, every worker)
 GET     ``/catalog``                           qualities, subjects, exercises and metrics, in matrix order
@@ -95,6 +96,7 @@ from fitness_weights_api.schemas import (
     ParamChangeResponse,
     PredictRequest,
     PredictResponse,
+    StudyResponse,
     TrainRequest,
     ValidationErrorResponse,
     field_error_detail,
@@ -102,6 +104,7 @@ from fitness_weights_api.schemas import (
 )
 from fitness_weights_api.service import NoActiveModelError, WeightService
 from fitness_weights_api.settings import ServiceSettings
+from fitness_weights_api.studies import list_studies
 from fitness_weights_api.supervision import exit_with_supervisor
 from fitness_weights_api.tokens import TokenRecord
 from fitness_weights_api.weights import NoPredictionHeadsError
@@ -395,6 +398,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     add_live_socket(app, jobs, guard.tokens)
     add_dashboard_routes(app)
+
+    @app.get("/studies", response_model=list[StudyResponse], responses=_errors(401), dependencies=read, tags=["tuning"])
+    def list_studies_route() -> list[StudyResponse]:
+        """The tuning studies of the service home (``fitness-weights tune``), the most recently changed first."""
+        return [StudyResponse(**study) for study in list_studies(settings.home)]
 
     @app.get("/models", response_model=ModelListResponse, responses=_errors(401), dependencies=read, tags=["models"])
     def list_models() -> ModelListResponse:

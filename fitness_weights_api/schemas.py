@@ -67,6 +67,7 @@ __all__ = [
     "ParamChangeResponse",
     "PredictRequest",
     "PredictResponse",
+    "StudyResponse",
     "TrainRequest",
     "TraineeRequest",
     "ValidationErrorResponse",
@@ -534,6 +535,17 @@ class JobWeightsResponse(_Matrices):
             timesteps=weights.timesteps,
             prediction_confidence=result.confidence if result.confidence is not None else 0.0,
         )
+
+
+class StudyResponse(BaseModel):
+    """A tuning study of the service home (``fitness-weights tune``)."""
+
+    study: str
+    trials: int
+    states: dict[str, int] = Field(description="Trials by state: complete, pruned, fail, running, waiting.")
+    best_trial: int | None
+    best_value: float | None = Field(description="The best normalized score on the validation trainees.")
+    best_params: dict[str, Any]
 
 
 class CatalogQuality(BaseModel):

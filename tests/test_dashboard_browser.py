@@ -55,12 +55,20 @@ def test_the_page_plots_a_running_job_takes_a_change_and_shows_its_log(api_serve
 
     home = tmp_path / "home"
     ModelRegistry(home / "registry").register(tiny_models["attn0"], training_config={}, activate=True)
+    import optuna
+
+    from fitness_weights_api.tuning_cli import open_storage
+
+    study = optuna.create_study(study_name="a-study", storage=open_storage(None, home / "studies/a-study/journal.log"))
+    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
     server = api_servers(home)
     browser = _browser()
     try:
         browser.get(f"{server.url}/ui")
         browser.find_element(By.ID, "token").send_keys(server.admin_token)
         browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+        _wait(lambda: "a-study" in browser.find_element(By.ID, "studies").text)  # the home's tuning studies
+        assert "2 complete" in browser.find_element(By.ID, "studies").text
         # start the job from the page's form; the page then follows it
         browser.find_element(By.CSS_SELECTOR, "#jobs-panel summary").click()
         for name, value in TRAIN.items():

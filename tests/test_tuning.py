@@ -166,3 +166,27 @@ def test_tune_dashboard_serves_the_study_on_loopback(tmp_path):
         server.terminate()
         server.wait(10)
     assert main(["--home", str(tmp_path), "tune", "dashboard", "--study", "unknown"]) == 2
+
+
+def test_the_service_lists_the_homes_studies_to_a_read_token(api_apps, tmp_path):
+    from conftest import make_token
+
+    home = tmp_path / "home"
+    study = optuna.create_study(
+        study_name="listed",
+        storage=open_storage(None, home / "studies" / "listed" / "journal.log"),
+        direction="maximize",
+    )
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if trial.number == 1:
+            raise optuna.TrialPruned()
+        return x
+
+    study.optimize(objective, n_trials=3)
+    api = api_apps(home)
+    assert api.client.get("/studies").status_code == 401
+    (listed,) = api.client.get("/studies", headers={"Authorization": f"Bearer {make_token(home, 'read')}"}).json()
+    assert listed["study"] == "listed" and listed["trials"] == 3 and listed["states"] == {"complete": 2, "pruned": 1}
+    assert listed["best_value"] == study.best_value and listed["best_params"] == study.best_params

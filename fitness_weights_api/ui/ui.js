@@ -65,6 +65,27 @@ async function refreshJobs() {
   }
 }
 
+async function refreshStudies() {
+  if (!state.token) return;
+  try {
+    const studies = await api("/studies");
+    $("studies").querySelector("tbody").replaceChildren(...studies.map((study) => {
+      const row = document.createElement("tr");
+      const states = Object.entries(study.states).map(([name, count]) => `${count} ${name}`).join(", ");
+      const best = study.best_value === null ? "-" : `${study.best_value.toFixed(3)} (trial ${study.best_trial})`;
+      for (const text of [study.study, states || "0", best]) {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        row.append(cell);
+      }
+      row.title = JSON.stringify(study.best_params); // the best trial's parameters on hover
+      return row;
+    }));
+  } catch (error) {
+    $("token-state").textContent = error.message;
+  }
+}
+
 function series(key) {
   const points = state.rows.filter((row) => row.metrics[key] !== undefined && row.metrics[key] !== null);
   return { x: points.map((row) => row.step), y: points.map((row) => row.metrics[key]), name: key.split("/")[1],
@@ -240,6 +261,7 @@ function init() {
     state.token = $("token").value.trim();
     sessionStorage.setItem("fw-token", state.token);
     refreshJobs();
+    refreshStudies();
   });
   $("param-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -273,6 +295,8 @@ function init() {
   });
   refreshJobs();
   setInterval(refreshJobs, 2000);
+  refreshStudies();
+  setInterval(refreshStudies, 15000);
 }
 
 document.addEventListener("DOMContentLoaded", init);
