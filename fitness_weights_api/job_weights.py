@@ -65,10 +65,10 @@ class CheckpointWeights:
 
 
 @functools.cache
-def _held_out(n: int) -> tuple[TraineeProfile, ...]:
+def _held_out() -> tuple[TraineeProfile, ...]:
     from sb3_ext.evaluate import held_out_profiles
 
-    return tuple(held_out_profiles(n))
+    return tuple(held_out_profiles(HELD_OUT_TRAINEES))
 
 
 def held_out_trainee(index: int) -> TraineeProfile:
@@ -79,7 +79,7 @@ def held_out_trainee(index: int) -> TraineeProfile:
     """
     if not 0 <= index < HELD_OUT_TRAINEES:
         raise FieldError("trainee", f"must be a held-out trainee's position in [0, {HELD_OUT_TRAINEES})", index)
-    return _held_out(HELD_OUT_TRAINEES)[index]
+    return _held_out()[index]
 
 
 class JobWeights:

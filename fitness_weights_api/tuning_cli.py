@@ -67,7 +67,8 @@ def open_storage(url: str | None, journal: Path, heartbeat_s: int = HEARTBEAT_S)
             return JournalStorage(JournalFileBackend(str(journal)))
     if not re.match(r"(postgresql|mysql|sqlite)(\+\w+)?://", url):
         raise FieldError("storage", f"must be a postgresql://, mysql:// or sqlite:// URL, not {redact_url(url)!r}")
-    for attempt in range(3):
+    attempt = 0
+    while True:
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna (since v2.8)
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -81,11 +82,11 @@ def open_storage(url: str | None, journal: Path, heartbeat_s: int = HEARTBEAT_S)
         except ImportError as err:  # no driver for the URL's database
             raise FieldError("storage", f"cannot open {redact_url(url)}: {err}") from None
         except Exception as err:  # unreachable, refused; or another process creating the tables at the same time
-            if attempt == 2 or "duplicate key" not in str(err):
+            attempt += 1
+            if attempt == 3 or "duplicate key" not in str(err):
                 reason = str(err).splitlines()[0][:200].replace(url, redact_url(url))
                 raise FieldError("storage", f"cannot open {redact_url(url)}: {reason}") from None
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")  # pragma: no cover
+            time.sleep(0.5 * attempt)
 
 
 def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None:

@@ -35,6 +35,7 @@ from fitness_weights_env.errors import FieldError, check_int
 from sb3_ext.config import TrainConfig
 from sb3_ext.evaluate import ScoreCallback
 from sb3_ext.live_params import LiveParams, ParamChange
+from sb3_ext.tuning import VALIDATION_SEED
 
 __all__ = ["PBT_SPACE", "Member", "PBTResult", "PPOMember", "perturb", "population_based_training", "sample"]
 
@@ -178,10 +179,16 @@ class PPOMember:
         config: The run (its learning rate schedule should be ``"constant"``: PBT sets the rate).
         hyperparams: Its initial hyperparameters (names of :data:`PBT_SPACE`), applied before its first update.
         n_trainees: Validation trainees of its score.
-        seed: Seed of the validation trainees (:data:`sb3_ext.tuning.VALIDATION_SEED`).
+        seed: Seed of the validation trainees.
     """
 
-    def __init__(self, config: TrainConfig, hyperparams: Mapping[str, float], n_trainees: int = 20, seed: int = 1):
+    def __init__(
+        self,
+        config: TrainConfig,
+        hyperparams: Mapping[str, float],
+        n_trainees: int = 20,
+        seed: int = VALIDATION_SEED,
+    ) -> None:
         from sb3_ext.recipe import make_model
 
         self.config = config
