@@ -24,6 +24,7 @@ POST    ``/train/{job_id}/weights``     read   ... for a trainee given as in ``/
 GET     ``/ui``                                the training dashboard (an open page; what it shows needs a token)
 WS      ``/ws/jobs/{job_id}``           read   a job's state, metrics, log and changes, streamed; ``set_params`` (admin)
 GET     ``/studies``                    read   the tuning studies of the service home, with their best trials
+GET     ``/studies/{study}``            read   one study's trials: states, values, curves, the jobs they became
 GET     ``/models``                     read   the registered versions and the active one
 POST    ``/models/{version}/activate``  admin  make a version the active one (atomic, every worker)
 GET     ``/catalog``                           qualities, subjects, exercises and metrics, in matrix order
@@ -96,6 +97,7 @@ from fitness_weights_api.schemas import (
     ParamChangeResponse,
     PredictRequest,
     PredictResponse,
+    StudyDetailResponse,
     StudyResponse,
     TrainRequest,
     ValidationErrorResponse,
@@ -104,7 +106,7 @@ from fitness_weights_api.schemas import (
 )
 from fitness_weights_api.service import NoActiveModelError, WeightService
 from fitness_weights_api.settings import ServiceSettings
-from fitness_weights_api.studies import list_studies
+from fitness_weights_api.studies import UnknownStudyError, list_studies, study_detail
 from fitness_weights_api.supervision import exit_with_supervisor
 from fitness_weights_api.tokens import TokenRecord
 from fitness_weights_api.weights import NoPredictionHeadsError
@@ -122,11 +124,14 @@ After = Annotated[int, Query(ge=0, description="Only rows after this seq (the la
 Limit = Annotated[int, Query(ge=1, le=MAX_READ, description="At most this many rows.")]
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A job id (32 lowercase hex digits).")]
 Version = Annotated[str, Path(pattern=r"^v[1-9][0-9]{0,17}$", description="A model version: v1, v2, ...")]
+StudyName = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="A study name (its folder under studies/).")
+]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "No bearer token, or an unknown or revoked one."},
     403: {"model": ErrorResponse, "description": "The token's role does not allow this."},
-    404: {"model": ErrorResponse, "description": "Unknown job or model version."},
+    404: {"model": ErrorResponse, "description": "Unknown job, model version or study."},
     409: {
         "model": ErrorResponse,
         "description": "The model cannot do this (no prediction heads; no checkpoint yet; a refused version).",
@@ -146,6 +151,7 @@ _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 _STATUS: dict[type[Exception], int] = {
     UnknownJobError: 404,
     UnknownVersionError: 404,
+    UnknownStudyError: 404,
     NoPredictionHeadsError: 409,
     NoCheckpointWeightsError: 409,
     ModelRefusedError: 409,
@@ -403,6 +409,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     def list_studies_route() -> list[StudyResponse]:
         """The tuning studies of the service home (``fitness-weights tune``), the most recently changed first."""
         return [StudyResponse(**study) for study in list_studies(settings.home)]
+
+    @app.get(
+        "/studies/{study}",
+        response_model=StudyDetailResponse,
+        responses=_errors(401, 404),
+        dependencies=read,
+        tags=["tuning"],
+    )
+    def get_study(study: StudyName) -> StudyDetailResponse:
+        """A study of the service home with its latest trials: each one's curve, and the job it became."""
+        return StudyDetailResponse(**study_detail(settings.home, study))
 
     @app.get("/models", response_model=ModelListResponse, responses=_errors(401), dependencies=read, tags=["models"])
     def list_models() -> ModelListResponse:

@@ -35,7 +35,7 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,8 @@ def _job_config(args: argparse.Namespace) -> JobConfig:
     )
 
 
-def _train(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, on_submit: Callable[[str], None] | None = None) -> int:
+    """``train``; ``on_submit`` is told the job's id once it is submitted."""
     from tqdm import tqdm
 
     _check_env_id(args.env_id)
@@ -124,6 +125,8 @@ def _train(args: argparse.Namespace) -> int:
     jobs = settings.open_jobs(registry)
     job = jobs.submit(config)
     print(f"job {job.job_id} {job.state}; log: {jobs.job_dir(job.job_id) / 'job.log'}")
+    if on_submit is not None:
+        on_submit(job.job_id)
     if args.detach:
         return 0
     try:

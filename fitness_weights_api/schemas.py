@@ -548,6 +548,29 @@ class StudyResponse(BaseModel):
     best_params: dict[str, Any]
 
 
+class StudyTrial(BaseModel):
+    """One trial of a study: a searched configuration, or a member of a population (``tune --pbt``)."""
+
+    number: int
+    state: str = Field(description="complete, pruned, fail, running or waiting.")
+    value: float | None = Field(
+        description="Its final normalized score on the validation trainees (a pruned trial's: its last report)."
+    )
+    params: dict[str, Any]
+    curve: list[tuple[int, float]] = Field(
+        description="(timesteps, validation score) of its reports to the pruner, at most 200 points."
+    )
+    worker: str | None = Field(description="host:pid of the process that ran it.")
+    pbt_member: int | None = Field(description="Its member index, for a population's trial.")
+    job_id: str | None = Field(description="The training job it became (tune --register), if any.")
+
+
+class StudyDetailResponse(StudyResponse):
+    """A study with its latest trials (at most 500)."""
+
+    trial_details: list[StudyTrial]
+
+
 class CatalogQuality(BaseModel):
     """A physical quality."""
 

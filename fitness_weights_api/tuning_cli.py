@@ -19,6 +19,7 @@ URL (Optuna's RDB storage). Each trial's value is the normalized score on ``--ev
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -105,7 +106,12 @@ def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None
     tune.add_argument("--port", type=int, default=8080, help="with dashboard: the port (default 8080)")
     tune.add_argument("--study", default="fitness-weights", help="study name (its folder under the home's studies/)")
     tune.add_argument("--trials", type=int, default=16, help="trials this command runs, over its workers (16)")
-    tune.add_argument("--workers", type=int, default=1, help="trial processes on this machine (default 1)")
+    tune.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="trial processes on this machine; with --pbt, member processes (default 1)",
+    )
     tune.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     tune.add_argument("--timesteps", type=int, default=100_000, help="environment steps per trial")
     tune.add_argument("--env-id", default=env_ids[0], choices=env_ids, help="the environment")
@@ -138,6 +144,7 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     import optuna
 
     from fitness_weights_api.storage import write_atomically
+    from fitness_weights_api.studies import JOBS_ATTR
     from fitness_weights_env.errors import FieldError
     from sb3_ext.config import TrainConfig
     from sb3_ext.tuning import best_config, load_search_space, make_pruner, make_sampler, objective
@@ -200,10 +207,18 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     if not args.register:
         print(f"train it: fitness-weights train --config {best_file} --activate")
         return 0
-    from fitness_weights_api.cli import main
+    from fitness_weights_api.cli import _train, build_parser
+
+    best = study.best_trial.number
+
+    def link(job_id: str) -> None:  # the dashboard opens the trial's job from the study's trial list
+        study.set_user_attr(JOBS_ATTR, {**study.user_attrs.get(JOBS_ATTR, {}), str(best): job_id})
 
     home = ["--home", str(settings.home)]
-    return main([*home, "train", "--config", str(best_file), *(["--activate"] if args.activate else [])])
+    train = build_parser().parse_args(
+        [*home, "train", "--config", str(best_file), *(["--activate"] if args.activate else [])]
+    )
+    return _train(train, on_submit=link)
 
 
 def _dashboard(args: argparse.Namespace, settings: Any) -> int:
@@ -233,18 +248,24 @@ def _dashboard(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _pbt(args: argparse.Namespace, settings: Any, base: Any) -> int:
-    """``tune --pbt``: population-based training of ``--population`` members in this process.
+    """``tune --pbt``: population-based training of ``--population`` members.
 
-    The members train one after the other for each interval; their schedules go to ``pbt.json`` and
+    With ``--workers 1`` the members train in this process, one after the other for each interval; with more,
+    they are spread over that many worker processes (:mod:`sb3_ext.pbt_processes`), which train at once. Each
+    member is also a trial of the study (its initial values as parameters, its score at every interval as an
+    intermediate value, its schedule as the ``schedule`` attribute), so that optuna-dashboard, ``GET /studies``
+    and every machine sharing the storage see the population. The schedules go to ``pbt.json`` and
     ``pbt_schedules.png`` in the study's folder, the best member's last values to ``best_config.json``.
     """
     import numpy as np
+    import optuna
     from tqdm import tqdm
 
     from fitness_weights_api.plots import plot_pbt
     from fitness_weights_api.storage import write_atomically
     from fitness_weights_env.errors import FieldError
-    from sb3_ext.pbt import PBT_SPACE, PPOMember, population_based_training, sample
+    from sb3_ext.pbt import PBT_SPACE, Member, PBTResult, PPOMember, population_based_training, sample
+    from sb3_ext.pbt_processes import MemberHost, ProcessMember
 
     if not 2 <= args.population <= 16:
         raise FieldError("population", "must be from 2 to 16 members", args.population)
@@ -252,12 +273,50 @@ def _pbt(args: argparse.Namespace, settings: Any, base: Any) -> int:
         raise FieldError("interval", "must be at least 1 rollout", args.interval)
     intervals = max(1, math.ceil(base.timesteps / (args.interval * base.rollout_size())))
     rng = np.random.default_rng(args.seed)
-    members = [PPOMember(base, sample(PBT_SPACE, rng), args.eval_trainees) for _ in range(args.population)]
-    with tqdm(total=intervals, unit="interval", desc="population", disable=args.quiet) as bar:
-        result = population_based_training(
-            members, intervals, args.interval, PBT_SPACE, seed=args.seed, on_interval=lambda *_: bar.update(1)
-        )
+    initial = [sample(PBT_SPACE, rng) for _ in range(args.population)]
     folder = settings.home / "studies" / args.study
+    storage = open_storage(args.storage, folder / STUDY_FILE, args.heartbeat)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=storage, study_name=args.study, direction="maximize", load_if_exists=True)
+    distributions: dict[str, optuna.distributions.BaseDistribution] = {
+        name: optuna.distributions.FloatDistribution(low, high, log=True) for name, (low, high) in PBT_SPACE.items()
+    }
+    trials = []
+    for i, values in enumerate(initial):
+        study.enqueue_trial(values, user_attrs={"pbt_member": i, "worker": f"{socket.gethostname()}:{os.getpid()}"})
+        trials.append(study.ask(distributions))
+    n_hosts = min(args.workers, args.population)
+    hosts = [MemberHost(max(1, (os.cpu_count() or 1) // n_hosts)) for _ in range(n_hosts)] if n_hosts > 1 else []
+    rollout = args.interval * base.rollout_size()
+
+    def record(index: int, result: PBTResult) -> None:
+        for trial, history in zip(trials, result.history, strict=True):
+            trial.report(history[-1]["score"], (index + 1) * rollout)
+            trial.set_user_attr("schedule", history)
+        bar.update(1)
+
+    configs = [dataclasses.replace(base, seed=base.seed + i) for i in range(args.population)]  # a seed each
+    try:
+        members: list[Member] = [
+            ProcessMember(hosts[i % n_hosts], config, values, args.eval_trainees)
+            if hosts
+            else PPOMember(config, values, args.eval_trainees)
+            for i, (config, values) in enumerate(zip(configs, initial, strict=True))
+        ]
+        with tqdm(total=intervals, unit="interval", desc="population", disable=args.quiet) as bar:
+            result = population_based_training(
+                members, intervals, args.interval, PBT_SPACE, seed=args.seed, on_interval=record
+            )
+    except BaseException:
+        for trial in trials:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    finally:
+        for host in hosts:
+            host.close()
+    for trial, member, score in zip(trials, members, result.final_scores, strict=True):
+        trial.set_user_attr("final_hyperparams", member.hyperparams)
+        study.tell(trial, score)
     folder.mkdir(parents=True, exist_ok=True)
     report = {"config": base.to_dict(), "interval_rollouts": args.interval, **result.to_dict()}
     write_atomically(folder / "pbt.json", lambda temp: temp.write_text(json.dumps(report, indent=2), encoding="utf-8"))
@@ -267,12 +326,12 @@ def _pbt(args: argparse.Namespace, settings: Any, base: Any) -> int:
     config = base.to_dict() | {"learning_rate": best["learning_rate"], "ppo_kwargs": ppo_kwargs}
     text = json.dumps(config, indent=2) + "\n"
     write_atomically(folder / BEST_CONFIG_FILE, lambda temp: temp.write_text(text, encoding="utf-8"))
-    print("| member | final normalized score | copies | " + " | ".join(f"final {name}" for name in PBT_SPACE) + " |")
-    print("|---:|---:|---:|" + "---:|" * len(PBT_SPACE))
-    for i, (member, records) in enumerate(zip(members, result.history, strict=True)):
+    print("| member | trial | final normalized score | copies | " + " | ".join(f"final {n}" for n in PBT_SPACE) + " |")
+    print("|---:|---:|---:|---:|" + "---:|" * len(PBT_SPACE))
+    for i, (member, trial, records) in enumerate(zip(members, trials, result.history, strict=True)):
         copies = sum(record["copied_from"] is not None for record in records)
-        values = " | ".join(f"{member.hyperparams[name]:.3g}" for name in PBT_SPACE)
-        print(f"| {i} | {result.final_scores[i]:.3f} | {copies} | {values} |")
+        finals = " | ".join(f"{member.hyperparams[name]:.3g}" for name in PBT_SPACE)
+        print(f"| {i} | {trial.number} | {result.final_scores[i]:.3f} | {copies} | {finals} |")
     print(f"\nschedules: {folder / 'pbt_schedules.png'}; the best member's last values: {folder / BEST_CONFIG_FILE}")
     return 0
 

@@ -13,7 +13,8 @@ live change from the dashboard takes: they are applied at the next rollout bound
 
 Every interval (Jaderberg et al.'s truncation selection, and their explore step):
 
-1. every member trains ``interval`` units (rollouts, for a :class:`PPOMember`) and is scored;
+1. every member trains ``interval`` units (rollouts, for a :class:`PPOMember`), then every member is scored
+   (members in worker processes, :mod:`sb3_ext.pbt_processes`, train their intervals at once);
 2. the bottom ``quantile`` of the members, by score, each copy a member of the top ``quantile`` drawn at random;
 3. each copier perturbs each hyperparameter: with probability ``resample_probability`` a fresh draw from its
    distribution, else the copied value times 0.8 or 1.2, clipped to the distribution's bounds.
@@ -152,12 +153,12 @@ def population_based_training(
     result = PBTResult(history=[[] for _ in members])
     n_swap = max(1, int(len(members) * quantile))
     for index in range(intervals):
-        scores = []
-        for member, history in zip(members, result.history, strict=True):
-            trained_with = dict(member.hyperparams)
-            member.train(interval)
-            scores.append(member.score())
-            history.append({"interval": index, "score": scores[-1], **trained_with, "copied_from": None})
+        trained_with = [dict(member.hyperparams) for member in members]
+        for member in members:  # every member's interval starts before any score is asked: process members
+            member.train(interval)  # (sb3_ext.pbt_processes) train at once
+        scores = [member.score() for member in members]
+        for history, score, values in zip(result.history, scores, trained_with, strict=True):
+            history.append({"interval": index, "score": score, **values, "copied_from": None})
         if exploit and index < intervals - 1:
             order = np.argsort(np.where(np.isfinite(scores), scores, -np.inf))  # worst first
             bottom, top = order[:n_swap], order[-n_swap:]
@@ -192,7 +193,8 @@ class PPOMember:
         from sb3_ext.recipe import make_model
 
         self.config = config
-        self.model = make_model(config)
+        self.model = make_model(config)  # seeds the global generators with config.seed
+        self._generators = _global_generators()  # this member's own: its run does not depend on the others'
         self.hyperparams: dict[str, float] = {}
         self._changes: queue.Queue[ParamChange] = queue.Queue()
         self._live = LiveParams(self._changes)
@@ -203,7 +205,13 @@ class PPOMember:
     def train(self, units: int) -> None:
         """Train ``units`` more rollouts."""
         steps = units * self.config.rollout_size()
-        self.model.learn(steps, callback=self._live, reset_num_timesteps=self.model.num_timesteps == 0)
+        others = _global_generators()
+        _set_global_generators(self._generators)
+        try:
+            self.model.learn(steps, callback=self._live, reset_num_timesteps=self.model.num_timesteps == 0)
+        finally:
+            self._generators = _global_generators()
+            _set_global_generators(others)
 
     def score(self) -> float:
         """The normalized score on the validation trainees."""
@@ -219,3 +227,22 @@ class PPOMember:
         for name, value in hyperparams.items():
             self._changes.put(ParamChange(name, float(value)))
         self.hyperparams = dict(hyperparams)
+
+
+def _global_generators() -> tuple[Any, ...]:
+    """The states of the generators SB3 draws from: torch's (actions), numpy's (minibatches) and Python's."""
+    import random
+
+    import torch as th
+
+    return th.random.get_rng_state(), np.random.get_state(), random.getstate()
+
+
+def _set_global_generators(states: tuple[Any, ...]) -> None:
+    import random
+
+    import torch as th
+
+    th.random.set_rng_state(states[0])
+    np.random.set_state(states[1])
+    random.setstate(states[2])

@@ -60,7 +60,14 @@ def test_the_page_plots_a_running_job_takes_a_change_and_shows_its_log(api_serve
     from fitness_weights_api.tuning_cli import open_storage
 
     study = optuna.create_study(study_name="a-study", storage=open_storage(None, home / "studies/a-study/journal.log"))
-    study.optimize(lambda trial: trial.suggest_float("x", 0.0, 1.0), n_trials=2)
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in range(1, 4):
+            trial.report(x * step, step * 4096)
+        return x
+
+    study.optimize(objective, n_trials=2)
     server = api_servers(home)
     browser = _browser()
     try:
@@ -120,6 +127,20 @@ def test_the_page_plots_a_running_job_takes_a_change_and_shows_its_log(api_serve
         browser.find_element(By.CSS_SELECTOR, "input[name=who][value=held-out]").click()
         browser.find_element(By.CSS_SELECTOR, "#weights-form button").click()
         _wait(lambda: "held-out 0" in browser.find_element(By.ID, "weights-source").text)
+
+        # the study's trials: their curves, and the trial that became this job opens it
+        study.set_user_attr("jobs", {"1": job_id})
+        browser.find_element(By.CSS_SELECTOR, "#studies tbody tr").click()
+        _wait(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#chart-study .scatterlayer .trace")) == 2)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-study .scatterlayer .trace .point")) == 6
+        rows = browser.find_elements(By.CSS_SELECTOR, "#study-trials tbody tr")
+        assert [row.get_attribute("data-trial") for row in rows] == ["1", "0"]
+        assert rows[0].find_element(By.TAG_NAME, "button").text == f"job {job_id[:8]}" and "-" in rows[1].text
+        browser.execute_script("$('job-panel').hidden = true; $('job-id').textContent = ''")
+        rows[0].find_element(By.TAG_NAME, "button").click()
+        _wait(lambda: browser.find_element(By.ID, "job-id").text == job_id[:8])
+        assert browser.find_element(By.ID, "job-panel").is_displayed()
+        _wait(lambda: "training {" in browser.find_element(By.ID, "log").text)  # the job's log, sent again
 
         height = browser.execute_script("return document.documentElement.scrollHeight")
         browser.set_window_size(1400, min(int(height) + 20, 3000))  # the whole page in the screenshot

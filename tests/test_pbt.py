@@ -8,9 +8,11 @@ import torch as th
 
 from fitness_weights_api.cli import main
 from fitness_weights_api.job_config import JobConfig
+from fitness_weights_api.tuning_cli import STUDY_FILE, open_storage
 from fitness_weights_env import FieldError
 from sb3_ext.config import TrainConfig
 from sb3_ext.pbt import PBT_SPACE, PPOMember, perturb, population_based_training, sample
+from sb3_ext.pbt_processes import MemberHost, MemberProcessError, ProcessMember
 
 TOY_SPACE = {"learning_rate": (1e-3, 1.0)}
 
@@ -104,4 +106,43 @@ def test_tune_pbt_writes_the_schedules_the_plot_and_a_config_that_trains(tmp_pat
     assert (folder / "pbt_schedules.png").stat().st_size > 10_000
     config = JobConfig.from_dict(json.loads((folder / "best_config.json").read_text()))
     assert config.learning_rate_schedule == "constant" and config.ppo_kwargs["clip_range"] > 0
-    assert "| member | final normalized score |" in capsys.readouterr().out
+    assert "| member | trial | final normalized score |" in capsys.readouterr().out
+
+
+@pytest.mark.tuning  # two populations of PPO models: make test-tuning
+def test_members_in_worker_processes_train_as_in_one_process_and_are_trials_of_the_study(tmp_path):
+    flags = ["--pbt", "--study", "pbt", "--population", "3", "--interval", "1", "--timesteps", "1536", "--n-envs", "8"]
+    flags += ["--eval-trainees", "2", "--quiet"]
+    for workers in (1, 2):
+        assert main(["--home", str(tmp_path / str(workers)), "tune", *flags, "--workers", str(workers)]) == 0
+    one, two = (json.loads((tmp_path / w / "studies" / "pbt" / "pbt.json").read_text()) for w in ("1", "2"))
+    assert one["history"] == two["history"]  # each member draws from its own generators, wherever it runs
+    import optuna
+
+    storage = open_storage(None, tmp_path / "2" / "studies" / "pbt" / STUDY_FILE)
+    trials = optuna.load_study(study_name="pbt", storage=storage).trials
+    assert [t.user_attrs["pbt_member"] for t in trials] == [0, 1, 2]
+    for trial, history, final in zip(trials, two["history"], two["final_scores"], strict=True):
+        assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == final
+        assert list(trial.intermediate_values.values()) == [record["score"] for record in history]
+        assert sorted(trial.intermediate_values) == [512, 1024, 1536]
+        assert trial.params == {name: history[0][name] for name in PBT_SPACE}  # the initial draw
+        assert trial.user_attrs["schedule"] == history
+
+
+def test_a_member_process_reports_a_failed_order_by_member_and_a_dead_process():
+    host = MemberHost()
+    try:
+        member = ProcessMember(
+            host, TrainConfig(timesteps=1024, n_envs=8, device="cpu"), sample(PBT_SPACE, np.random.default_rng(0))
+        )
+        with pytest.raises(MemberProcessError, match="member 7: score: KeyError"):
+            host.call("score", 7)
+        member.train(1)
+        assert -1.0 < member.score() < 1.0  # the host goes on after a failed order
+        host._process.kill()
+        host._process.join()
+        with pytest.raises(MemberProcessError, match="exited with -9"):
+            member.score()
+    finally:
+        host.close()

@@ -76,6 +76,15 @@ def test_two_worker_processes_share_one_study_lose_no_trial_and_register_the_bes
         and version.training_config["learning_rate"] == study.best_trial.user_attrs["config"]["learning_rate"]
     )
     assert "registered v1 (active)" in done.stdout.decode()
+    # ... and linked the trial to its job, which the dashboard opens from the study's trial list
+    from fitness_weights_api.studies import study_detail
+
+    (job_id,) = study.user_attrs["jobs"].values()
+    assert study.user_attrs["jobs"] == {str(study.best_trial.number): job_id}
+    assert (tmp_path / "jobs" / job_id).is_dir()
+    trials = {t["number"]: t for t in study_detail(tmp_path, "shared")["trial_details"]}
+    assert trials[study.best_trial.number]["job_id"] == job_id
+    assert [t["job_id"] for n, t in trials.items() if n != study.best_trial.number] == [None] * 4
 
 
 @pytest.mark.parametrize(
@@ -190,3 +199,47 @@ def test_the_service_lists_the_homes_studies_to_a_read_token(api_apps, tmp_path)
     (listed,) = api.client.get("/studies", headers={"Authorization": f"Bearer {make_token(home, 'read')}"}).json()
     assert listed["study"] == "listed" and listed["trials"] == 3 and listed["states"] == {"complete": 2, "pruned": 1}
     assert listed["best_value"] == study.best_value and listed["best_params"] == study.best_params
+
+
+def test_a_studys_trials_come_with_their_curves_to_a_read_token_and_bad_names_are_refused(api_apps, tmp_path):
+    from conftest import make_token
+
+    from fitness_weights_api.studies import MAX_CURVE_POINTS
+
+    home = tmp_path / "home"
+    study = optuna.create_study(
+        study_name="curves",
+        storage=open_storage(None, home / "studies" / "curves" / "journal.log"),
+        direction="maximize",
+    )
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in range(300 if trial.number == 0 else 3):
+            trial.report(x * step, step * 512)
+        if trial.number == 2:
+            raise optuna.TrialPruned()
+        return x
+
+    study.optimize(objective, n_trials=3)
+    api = api_apps(home)
+    read = {"Authorization": f"Bearer {make_token(home, 'read')}"}
+    assert api.client.get("/studies/curves").status_code == 401
+    detail = api.client.get("/studies/curves", headers=read).json()
+    assert detail["study"] == "curves" and detail["states"] == {"complete": 2, "pruned": 1}
+    long, short, pruned = detail["trial_details"]
+    assert [t["state"] for t in (long, short, pruned)] == ["complete", "complete", "pruned"]
+    assert len(long["curve"]) == MAX_CURVE_POINTS and long["curve"][-1] == [
+        299 * 512,
+        study.trials[0].params["x"] * 299,
+    ]
+    assert short["curve"] == [[s * 512, study.trials[1].params["x"] * s] for s in range(3)]
+    assert (
+        pruned["value"] == pruned["curve"][-1][1]
+        and short["params"] == study.trials[1].params
+        and short["job_id"] is None
+    )
+    missing = api.client.get("/studies/nothing-here", headers=read)
+    assert missing.status_code == 404 and missing.json()["detail"] == "unknown study"
+    for bad in ("..", ".hidden", "a" * 65, "semi;colon"):
+        assert api.client.get(f"/studies/{bad}", headers=read).status_code in (404, 422), bad

@@ -1,5 +1,6 @@
-// The training dashboard: the job list over HTTP, one job over its WebSocket (/ws/jobs/{id}), and the heatmaps of
-// its latest checkpoint's weights (/train/{id}/weights), in plain JavaScript.
+// The training dashboard: the job list over HTTP, one job over its WebSocket (/ws/jobs/{id}), the heatmaps of its
+// latest checkpoint's weights (/train/{id}/weights), and the tuning studies with their trials (/studies/{name}), in
+// plain JavaScript.
 // The token stays in this tab's sessionStorage and travels in the Authorization header, or in the socket's first
 // message (a browser cannot set WebSocket headers); never in a URL.
 "use strict";
@@ -20,7 +21,7 @@ const DRAW_INTERVAL_MS = 1000; // charts redraw at most once a second, and not i
 const MARKERS_UP_TO = 100; // points per trace drawn with markers; a longer trace is a line (one SVG path)
 const WEIGHTS_REFRESH_MS = 10000; // while a job trains, its heatmaps follow its checkpoints this often at most
 const state = { token: sessionStorage.getItem("fw-token") || "", socket: null, jobId: null, rows: [], log: [],
-  changes: new Map(), started: null, catalog: null, weightsAt: 0, drawTimer: null, drawnAt: 0 };
+  changes: new Map(), started: null, catalog: null, weightsAt: 0, drawTimer: null, drawnAt: 0, study: null };
 
 function $(id) { return document.getElementById(id); }
 function showError(text) { $("error").textContent = text || ""; }
@@ -79,10 +80,60 @@ async function refreshStudies() {
         row.append(cell);
       }
       row.title = JSON.stringify(study.best_params); // the best trial's parameters on hover
+      row.addEventListener("click", () => openStudy(study.study));
       return row;
     }));
+    if (state.study) openStudy(state.study);
   } catch (error) {
     $("token-state").textContent = error.message;
+  }
+}
+
+function cell(content) {
+  const td = document.createElement("td");
+  td.append(content);
+  return td;
+}
+
+function shortParams(params) {
+  return Object.entries(params).map(([name, value]) =>
+    `${name}=${typeof value === "number" ? Number(value.toPrecision(3)) : value}`).join(", ");
+}
+
+// One study: every trial's curve (its reports to the pruner), and the trials, each linked to the job it became.
+async function openStudy(name) {
+  try {
+    const study = await api(`/studies/${encodeURIComponent(name)}`);
+    state.study = study.study;
+    $("study-panel").hidden = false;
+    $("study-name").textContent = study.study;
+    const traces = study.trial_details.filter((trial) => trial.curve.length).map((trial) => ({
+      x: trial.curve.map((point) => point[0]), y: trial.curve.map((point) => point[1]), type: "scatter",
+      name: trial.pbt_member === null ? `trial ${trial.number}` : `member ${trial.pbt_member} (trial ${trial.number})`,
+      mode: trial.curve.length <= MARKERS_UP_TO ? "lines+markers" : "lines",
+      line: { dash: trial.state === "pruned" ? "dot" : "solid" } }));
+    Plotly.react("chart-study", traces, { title: { text: "validation score of each trial (dotted: pruned)",
+      font: { size: 13 } }, margin: { t: 30, r: 10, b: 30, l: 50 }, xaxis: { title: { text: "timesteps" } } },
+    { displayModeBar: false });
+    $("study-trials").querySelector("tbody").replaceChildren(...study.trial_details.slice().reverse().map((trial) => {
+      const row = document.createElement("tr");
+      let job = "-";
+      if (trial.job_id) {
+        job = document.createElement("button");
+        job.type = "button";
+        job.textContent = `job ${trial.job_id.slice(0, 8)}`;
+        job.addEventListener("click", () => openJob(trial.job_id));
+      }
+      const score = trial.value === null ? "-" : trial.value.toFixed(3);
+      row.append(...[String(trial.number), trial.state, score, shortParams(trial.params)].map(cell), cell(job));
+      row.dataset.trial = trial.number;
+      return row;
+    }));
+    for (const row of $("studies").querySelectorAll("tbody tr")) {
+      row.className = row.firstChild.textContent === study.study ? "selected" : "";
+    }
+  } catch (error) {
+    showError(error.message);
   }
 }
 
