@@ -2,11 +2,13 @@
 
 For every env and behavior it makes the dataset once (``sb3_ext.offline.make_dataset``, under ``--out``'s
 ``datasets`` folder), holds its last ``--held-out`` episodes out, and trains each algorithm on the rest for
-``--steps`` gradient steps with each of ``--seeds``. d3rlpy runs in a venv of its own
-(``benchmarks/d3rlpy_venv.sh``, its ``gymnasium`` pin), on the same transitions exported to arrays
-(``benchmarks/offline_d3rlpy.py``): an episode's end is terminal there too, as our algorithms treat it, and the
-rewards get the same scale (CORL's ``T / (max return - min return)``). Every run is a JSON file in ``--out``, so
-an interrupted study resumes where it stopped::
+``--steps`` gradient steps with each of ``--seeds``. A dataset smaller than ten times ``--held-out`` holds out a
+tenth of its episodes instead (v1's ``medium-replay`` has 128), so that held-out episodes never starve training.
+d3rlpy runs in a venv of its own (``benchmarks/d3rlpy_venv.sh``, its ``gymnasium`` pin), on the same transitions
+exported to arrays (``benchmarks/offline_d3rlpy.py``): an episode's end is terminal there too, as our algorithms
+treat it, and the rewards get the same scale (CORL's ``T / (max return - min return)``). Every run is a JSON record
+in ``--records`` (``benchmarks/records/offline``, kept in the repository: the published table is rebuilt from
+them), so an interrupted study resumes where it stopped; datasets and exports go to ``--out``, never committed::
 
     bash benchmarks/d3rlpy_venv.sh
     python benchmarks/bench_offline.py --envs FitnessWeights-v0 --behaviors medium-replay,expert --steps 10000
@@ -213,18 +215,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=10_000, help="gradient steps per run")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trainees", type=int, default=200, help="held-out trainees of the evaluation")
-    parser.add_argument("--out", type=Path, default=Path("runs/bench_offline"))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_offline"), help="datasets and exports")
+    parser.add_argument(
+        "--records", type=Path, default=Path(__file__).parent / "records" / "offline", help="one JSON per run"
+    )
     parser.add_argument("--anchor-trainees", type=int, default=1000, help="env draws: anchors of unseeded episodes")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap replicates")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    args.records.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MINARI_DATASETS_PATH", str((args.out / "datasets").resolve()))
     from sb3_ext.offline.datasets import dataset_episodes, load_dataset, make_dataset
 
     seeds = [int(s) for s in args.seeds.split(",")]
     lines = [
         f"Machine: {os.uname().machine}, {os.cpu_count()} CPUs, torch {th.__version__} ({th.get_num_threads()} "
-        f"threads); {args.episodes - args.held_out} training episodes per dataset, {args.steps} gradient steps, "
+        f"threads); up to {args.episodes - args.held_out} training episodes per dataset, {args.steps} gradient steps, "
         f"seeds {seeds}, {args.trainees} held-out trainees",
         "",
         "| env | dataset | algorithm | score (greedy): mean over seeds | IQM [95% CI] | sampled | behavior | "
@@ -244,11 +250,13 @@ def main(argv: list[str] | None = None) -> None:
                     env_id, behavior, args.episodes, seed=0, dataset_id=dataset_id, progress_bar=True
                 )
             indices = dataset.episode_indices
-            dataset.episode_indices = indices[: len(indices) - args.held_out]
+            held_out = min(args.held_out, len(indices) // 10)
+            dataset.episode_indices = indices[: len(indices) - held_out]
             train = dataset_episodes(dataset)
-            held = dataset_episodes(load_dataset(dataset_id)).take(slice(len(indices) - args.held_out, None))
+            held = dataset_episodes(load_dataset(dataset_id)).take(slice(len(indices) - held_out, None))
             scale = returns_reward_scale(train)
-            own_low, own_high = behavior_anchors(env_id, train, args.anchor_trainees, args.out / f"{tag}-anchors.json")
+            anchors_path = args.records / f"{tag}-anchors.json"
+            own_low, own_high = behavior_anchors(env_id, train, args.anchor_trainees, anchors_path)
             behavior_score = float((train.returns.mean() - own_low) / (own_high - own_low))
             train_npz, held_npz = args.out / f"{tag}-train.npz", args.out / f"{tag}-held.npz"
             if not train_npz.exists():
@@ -257,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
             for algo in args.algos.split(","):
                 runs = []
                 for seed in seeds:
-                    path = args.out / f"{tag}-{algo}-seed{seed}.json"
+                    path = args.records / f"{tag}-{algo}-seed{seed}.json"
                     if not path.exists():
                         print(f"{tag} {algo} seed {seed} ...", flush=True)
                         if algo.startswith("d3rlpy"):

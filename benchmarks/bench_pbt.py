@@ -1,0 +1,128 @@
+"""Population-based training against its own members with fixed hyperparameters and the README's configuration.
+
+For each seed: 4 PPO members (``sb3_ext.pbt.PPOMember``, the member seeded ``seed * 10 + i``, initial values drawn
+from ``PBT_SPACE`` with the seed) train ``--timesteps`` steps each,
+
+* with PBT (an exploit and explore step every ``--interval`` rollouts), and
+* the same members without any copy or perturbation (``exploit=False``): the fixed members;
+
+the member with the best validation score of each population, and the README's configuration trained for the
+population's total steps (``4 x --timesteps``, equal total steps) and for one member's, are evaluated on 200
+held-out trainees of the seed (``evaluate_model``; the same trainees for every row). The table gives the sampled
+policy's normalized score per seed, the mean and IQM with 95% stratified-bootstrap intervals (``benchmarks/seeds.py``),
+and PBT's schedules (``pbt_schedules_seed<N>.png`` and ``pbt_seed<N>.json`` in ``--out``). Resumable by run::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_pbt.py --seeds 0,1,2 --timesteps 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from seeds import iqm, load_run, mean, stratified_bootstrap
+
+
+def population(seed: int, timesteps: int, env_id: str, interval: int, exploit: bool, out: Path, trainees: int) -> None:
+    """Train a population, write its record and its best member's evaluation (skipped when there)."""
+    from fitness_weights_api.plots import plot_pbt
+    from sb3_ext.config import TrainConfig
+    from sb3_ext.evaluate import evaluate_model
+    from sb3_ext.pbt import PBT_SPACE, PPOMember, population_based_training, sample
+
+    name = "pbt" if exploit else "fixed"
+    folder = out / name / f"seed{seed}"
+    if (folder / "evaluation.json").is_file():
+        return
+    base = TrainConfig(timesteps=timesteps, env_id=env_id, device="cpu", learning_rate_schedule="constant")
+    rng = np.random.default_rng(seed)
+    initial = [sample(PBT_SPACE, rng) for _ in range(4)]
+    members = [PPOMember(dataclasses.replace(base, seed=seed * 10 + i), v) for i, v in enumerate(initial)]
+    intervals = max(1, round(timesteps / (interval * base.rollout_size())))
+    start = time.perf_counter()
+    result = population_based_training(members, intervals, interval, PBT_SPACE, seed=seed, exploit=exploit)
+    seconds = time.perf_counter() - start
+    best = members[result.best]
+    report = evaluate_model(best.model, trainees, seed=seed, env_id=env_id)
+    report.extra.update(train_seconds=seconds, best_member=result.best, final_hyperparams=best.hyperparams)
+    report.write(folder)
+    (out / f"{name}_seed{seed}.json").write_text(json.dumps(result.to_dict(), indent=1))
+    if exploit:
+        plot_pbt(result.history, list(PBT_SPACE), out / f"pbt_schedules_seed{seed}.png")
+    print(f"{folder}: {report.normalized_score:.3f} in {seconds:.0f} s; scores {result.final_scores}", flush=True)
+
+
+def readme_run(seed: int, timesteps: int, env_id: str, folder: Path, trainees: int) -> None:
+    """The README's configuration for ``timesteps`` steps (skipped when evaluated)."""
+    from sb3_ext.config import TrainConfig
+    from sb3_ext.evaluate import evaluate_model
+    from sb3_ext.recipe import make_model
+
+    if (folder / "evaluation.json").is_file():
+        return
+    config = TrainConfig(timesteps=timesteps, env_id=env_id, device="cpu", seed=seed)
+    model = make_model(config)
+    start = time.perf_counter()
+    model.learn(timesteps)
+    seconds = time.perf_counter() - start
+    report = evaluate_model(model, trainees, seed=seed, env_id=env_id)
+    report.extra.update(train_seconds=seconds)
+    report.write(folder)
+    print(f"{folder}: {report.normalized_score:.3f} in {seconds:.0f} s", flush=True)
+
+
+def cell(scores: np.ndarray, statistic: Any, reps: int) -> str:
+    low, high = stratified_bootstrap(scores, statistic, reps, 0)
+    seeds_low, seeds_high = stratified_bootstrap(scores, statistic, reps, 0, resample_strata=True)
+    value = float(statistic(scores[None])[0])
+    return f"{value:.3f} [{low:.3f}, {high:.3f}; {seeds_low:.3f}, {seeds_high:.3f}]"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--env-id", default="FitnessWeights-v0")
+    parser.add_argument("--timesteps", type=int, default=100_000, help="steps of each member")
+    parser.add_argument("--interval", type=int, default=4, help="rollouts between two exploit steps")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--trainees", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_pbt"))
+    parser.add_argument("--reps", type=int, default=20_000)
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows = {
+        "PBT, best member": "pbt",
+        "fixed hyperparameters, best member": "fixed",
+        f"README config, {4 * args.timesteps} steps (equal total)": "readme-total",
+        f"README config, {args.timesteps} steps (one member's)": "readme-member",
+    }
+    for seed in seeds:
+        population(seed, args.timesteps, args.env_id, args.interval, True, args.out, args.trainees)
+        population(seed, args.timesteps, args.env_id, args.interval, False, args.out, args.trainees)
+        readme_run(seed, 4 * args.timesteps, args.env_id, args.out / "readme-total" / f"seed{seed}", args.trainees)
+        readme_run(seed, args.timesteps, args.env_id, args.out / "readme-member" / f"seed{seed}", args.trainees)
+    lines = [
+        f"{args.env_id}; 4 members of {args.timesteps} steps, exploit every {args.interval} rollouts; seeds {seeds}; "
+        f"{args.trainees} held-out trainees per seed; sampled policy; [95% CI; seeds too]",
+        "",
+        "| run | per seed | mean | IQM |",
+        "|---|---|---|---|",
+    ]
+    for label, name in rows.items():
+        runs = [load_run(args.out / name / f"seed{seed}") for seed in seeds]
+        scores = np.stack([run.normalized("sampled") for run in runs], axis=1)
+        per_seed = ", ".join(f"{s:.3f}" for s in scores.mean(axis=0))
+        lines.append(f"| {label} | {per_seed} | {cell(scores, mean, args.reps)} | {cell(scores, iqm, args.reps)} |")
+    print("\n".join(lines))
+    (args.out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
