@@ -10,9 +10,14 @@ the member with the best validation score of each population, and the README's c
 population's total steps (``4 x --timesteps``, equal total steps) and for one member's, are evaluated on 200
 held-out trainees of the seed (``evaluate_model``; the same trainees for every row). The table gives the sampled
 policy's normalized score per seed, the mean and IQM with 95% stratified-bootstrap intervals (``benchmarks/seeds.py``),
-and PBT's schedules (``pbt_schedules_seed<N>.png`` and ``pbt_seed<N>.json`` in ``--out``). Resumable by run::
+and PBT's schedules (``pbt_schedules_seed<N>.png`` and ``pbt_seed<N>.json`` in ``--out``). Resumable by run.
+
+``--speed-rounds R`` instead times ``fitness-weights tune --pbt`` (4 members, ``--speed-timesteps`` each, an
+exploit step every 2 rollouts) with its members in this process and in 2 worker processes, the two alternating for
+R rounds, each a fresh command (its imports and process starts included): the median seconds and their ratio::
 
     OMP_NUM_THREADS=1 python benchmarks/bench_pbt.py --seeds 0,1,2 --timesteps 100000
+    python benchmarks/bench_pbt.py --speed-rounds 3
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -86,6 +94,26 @@ def cell(scores: np.ndarray, statistic: Any, reps: int) -> str:
     return f"{value:.3f} [{low:.3f}, {high:.3f}; {seeds_low:.3f}, {seeds_high:.3f}]"
 
 
+def speed(rounds: int, timesteps: int) -> None:
+    """Time ``tune --pbt`` with 1 and 2 member processes, alternating, and print the table."""
+    seconds: dict[int, list[float]] = {1: [], 2: []}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}  # torch decides
+    for _ in range(rounds):
+        for workers in seconds:
+            with tempfile.TemporaryDirectory() as home:
+                command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", home, "tune", "--pbt", "--quiet"]
+                command += ["--population", "4", "--interval", "2", "--timesteps", str(timesteps)]
+                command += ["--workers", str(workers), "--study", "speed"]
+                start = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True, env=env)
+                seconds[workers].append(time.perf_counter() - start)
+    one, two = (float(np.median(seconds[w])) for w in (1, 2))
+    print(f"Machine: {os.cpu_count()} CPUs; 4 members of {timesteps} steps; {rounds} rounds, alternating")
+    print("\n| member processes | seconds (median) | each round | 1 over this |\n|---:|---:|---|---:|")
+    for workers, median in ((1, one), (2, two)):
+        print(f"| {workers} | {median:.1f} | {', '.join(f'{x:.1f}' for x in seconds[workers])} | {one / median:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env-id", default="FitnessWeights-v0")
@@ -95,7 +123,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trainees", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_pbt"))
     parser.add_argument("--reps", type=int, default=20_000)
+    parser.add_argument("--speed-rounds", type=int, default=0, help="time 1 against 2 member processes instead")
+    parser.add_argument("--speed-timesteps", type=int, default=49_152, help="steps of each member, timed")
     args = parser.parse_args(argv)
+    if args.speed_rounds:
+        speed(args.speed_rounds, args.speed_timesteps)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = {
         "PBT, best member": "pbt",

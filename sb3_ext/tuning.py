@@ -77,7 +77,7 @@ SEARCH_SPACE: dict[str, dict[str, Any]] = {
     "clip_range": {"type": "categorical", "choices": [0.1, 0.2, 0.3, 0.4]},
     "n_epochs": {"type": "categorical", "choices": [1, 2, 5, 10]},
     "batch_size": {"type": "categorical", "choices": [64, 128, 256, 512]},
-    "gamma": {"type": "categorical", "choices": [0.9, 0.95, 0.98, 0.99, 0.995, 0.999]},
+    "gamma": {"type": "categorical", "choices": [0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0]},  # 1.0: v1's recipe
     "gae_lambda": {"type": "categorical", "choices": [0.8, 0.9, 0.92, 0.95, 0.98, 0.99, 1.0]},
     "cq_coef": {"type": "float", "low": 1.0, "high": 200.0, "log": True},
     "qx_coef": {"type": "float", "low": 1.0, "high": 400.0, "log": True},
