@@ -1,7 +1,7 @@
 """Population-based training against its own members with fixed hyperparameters and the README's configuration.
 
 For each seed: 4 PPO members (``sb3_ext.pbt.PPOMember``, the member seeded ``seed * 10 + i``, initial values drawn
-from ``PBT_SPACE`` with the seed) train ``--timesteps`` steps each,
+from ``PBT_SPACE`` with the seed; in ``--hosts`` member processes) train ``--timesteps`` steps each,
 
 * with PBT (an exploit and explore step every ``--interval`` rollouts), and
 * the same members without any copy or perturbation (``exploit=False``): the fixed members;
@@ -16,7 +16,7 @@ and PBT's schedules (``pbt_schedules_seed<N>.png`` and ``pbt_seed<N>.json`` in `
 exploit step every 2 rollouts) with its members in this process and in 2 worker processes, the two alternating for
 R rounds, each a fresh command (its imports and process starts included): the median seconds and their ratio::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_pbt.py --seeds 0,1,2 --timesteps 100000
+    python benchmarks/bench_pbt.py --seeds 0,1,2 --timesteps 200000 --hosts 2
     python benchmarks/bench_pbt.py --speed-rounds 3
 """
 
@@ -39,12 +39,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from seeds import iqm, load_run, mean, stratified_bootstrap
 
 
-def population(seed: int, timesteps: int, env_id: str, interval: int, exploit: bool, out: Path, trainees: int) -> None:
-    """Train a population, write its record and its best member's evaluation (skipped when there)."""
+def population(
+    seed: int, timesteps: int, env_id: str, interval: int, exploit: bool, out: Path, trainees: int, n_hosts: int
+) -> None:
+    """Train a population (in ``n_hosts`` member processes when above 1), write its record and its best member's
+    evaluation (skipped when there)."""
     from fitness_weights_api.plots import plot_pbt
     from sb3_ext.config import TrainConfig
     from sb3_ext.evaluate import evaluate_model
     from sb3_ext.pbt import PBT_SPACE, PPOMember, population_based_training, sample
+    from sb3_ext.pbt_processes import MemberHost, ProcessMember
 
     name = "pbt" if exploit else "fixed"
     folder = out / name / f"seed{seed}"
@@ -53,14 +57,28 @@ def population(seed: int, timesteps: int, env_id: str, interval: int, exploit: b
     base = TrainConfig(timesteps=timesteps, env_id=env_id, device="cpu", learning_rate_schedule="constant")
     rng = np.random.default_rng(seed)
     initial = [sample(PBT_SPACE, rng) for _ in range(4)]
-    members = [PPOMember(dataclasses.replace(base, seed=seed * 10 + i), v) for i, v in enumerate(initial)]
-    intervals = max(1, round(timesteps / (interval * base.rollout_size())))
-    start = time.perf_counter()
-    result = population_based_training(members, intervals, interval, PBT_SPACE, seed=seed, exploit=exploit)
-    seconds = time.perf_counter() - start
-    best = members[result.best]
-    report = evaluate_model(best.model, trainees, seed=seed, env_id=env_id)
-    report.extra.update(train_seconds=seconds, best_member=result.best, final_hyperparams=best.hyperparams)
+    configs = [dataclasses.replace(base, seed=seed * 10 + i) for i in range(4)]
+    hosts = [MemberHost(threads=1) for _ in range(n_hosts)] if n_hosts > 1 else []
+    try:
+        members: list[Any] = [
+            ProcessMember(hosts[i % n_hosts], config, values) if hosts else PPOMember(config, values)
+            for i, (config, values) in enumerate(zip(configs, initial, strict=True))
+        ]
+        intervals = max(1, round(timesteps / (interval * base.rollout_size())))
+        start = time.perf_counter()
+        result = population_based_training(members, intervals, interval, PBT_SPACE, seed=seed, exploit=exploit)
+        seconds = time.perf_counter() - start
+        best = result.best
+        if hosts:  # the best member's policy, brought here to be evaluated
+            model = PPOMember(configs[best], members[best].hyperparams).model
+            model.set_parameters(members[best].host.call("get", members[best].index), exact_match=True)
+        else:
+            model = members[best].model
+    finally:
+        for host in hosts:
+            host.close()
+    report = evaluate_model(model, trainees, seed=seed, env_id=env_id)
+    report.extra.update(train_seconds=seconds, best_member=best, final_hyperparams=members[best].hyperparams)
     report.write(folder)
     (out / f"{name}_seed{seed}.json").write_text(json.dumps(result.to_dict(), indent=1))
     if exploit:
@@ -117,7 +135,8 @@ def speed(rounds: int, timesteps: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env-id", default="FitnessWeights-v0")
-    parser.add_argument("--timesteps", type=int, default=100_000, help="steps of each member")
+    parser.add_argument("--timesteps", type=int, default=200_000, help="steps of each member")
+    parser.add_argument("--hosts", type=int, default=2, help="member processes (one torch thread each)")
     parser.add_argument("--interval", type=int, default=4, help="rollouts between two exploit steps")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trainees", type=int, default=200)
@@ -137,8 +156,8 @@ def main(argv: list[str] | None = None) -> None:
         f"README config, {args.timesteps} steps (one member's)": "readme-member",
     }
     for seed in seeds:
-        population(seed, args.timesteps, args.env_id, args.interval, True, args.out, args.trainees)
-        population(seed, args.timesteps, args.env_id, args.interval, False, args.out, args.trainees)
+        for exploit in (True, False):
+            population(seed, args.timesteps, args.env_id, args.interval, exploit, args.out, args.trainees, args.hosts)
         readme_run(seed, 4 * args.timesteps, args.env_id, args.out / "readme-total" / f"seed{seed}", args.trainees)
         readme_run(seed, args.timesteps, args.env_id, args.out / "readme-member" / f"seed{seed}", args.trainees)
     lines = [
