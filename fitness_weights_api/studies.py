@@ -94,7 +94,6 @@ def study_detail(home: Path, name: str, max_trials: int = MAX_TRIALS) -> dict[st
     from fitness_weights_api.tuning_cli import STUDY_FILE, open_storage
 
     journal = home / "studies" / name / STUDY_FILE
-
     if not journal.is_file():
         raise UnknownStudyError(name)
     storage = open_storage(None, journal)
