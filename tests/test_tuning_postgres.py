@@ -111,3 +111,17 @@ def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_next_one(postgres_
     assert killed.state == optuna.trial.TrialState.FAIL
     assert retried.state == optuna.trial.TrialState.COMPLETE and retried.params == killed.params
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retried) == killed.number
+
+
+def test_a_population_in_member_processes_is_a_set_of_trials_in_postgresql(postgres_url, tmp_path):
+    flags = ["--pbt", "--population", "2", "--workers", "2", "--interval", "1", "--timesteps", "1024", "--n-envs", "8"]
+    population = _tune(tmp_path, postgres_url, "population", *flags, "--eval-trainees", "2", "--quiet")
+    _, err = population.communicate(timeout=300)
+    assert population.returncode == 0, err.decode()[-2000:]
+    trials = optuna.load_study(study_name="population", storage=postgres_url).trials
+    assert [t.user_attrs["pbt_member"] for t in trials] == [0, 1]
+    assert all(
+        t.state == optuna.trial.TrialState.COMPLETE and sorted(t.intermediate_values) == [512, 1024] for t in trials
+    )
+    assert [t.value for t in trials] == [t.user_attrs["schedule"][-1]["score"] for t in trials]
+    assert not (tmp_path / "studies" / "population" / "journal.log").exists()  # the database holds the study
