@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--envs", default="FitnessWeights-v0,FitnessWeights-v1")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--timesteps", type=int, default=400_000, help="steps of a trial and of a retrained run")
-    parser.add_argument("--reference-timesteps", type=int, default=800_000, help="the README's own budget")
+    parser.add_argument(
+        "--reference-timesteps", type=int, default=800_000, help="the README's own budget (0: no such row)"
+    )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trainees", type=int, default=200, help="held-out trainees of each evaluation")
     parser.add_argument("--workers", type=int, default=2, help="trial processes of the study")
@@ -102,11 +104,9 @@ def main(argv: list[str] | None = None) -> None:
         best = TrainConfig.from_dict(json.loads((home / "studies" / study / "best_config.json").read_text()))
         readme = TrainConfig(timesteps=args.timesteps, env_id=env_id, device="cpu")
         print(f"{env_id} best: {json.dumps(best.to_dict())}", flush=True)
-        rows = {
-            ("tuned", args.timesteps): best,
-            ("README", args.timesteps): readme,
-            ("README", args.reference_timesteps): readme,
-        }
+        rows = {("tuned", args.timesteps): best, ("README", args.timesteps): readme}
+        if args.reference_timesteps:
+            rows[("README", args.reference_timesteps)] = readme
         runs = {
             args.out / env_id / f"{name}-{steps}" / f"seed{seed}": dataclasses.replace(
                 config, seed=seed, timesteps=steps

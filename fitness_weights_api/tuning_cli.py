@@ -30,7 +30,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STUDY_FILE", "add_commands", "open_storage", "redact_url"]
+import numpy as np
+
+__all__ = ["STUDY_FILE", "add_commands", "joining_seed", "open_storage", "redact_url"]
 
 STUDY_FILE = "journal.log"
 HEARTBEAT_S = 30
@@ -42,6 +44,16 @@ _STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 def redact_url(url: str) -> str:
     """``url`` without its password (``postgresql://user:***@host/db``)."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def joining_seed(seed: int, trials: int) -> int:
+    """The sampler seed of a process that joins a study of ``trials`` trials with ``--seed seed``.
+
+    Past the trials already there, so that it does not draw the same first configurations again, and apart for
+    every pair: ``seed + trials`` would give worker 1 joining an empty study and worker 0 joining it one trial
+    later the same sampler. Processes that start a study at once need distinct ``--seed`` values.
+    """
+    return int(np.random.SeedSequence([seed, trials]).generate_state(1)[0])
 
 
 def open_storage(url: str | None, journal: Path, heartbeat_s: int = HEARTBEAT_S) -> Any:
@@ -179,9 +191,7 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     storage = open_storage(args.storage, folder / STUDY_FILE, args.heartbeat)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=args.study, storage=storage) if _exists(storage, args.study) else None
-    # A process that joins a study seeds its sampler past the trials already there, so that it does not draw
-    # the same first configurations again; processes that start a study at once need distinct --seed values.
-    sampler_seed = args.seed if study is None else args.seed + len(study.trials)
+    sampler_seed = args.seed if study is None else joining_seed(args.seed, len(study.trials))
     study = optuna.create_study(
         storage=storage, study_name=args.study, direction="maximize", sampler=make_sampler(args.sampler, sampler_seed),
         pruner=make_pruner(args.pruner), load_if_exists=True,

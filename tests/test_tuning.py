@@ -11,7 +11,7 @@ import pytest
 
 from fitness_weights_api.cli import build_parser, main
 from fitness_weights_api.job_config import JobConfig
-from fitness_weights_api.tuning_cli import open_storage, redact_url
+from fitness_weights_api.tuning_cli import joining_seed, open_storage, redact_url
 from fitness_weights_env import FieldError
 from sb3_ext.config import TrainConfig
 from sb3_ext.tuning import SEARCH_SPACE, check_space, load_search_space, make_pruner, make_sampler, objective
@@ -243,3 +243,10 @@ def test_a_studys_trials_come_with_their_curves_to_a_read_token_and_bad_names_ar
     assert missing.status_code == 404 and missing.json()["detail"] == "unknown study"
     for bad in ("..", ".hidden", "a" * 65, "semi;colon"):
         assert api.client.get(f"/studies/{bad}", headers=read).status_code in (404, 422), bad
+
+
+def test_processes_joining_a_study_draw_apart_whatever_their_order():
+    # worker 1 joins an empty study, worker 0 one trial later: with seed + trials both would sample alike
+    seeds = {joining_seed(seed, trials) for seed in range(4) for trials in range(50)}
+    assert len(seeds) == 200 and joining_seed(1, 0) != joining_seed(0, 1)
+    assert joining_seed(3, 7) == joining_seed(3, 7)  # a process that joins again draws as before
