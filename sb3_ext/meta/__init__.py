@@ -1,9 +1,24 @@
 """Meta-RL: MAML (Finn et al. 2017) over trainees, with ``torch.func``.
 
-:mod:`sb3_ext.meta.inner` is the inner loop: a policy's adaptation to each task, batched over tasks with
-``vmap`` and differentiable in its initialization.
+* :mod:`sb3_ext.meta.tasks`: a task is a trainee with the hidden parameters of their training response; the
+  sampler draws training tasks, keeps the evaluation's held-out trainees, and runs ``K`` tasks ``M`` times each
+  through one vector env.
+* :mod:`sb3_ext.meta.inner`: the inner loop, a policy's adaptation to each task, batched over tasks with ``vmap``
+  and differentiable in its initialization.
 """
 
 from sb3_ext.meta.inner import TaskBatch, adapt, adapt_one, module_logits, pg_loss
+from sb3_ext.meta.tasks import Task, TaskEpisodes, TaskSampler, sample_actions, task_generators
 
-__all__ = ["TaskBatch", "adapt", "adapt_one", "module_logits", "pg_loss"]
+__all__ = [
+    "Task",
+    "TaskBatch",
+    "TaskEpisodes",
+    "TaskSampler",
+    "adapt",
+    "adapt_one",
+    "module_logits",
+    "pg_loss",
+    "sample_actions",
+    "task_generators",
+]
