@@ -30,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from seeds import iqm, load_run, mean, stratified_bootstrap
 
 
-def run_study(home: Path, study: str, env_id: str, trials: int, timesteps: int, workers: int) -> None:
+def run_study(
+    home: Path, study: str, env_id: str, trials: int, timesteps: int, workers: int, warmup: int | None
+) -> None:
     """Bring the study to ``trials`` finished trials."""
     import optuna
 
@@ -44,7 +46,7 @@ def run_study(home: Path, study: str, env_id: str, trials: int, timesteps: int, 
         done = sum(t.state.is_finished() for t in optuna.load_study(study_name=study, storage=storage).trials)
     if done < trials:
         flags = ["--study", study, "--trials", str(trials - done), "--timesteps", str(timesteps), "--env-id", env_id]
-        flags += ["--workers", str(workers)]
+        flags += ["--workers", str(workers), *(["--pruner-warmup", str(warmup)] if warmup is not None else [])]
         if main(["--home", str(home), "tune", *flags, "--seed", str(done)]) != 0:
             raise SystemExit(f"the study {study} failed")
 
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--trainees", type=int, default=200, help="held-out trainees of each evaluation")
     parser.add_argument("--workers", type=int, default=2, help="trial processes of the study")
+    parser.add_argument("--pruner-warmup", type=int, default=None, help="tune's (default: a third of a trial)")
     parser.add_argument("--jobs", type=int, default=2, help="runs trained at once (one torch thread each)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_tuning_search"))
     parser.add_argument("--reps", type=int, default=20_000, help="bootstrap replicates")
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for env_id in args.envs.split(","):
         study = f"search-{env_id[-2:]}"
-        run_study(home, study, env_id, args.trials, args.timesteps, args.workers)
+        run_study(home, study, env_id, args.trials, args.timesteps, args.workers, args.pruner_warmup)
         best = TrainConfig.from_dict(json.loads((home / "studies" / study / "best_config.json").read_text()))
         readme = TrainConfig(timesteps=args.timesteps, env_id=env_id, device="cpu")
         print(f"{env_id} best: {json.dumps(best.to_dict())}", flush=True)

@@ -132,6 +132,12 @@ def add_commands(commands: Any, env_ids: tuple[str, ...], settings: Any) -> None
     tune.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's training")
     tune.add_argument("--sampler", default="tpe", help=f"one of {', '.join(SAMPLERS)}")
     tune.add_argument("--pruner", default="median", help=f"one of {', '.join(PRUNERS)}")
+    tune.add_argument(
+        "--pruner-warmup",
+        type=int,
+        default=None,
+        help="timesteps of a trial before the pruner judges it (default: a third of --timesteps, as RL Zoo)",
+    )
     tune.add_argument("--storage", default=None, help="a database URL (postgresql://...); default: a journal file")
     tune.add_argument("--space", type=Path, default=None, help="a search-space file (YAML or JSON)")
     tune.add_argument("--eval-trainees", type=int, default=20, help="validation trainees a trial is scored on")
@@ -180,7 +186,8 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     )  # fmt: skip
     if args.pbt:
         return _pbt(args, settings, base)
-    make_sampler(args.sampler), make_pruner(args.pruner)  # the names, checked
+    warmup = args.timesteps // 3 if args.pruner_warmup is None else args.pruner_warmup
+    make_sampler(args.sampler), make_pruner(args.pruner, warmup_steps=warmup)  # the names and the warmup, checked
     space = load_search_space(args.space) if args.space is not None else None
     worker = f"{socket.gethostname()}:{os.getpid()}"
     run = objective(
@@ -194,7 +201,7 @@ def _tune(args: argparse.Namespace, settings: Any) -> int:
     sampler_seed = args.seed if study is None else joining_seed(args.seed, len(study.trials))
     study = optuna.create_study(
         storage=storage, study_name=args.study, direction="maximize", sampler=make_sampler(args.sampler, sampler_seed),
-        pruner=make_pruner(args.pruner), load_if_exists=True,
+        pruner=make_pruner(args.pruner, warmup_steps=warmup), load_if_exists=True,
     )  # fmt: skip
     best_file = folder / BEST_CONFIG_FILE
 
@@ -361,6 +368,7 @@ def _run_workers(args: argparse.Namespace, settings: Any, study: Any) -> None:
         "--study": args.study, "--timesteps": args.timesteps, "--env-id": args.env_id, "--policy": args.policy,
         "--sampler": args.sampler, "--pruner": args.pruner, "--eval-trainees": args.eval_trainees,
         "--eval-rollouts": args.eval_rollouts, "--device": args.device, "--heartbeat": args.heartbeat,
+        "--pruner-warmup": args.pruner_warmup,
         "--n-envs": args.n_envs, "--timeout": args.timeout, "--storage": args.storage, "--space": args.space,
     }  # fmt: skip
     command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(settings.home), "tune", "--quiet"]

@@ -209,21 +209,24 @@ def make_sampler(name: str, seed: int | None = None) -> optuna.samplers.BaseSamp
     raise FieldError("sampler", f"must be one of {list(SAMPLERS)}", name)
 
 
-def make_pruner(name: str, n_startup_trials: int = 2) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, n_startup_trials: int = 2, warmup_steps: int = 0) -> optuna.pruners.BasePruner:
     """The pruner ``name``: ``"median"``, ``"halving"`` (successive halving) or ``"none"``.
 
     The median pruner stops a trial whose report is below the median of earlier trials' at the same step, once
-    ``n_startup_trials`` trials have finished.
+    ``n_startup_trials`` trials have finished and from ``warmup_steps`` timesteps on (RL Zoo warms up for a third
+    of a trial: a curve that stays flat before it climbs is not judged on its flat part). Successive halving's first
+    rung is at ``warmup_steps`` (at least Optuna's ``"auto"`` when 0).
 
     Raises:
-        FieldError: ``pruner`` is not one of :data:`PRUNERS`.
+        FieldError: ``pruner`` is not one of :data:`PRUNERS`, or ``warmup_steps`` is negative.
     """
     import optuna
 
+    check_int("pruner_warmup", warmup_steps, 0)
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=warmup_steps)
     if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup_steps or "auto")
     if name == "none":
         return optuna.pruners.NopPruner()
     raise FieldError("pruner", f"must be one of {list(PRUNERS)}", name)

@@ -250,3 +250,20 @@ def test_processes_joining_a_study_draw_apart_whatever_their_order():
     seeds = {joining_seed(seed, trials) for seed in range(4) for trials in range(50)}
     assert len(seeds) == 200 and joining_seed(1, 0) != joining_seed(0, 1)
     assert joining_seed(3, 7) == joining_seed(3, 7)  # a process that joins again draws as before
+
+
+def test_the_median_pruner_judges_a_trial_only_after_its_warmup():
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", warmup_steps=2048))
+    for value in (0.5, 0.6, 0.7):
+        trial = study.ask()
+        for step in (1024, 2048, 3072):
+            trial.report(value, step)
+        study.tell(trial, value)
+    late = study.ask()
+    late.report(0.0, 1024)
+    assert not late.should_prune()  # in the warmup: a flat start is not judged
+    late.report(0.0, 2048)
+    assert late.should_prune()
+    with pytest.raises(FieldError) as raised:
+        make_pruner("median", warmup_steps=-1)
+    assert raised.value.field == "pruner_warmup"
