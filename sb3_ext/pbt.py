@@ -24,6 +24,7 @@ Each member's history (its hyperparameters, score and whom it copied, at every i
 
 from __future__ import annotations
 
+import copy
 import math
 import queue
 from collections.abc import Callable, Mapping, Sequence
@@ -219,8 +220,16 @@ class PPOMember:
 
     def copy_from(self, other: PPOMember) -> None:
         """Take ``other``'s policy weights and optimizer state."""
-        parameters: Any = other.model.get_parameters()  # {"policy": ..., "policy.optimizer": ...}: state dicts
-        self.model.set_parameters(parameters, exact_match=True)
+        self.load_parameters(other.model.get_parameters())
+
+    def load_parameters(self, parameters: Mapping[str, Any]) -> None:
+        """Take these ``get_parameters()`` (``{"policy": ..., "policy.optimizer": ...}``, state dicts) as its own.
+
+        They are copied first: the optimizer's ``load_state_dict`` keeps tensors that need no cast, so the Adam
+        moments would otherwise stay the other member's, updated by both (or, sent from another process, memory
+        that process shares).
+        """
+        self.model.set_parameters(copy.deepcopy(dict(parameters)), exact_match=True)
 
     def set_hyperparams(self, hyperparams: Mapping[str, float]) -> None:
         """Request the hyperparameters: :class:`LiveParams` applies them at the next rollout boundary."""

@@ -4,9 +4,11 @@
 of the population's :class:`~sb3_ext.pbt.PPOMember` models; :class:`ProcessMember` is the engine's handle on one of
 them. The engine (:func:`sb3_ext.pbt.population_based_training`) starts every member's interval before it asks
 for any score, and a handle's :meth:`~ProcessMember.train` only sends the order, so the hosts train at once while
-each host trains its own members one after the other. Copying a member moves its weights and optimizer state
-(``get_parameters``: tensors) from its host to the copier's through this process, over the hosts' pipes; the
-pipes carry nothing but what these processes themselves send.
+each host trains its own members one after the other. Copying a member moves a copy of its weights and optimizer
+state (``get_parameters``: tensors) from its host to the copier's through this process, over the hosts' pipes,
+and the copier copies it again before it takes it: torch sends a tensor through a pipe by moving its storage to
+memory the two processes share, and two members must never share an optimizer state. The pipes carry nothing but
+what these processes themselves send.
 
 ::
 
@@ -22,6 +24,7 @@ pipes carry nothing but what these processes themselves send.
 from __future__ import annotations
 
 import contextlib
+import copy
 import multiprocessing
 from collections.abc import Mapping
 from typing import Any
@@ -58,10 +61,10 @@ def _serve(connection: Any, threads: int) -> None:
                 members[index].train(arguments[0])
             elif order == "score":
                 reply = members[index].score()
-            elif order == "get":
-                reply = members[index].model.get_parameters()
+            elif order == "get":  # a copy: sending a tensor moves its storage to memory shared with the receiver
+                reply = copy.deepcopy(members[index].model.get_parameters())
             elif order == "set":
-                members[index].model.set_parameters(arguments[0], exact_match=True)
+                members[index].load_parameters(arguments[0])
             elif order == "hyperparams":
                 members[index].set_hyperparams(arguments[0])
             else:

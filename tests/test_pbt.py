@@ -93,6 +93,11 @@ def test_a_ppo_member_copies_weights_and_optimizer_and_takes_its_hyperparameters
     weak.train(1)
     assert (weak.model.learning_rate, weak.model.ent_coef, weak.model.clip_range(1.0)) == (0.004, 0.01, 0.3)
     assert weak.model.num_timesteps == 512 and -1.0 < weak.score() < 1.0
+    # the copy is the weak member's own: the strong one trains on, the weak one's Adam moments stay as they were
+    moments = [state["exp_avg"].clone() for state in weak.model.policy.optimizer.state.values()]
+    strong.train(1)
+    after = [state["exp_avg"] for state in weak.model.policy.optimizer.state.values()]
+    assert all(th.equal(a, b) for a, b in zip(moments, after, strict=True))
 
 
 @pytest.mark.tuning  # a population of PPO models and a plot: make test-tuning
@@ -111,7 +116,9 @@ def test_tune_pbt_writes_the_schedules_the_plot_and_a_config_that_trains(tmp_pat
 
 @pytest.mark.tuning  # two populations of PPO models: make test-tuning
 def test_members_in_worker_processes_train_as_in_one_process_and_are_trials_of_the_study(tmp_path):
-    flags = ["--pbt", "--study", "pbt", "--population", "3", "--interval", "1", "--timesteps", "1536", "--n-envs", "8"]
+    # 4 members over 2 processes, 4 intervals: copies whose sources and copiers go on training (copied state that
+    # stayed shared, within a process or between two, would make the runs differ)
+    flags = ["--pbt", "--study", "pbt", "--population", "4", "--interval", "1", "--timesteps", "2048", "--n-envs", "8"]
     flags += ["--eval-trainees", "2", "--quiet"]
     for workers in (1, 2):
         assert main(["--home", str(tmp_path / str(workers)), "tune", *flags, "--workers", str(workers)]) == 0
@@ -121,11 +128,11 @@ def test_members_in_worker_processes_train_as_in_one_process_and_are_trials_of_t
 
     storage = open_storage(None, tmp_path / "2" / "studies" / "pbt" / STUDY_FILE)
     trials = optuna.load_study(study_name="pbt", storage=storage).trials
-    assert [t.user_attrs["pbt_member"] for t in trials] == [0, 1, 2]
+    assert [t.user_attrs["pbt_member"] for t in trials] == [0, 1, 2, 3]
     for trial, history, final in zip(trials, two["history"], two["final_scores"], strict=True):
         assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == final
         assert list(trial.intermediate_values.values()) == [record["score"] for record in history]
-        assert sorted(trial.intermediate_values) == [512, 1024, 1536]
+        assert sorted(trial.intermediate_values) == [512, 1024, 1536, 2048]
         assert trial.params == {name: history[0][name] for name in PBT_SPACE}  # the initial draw
         assert trial.user_attrs["schedule"] == history
 
@@ -146,3 +153,25 @@ def test_a_member_process_reports_a_failed_order_by_member_and_a_dead_process():
             member.score()
     finally:
         host.close()
+
+
+def test_a_copy_between_member_processes_leaves_the_copier_a_state_of_its_own():
+    config = TrainConfig(timesteps=10**6, n_envs=8, device="cpu", learning_rate_schedule="constant")
+    hosts = [MemberHost(), MemberHost()]
+    try:
+        source, copier = (ProcessMember(h, config, sample(PBT_SPACE, np.random.default_rng(i)), 2) for i, h in
+                          enumerate(hosts))  # fmt: skip
+        for member in (source, copier):
+            member.train(1)
+            member.score()
+        copier.copy_from(source)
+        copied = copier.host.call("get", copier.index)["policy.optimizer"]["state"]
+        source.train(1)
+        source.score()  # the source's Adam moments move on; the copier's must not
+        now = copier.host.call("get", copier.index)["policy.optimizer"]["state"]
+        assert all(th.equal(copied[k]["exp_avg"], now[k]["exp_avg"]) for k in copied)
+        moved = source.host.call("get", source.index)["policy.optimizer"]["state"]
+        assert any(not th.equal(copied[k]["exp_avg"], moved[k]["exp_avg"]) for k in copied)
+    finally:
+        for host in hosts:
+            host.close()
