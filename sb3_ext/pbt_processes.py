@@ -48,7 +48,10 @@ def _serve(connection: Any, threads: int) -> None:
     th.set_num_threads(threads)
     members: dict[int, PPOMember] = {}
     while True:
-        order, index, *arguments = connection.recv()
+        try:
+            order, index, *arguments = connection.recv()
+        except (EOFError, ConnectionError):  # the parent is gone: nothing left to answer
+            return
         if order == "close":
             connection.send(("ok", None))
             return
@@ -70,9 +73,13 @@ def _serve(connection: Any, threads: int) -> None:
             else:
                 raise ValueError(f"unknown order {order!r}")
         except Exception as err:  # reported to the parent, which raises it; the host goes on
-            connection.send(("error", f"member {index}: {order}: {type(err).__name__}: {err}"))
+            reply = ("error", f"member {index}: {order}: {type(err).__name__}: {err}")
         else:
-            connection.send(("ok", reply))
+            reply = ("ok", reply)
+        try:
+            connection.send(reply)
+        except (BrokenPipeError, ConnectionError):  # the parent is gone
+            return
 
 
 class MemberHost:
