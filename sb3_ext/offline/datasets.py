@@ -149,10 +149,13 @@ def generate_episodes(
         n_episodes: Episodes to log.
         seed: The dataset's seed (0 to 999): its episode seeds and, for the medium levels, the PPO run's seed.
         noise: ``coach``'s probability of a random action.
-        anchors: The mean returns that score 0 and 1 (the medium run's stopping rule).
-        medium_score: The normalized score at which the medium PPO run stops.
+        anchors: The mean returns that score 0 and 1 on the evaluation's trainees (the medium run's rollout
+            scores).
+        medium_score: The validation score at which the medium PPO run stops
+            (:func:`~sb3_ext.offline.medium.train_medium`).
         medium_timesteps: The medium run's step budget.
-        medium_kwargs: Other :class:`~sb3_ext.config.TrainConfig` fields of the medium run.
+        medium_kwargs: Other keywords of the medium run: ``validation_trainees``, and
+            :class:`~sb3_ext.config.TrainConfig` fields.
         batch_size: Trainees stepped together.
         progress: Called with the number of episodes each finished batch adds.
     """
@@ -232,9 +235,11 @@ def make_dataset(
         dataset_id: The Minari id; by default :func:`default_dataset_id`.
         noise: ``coach``'s probability of a random action.
         reference_trainees: Held-out trainees of the reference scores (the evaluation's 200 by default).
-        medium_score: The normalized score at which the medium PPO run stops.
+        medium_score: The validation score at which the medium PPO run stops
+            (:func:`~sb3_ext.offline.medium.train_medium`).
         medium_timesteps: The medium run's step budget.
-        medium_kwargs: Other :class:`~sb3_ext.config.TrainConfig` fields of the medium run (``policy``...).
+        medium_kwargs: Other keywords of the medium run: ``validation_trainees``, and
+            :class:`~sb3_ext.config.TrainConfig` fields (``policy``...).
         batch_size: Trainees stepped together.
         overwrite: Replace a dataset of the same id (once the new one is made); else an existing id is refused.
         progress_bar: Show a progress bar of the episodes logged.
