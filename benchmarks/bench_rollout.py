@@ -7,7 +7,7 @@ preset's ``n_steps``, ``batch_size`` and ``n_epochs``. Each PPO figure is a fres
 few whole rollouts, collection and update, as ``learn`` does::
 
     python benchmarks/bench_rollout.py                        # CPU preset, both policies
-    python benchmarks/bench_rollout.py --device cuda --preset gpu --batched 256 1024 --amp
+    python benchmarks/bench_rollout.py --device cuda --preset gpu --batched 256 1024 --amp --ppo-sb3 reference
     python benchmarks/bench_rollout.py --learning 200000      # normalized score at equal env steps
 
 Env-only windows alternate across rows (median and best of ``--rounds`` windows), so the shared
@@ -116,8 +116,13 @@ def throughput(args: argparse.Namespace) -> None:
     print("| engine | n_steps / batch / epochs | policy | AMP | FPS | vs SB3 defaults (x1, MLP) |")
     print("|---|---|---|---|---:|---:|")
     reference = None
-    for row in table:
+    for index, row in enumerate(table):
+        sb3_row = row.config.preset == "sb3"
+        if sb3_row and args.ppo_sb3 == "reference" and index > 0:
+            continue
         for policy in args.policies:
+            if sb3_row and args.ppo_sb3 == "reference" and policy != "MlpPolicy":
+                continue
             for amp in amps if policy == "AttnCQQXPolicy" else ["off"]:
                 fps = ppo_fps(row, policy, args.device, amp, args.min_steps)
                 reference = reference or fps  # the first row: DummyVecEnv x1, SB3 defaults, MlpPolicy
@@ -157,6 +162,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="env-only windows per row")
     parser.add_argument("--window", type=float, default=0.5, help="seconds per env-only window")
     parser.add_argument("--min-steps", type=int, default=8192, help="least env steps per PPO figure")
+    parser.add_argument(
+        "--ppo-sb3",
+        choices=("all", "reference"),
+        default="all",
+        help="PPO rows of SB3's engines: all, or only the reference (DummyVecEnv x1, MlpPolicy); SB3's defaults "
+        "crawl on a GPU",
+    )
     parser.add_argument("--learning", type=int, default=0, help="env steps of the learning comparison (0: skip)")
     args = parser.parse_args()
     print(f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, torch {th.__version__}, ", end="")
