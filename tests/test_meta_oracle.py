@@ -6,7 +6,7 @@ import pytest
 from fitness_weights_env.baselines import run_episodes
 from fitness_weights_env.hidden import sample_hidden
 from sb3_ext.evaluate import held_out_profiles
-from sb3_ext.meta.oracle import HIDDEN_FEATURES, HiddenParametersVecEnv, WithHidden, hidden_features
+from sb3_ext.meta.oracle import HIDDEN_FEATURES, SUMMARY_FEATURES, HiddenParametersVecEnv, WithHidden, hidden_features
 from sb3_ext.vec_env import make_vec_env
 
 
@@ -58,3 +58,17 @@ def test_v0_has_no_hidden_parameters_and_says_so():
         HiddenParametersVecEnv(make_vec_env("FitnessWeights-v0", n_envs=2, seed=0))
     with pytest.raises(TypeError, match="FitnessWeights-v1"):
         run_episodes(WithHidden(lambda obs, env: np.zeros(len(obs), dtype=np.int64)), held_out_profiles(2), steps=1)
+
+
+def test_the_summary_set_is_the_first_eight_features_and_an_unknown_set_is_refused():
+    hidden = sample_hidden([np.random.default_rng(i) for i in range(4)])
+    summary = hidden_features(hidden, "summary")
+    assert summary.shape == (4, SUMMARY_FEATURES) == (4, 8)
+    assert np.array_equal(summary, hidden_features(hidden)[:, :8])
+    venv = HiddenParametersVecEnv(make_vec_env("FitnessWeights-v1", n_envs=2, seed=1), features="summary")
+    obs = venv.reset()
+    assert obs.shape == (2, 199 + 8) == (2, *venv.observation_space.shape)
+    assert np.array_equal(obs[:, 199:], hidden_features(venv.unwrapped.trainees.state.body.hidden, "summary"))
+    for bad in (lambda: hidden_features(hidden, "some"), lambda: WithHidden(lambda o, e: o, features="some")):
+        with pytest.raises(ValueError, match="features must be one of all, summary"):
+            bad()

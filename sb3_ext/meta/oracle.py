@@ -40,13 +40,30 @@ from fitness_weights_env.hidden import (
 )
 from fitness_weights_env.training_dynamics import TrainingState
 
-__all__ = ["HIDDEN_FEATURES", "HiddenParametersVecEnv", "WithHidden", "hidden_features"]
+__all__ = [
+    "FEATURE_SETS",
+    "HIDDEN_FEATURES",
+    "SUMMARY_FEATURES",
+    "HiddenParametersVecEnv",
+    "WithHidden",
+    "hidden_features",
+]
 
 _ALPHA_SUM = _ALPHA.sum(axis=1, keepdims=True)
 _TRANSFER_MEAN = _ALPHA / _ALPHA_SUM
 _TRANSFER_SD = np.sqrt(_TRANSFER_MEAN * (1.0 - _TRANSFER_MEAN) / (_ALPHA_SUM + 1.0))  # a Dirichlet cell's sd
 HIDDEN_FEATURES = _ALPHA.shape[1] + 3 + _ALPHA.size
 """Values :func:`hidden_features` gives per trainee: 228."""
+SUMMARY_FEATURES = _ALPHA.shape[1] + 3
+"""Values of its ``"summary"`` set: 8, responsiveness and the time constants, without the 220 transfer cells."""
+FEATURE_SETS = ("all", "summary")
+"""The feature sets of :func:`hidden_features`."""
+
+
+def _width(features: str) -> int:
+    if features not in FEATURE_SETS:
+        raise ValueError(f"features must be one of {', '.join(FEATURE_SETS)}, got {features!r}")
+    return HIDDEN_FEATURES if features == "all" else SUMMARY_FEATURES
 
 
 def _log_z(value: np.ndarray, spec: tuple[float, float, float, float]) -> np.ndarray:
@@ -54,9 +71,15 @@ def _log_z(value: np.ndarray, spec: tuple[float, float, float, float]) -> np.nda
     return (np.log(value) - np.log(median)) / sigma
 
 
-def hidden_features(hidden: HiddenParameters) -> np.ndarray:
-    """The N trainees' hidden parameters as standardized features, float32 ``(N, 228)`` (module docstring)."""
+def hidden_features(hidden: HiddenParameters, features: str = "all") -> np.ndarray:
+    """The N trainees' hidden parameters as standardized features, float32 ``(N, 228)`` (module docstring).
+
+    ``features="summary"`` keeps the first 8 (responsiveness, ``tau1``, ``tau2``, ``gain_ratio``): ``(N, 8)``.
+    """
+    width = _width(features)
     n = hidden.tau1.shape[0]
+    if width == SUMMARY_FEATURES:
+        return hidden_features(hidden)[:, :SUMMARY_FEATURES]
     return np.concatenate(
         [
             np.log(hidden.responsiveness) / RESPONSIVENESS_SIGMA,
@@ -80,10 +103,10 @@ def _state(env: Any) -> TrainingState:
     return state
 
 
-def _widened(space: spaces.Space) -> spaces.Box:
+def _widened(space: spaces.Space, width: int) -> spaces.Box:
     if not isinstance(space, spaces.Box) or len(space.shape) != 1:
         raise TypeError(f"the observation space must be a flat Box, got {space}")
-    inf = np.full(HIDDEN_FEATURES, np.inf, dtype=space.dtype)
+    inf = np.full(width, np.inf, dtype=space.dtype)
     return spaces.Box(np.concatenate([space.low, -inf]), np.concatenate([space.high, inf]), dtype=space.dtype)
 
 
@@ -96,17 +119,20 @@ class HiddenParametersVecEnv(VecEnvWrapper):
     Args:
         venv: A batched v1 ``VecEnv`` (:func:`sb3_ext.vec_env.make_vec_env` of ``FitnessWeights-v1``), monitored
             or not.
+        features: The feature set of :func:`hidden_features`, ``"all"`` or ``"summary"``.
 
     Raises:
         TypeError: ``venv`` does not step v1 trainees in one batch.
+        ValueError: An unknown feature set.
     """
 
-    def __init__(self, venv: VecEnv) -> None:
+    def __init__(self, venv: VecEnv, features: str = "all") -> None:
         _state(venv.unwrapped)
-        super().__init__(venv, observation_space=_widened(venv.observation_space))
+        self.features = features
+        super().__init__(venv, observation_space=_widened(venv.observation_space, _width(features)))
 
     def _features(self) -> np.ndarray:
-        return hidden_features(_state(self.unwrapped).body.hidden)
+        return hidden_features(_state(self.unwrapped).body.hidden, self.features)
 
     def reset(self) -> VecEnvObs:
         """Reset every trainee; the observations end with their hidden features."""
@@ -128,12 +154,15 @@ class WithHidden:
     Args:
         policy: ``(observation (N, 199 + 228), env) -> actions``, e.g. ``PolicyActions`` of a model trained in a
             :class:`HiddenParametersVecEnv`.
+        features: The feature set it was trained with.
     """
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, features: str = "all") -> None:
+        _width(features)
         self.policy = policy
+        self.features = features
 
     def __call__(self, observation: np.ndarray, env: Any) -> np.ndarray:
         """The actions for the trainees of ``env`` (a v1 vector env), given their observations."""
-        features = hidden_features(_state(env).body.hidden)
+        features = hidden_features(_state(env).body.hidden, self.features)
         return self.policy(np.concatenate([observation, features.astype(observation.dtype)], axis=1), env)
