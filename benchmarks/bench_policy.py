@@ -20,8 +20,11 @@ import time
 from dataclasses import replace
 
 import torch as th
+from stable_baselines3.common.distributions import CategoricalDistribution
 
+from fitness_weights_env import N_ACTIONS
 from sb3_ext.config import TrainConfig
+from sb3_ext.distributions import LeanCategorical
 from sb3_ext.recipe import make_model
 
 SETTINGS = {  # the project's training configs (examples/train_ppo.py builds the second one)
@@ -42,6 +45,25 @@ def fps(policy: str, setting: TrainConfig, rollouts: int, device: str, use_amp: 
     return steps / (time.perf_counter() - start)
 
 
+def distribution_cost(rounds: int = 7, calls: int = 200) -> None:
+    """Microseconds of one rollout step's distribution work (a draw and its log-probability, B = 64 x 685)."""
+    logits = th.randn(64, N_ACTIONS) * 3
+    distributions = {"sb3": CategoricalDistribution(N_ACTIONS), "lean": LeanCategorical(N_ACTIONS)}
+    times: dict[str, list[float]] = {name: [] for name in distributions}
+    with th.no_grad():
+        for _ in range(rounds):  # interleaved windows
+            for name, distribution in distributions.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    dist = distribution.proba_distribution(logits)
+                    dist.log_prob(dist.get_actions())
+                times[name].append((time.perf_counter() - start) / calls * 1e6)
+    sb3, lean = (statistics.median(times[name]) for name in ("sb3", "lean"))
+    print("\n| distribution, B = 64 | draw + log_prob, median us |\n|---|---:|")
+    print(f"| SB3's (torch.distributions, multinomial) | {sb3:,.0f} |\n| lean (inverse CDF) | {lean:,.0f} |")
+    print(f"| ratio | {sb3 / lean:.1f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds per policy and setting")
@@ -54,6 +76,7 @@ def main() -> None:
         runs += [("AttnCQQXPolicy", "bf16", "lean"), ("AttnCQQXPolicy", "fp16", "lean")]
     threads = th.get_num_threads()
     print(f"Machine: {platform.machine()}, torch {th.__version__}, {threads} threads, device {args.device}")
+    distribution_cost()
     print(
         "\n| setting | policy | categorical | AMP | median FPS | best FPS | vs MLP (median) |"
         "\n|---|---|---|---|---:|---:|---:|"
