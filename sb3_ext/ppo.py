@@ -15,7 +15,8 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
-from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
 
 from fitness_weights_env.errors import FieldError
 from sb3_ext.aux_losses import aux_losses
@@ -261,12 +262,91 @@ class PPO(SB3PPO):
         coefs = (self.cq_coef, self.qx_coef, self.error_coef)
         return aux_losses(aux, rollout_data.cq_targets, rollout_data.qx_targets, *coefs)
 
-    # Adapted from stable_baselines3.PPO.train (the one copy of SB3 code in this package, since SB3 has
-    # no hook for the loss): the loss moved to compute_loss, and mixed precision, gradient
-    # accumulation and the extra logs were added. Without them the update is SB3's, operation for operation,
-    # and so are SB3's logs: the losses and clip_fraction are means over every epoch's minibatches, approx_kl
-    # the mean over the last epoch's (the one early stopping may cut short), std is logged for policies
-    # with a log_std (continuous actions), and loss is the last minibatch's.
+    # Adapted from stable_baselines3's OnPolicyAlgorithm.collect_rollouts, which has no hook for the timeout
+    # bootstrap: SB3 runs one B = 1 value forward per env whose episode was truncated at the step, this runs one
+    # forward for all of them (every env of the batched VecEnv ends its 64-step episode at the same step). The
+    # rest is SB3's, line for line, and the callbacks see the same locals.
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """Collect ``n_rollout_steps`` steps per env into ``rollout_buffer`` (SB3's, with a batched bootstrap)."""
+        assert self._last_obs is not None, "No previous observation was provided"
+        self.policy.set_training_mode(False)
+        n_steps = 0
+        rollout_buffer.reset()
+        if self.use_sde:
+            self.policy.reset_noise(env.num_envs)
+        callback.on_rollout_start()
+        while n_steps < n_rollout_steps:
+            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
+                self.policy.reset_noise(env.num_envs)
+            with th.no_grad():
+                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+                actions, values, log_probs = self.policy(obs_tensor)
+            actions = actions.cpu().numpy()
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                if self.policy.squash_output:
+                    clipped_actions = self.policy.unscale_action(clipped_actions)
+                else:
+                    clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            n_steps += 1
+            if isinstance(self.action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+            self._bootstrap_timeouts(rewards, dones, infos)
+            rollout_buffer.add(
+                self._last_obs,  # type: ignore[arg-type]
+                actions,
+                rewards,
+                self._last_episode_starts,  # type: ignore[arg-type]
+                values,
+                log_probs,
+            )
+            self._last_obs = new_obs  # type: ignore[assignment]
+            self._last_episode_starts = dones
+        with th.no_grad():
+            values = self.policy.predict_values(obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
+        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _bootstrap_timeouts(self, rewards: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        """Add ``gamma`` times the value of the terminal observation to the reward of every truncated episode.
+
+        SB3's rule (its issue #633): an episode that ended on ``TimeLimit.truncated`` with a terminal observation.
+        One value forward for all of them; a lone one is a batch of one, as in SB3.
+        """
+        envs = [
+            index
+            for index, done in enumerate(dones)
+            if done
+            and infos[index].get("terminal_observation") is not None
+            and infos[index].get("TimeLimit.truncated", False)
+        ]
+        if not envs:
+            return
+        terminal = [infos[index]["terminal_observation"] for index in envs]
+        if isinstance(terminal[0], dict):
+            batch: Any = {key: np.stack([obs[key] for obs in terminal]) for key in terminal[0]}
+        else:
+            batch = np.stack(terminal)
+        with th.no_grad():
+            terminal_values = self.policy.predict_values(self.policy.obs_to_tensor(batch)[0])  # type: ignore[arg-type]
+        for index, value in zip(envs, terminal_values, strict=True):
+            rewards[index] += self.gamma * value
+
+    # Adapted from stable_baselines3.PPO.train (SB3 has no hook for the loss): the loss moved to compute_loss, and mixed
+    # precision, gradient accumulation and the extra logs were added. Without them the update is SB3's, operation for
+    # operation, and so are SB3's logs: the losses and clip_fraction are means over every epoch's minibatches, approx_kl
+    # the mean over the last epoch's (the one early stopping may cut short), std is logged for policies with a log_std
+    # (continuous actions), and loss is the last minibatch's.
     def train(self) -> None:
         """Update the policy on the rollout buffer (``n_epochs`` passes of minibatches)."""
         self.policy.set_training_mode(True)
