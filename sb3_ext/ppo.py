@@ -209,11 +209,13 @@ class PPO(SB3PPO):
 
     def compute_loss(
         self, rollout_data: Any, clip_range: float, clip_range_vf: float | None
-    ) -> tuple[th.Tensor, dict[str, float]]:
+    ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """The PPO loss of one minibatch (clipped surrogate, value, entropy, and the auxiliary losses).
 
         Returns:
-            The loss to minimize, and the minibatch's statistics (``approx_kl`` among them).
+            The loss to minimize, and the minibatch's statistics (``approx_kl`` among them) as detached 0-d tensors:
+            :meth:`train` reads them from the device once per epoch (with ``target_kl``, ``approx_kl`` every
+            minibatch), not once per value.
         """
         actions = rollout_data.actions
         if isinstance(self.action_space, spaces.Discrete):
@@ -245,11 +247,11 @@ class PPO(SB3PPO):
         with th.no_grad():
             log_ratio = log_prob - rollout_data.old_log_prob
             stats = {
-                "policy_gradient_loss": policy_loss.item(),
-                "value_loss": value_loss.item(),
-                "entropy_loss": entropy_loss.item(),
-                "clip_fraction": th.mean((th.abs(ratio - 1) > clip_range).float()).item(),
-                "approx_kl": th.mean((th.exp(log_ratio) - 1) - log_ratio).item(),
+                "policy_gradient_loss": policy_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "entropy_loss": entropy_loss.detach(),
+                "clip_fraction": th.mean((th.abs(ratio - 1) > clip_range).float()),
+                "approx_kl": th.mean((th.exp(log_ratio) - 1) - log_ratio),
             }
         if aux is not None:
             aux_loss, aux_stats = self.compute_aux_loss(aux, rollout_data)
@@ -257,7 +259,9 @@ class PPO(SB3PPO):
             stats.update(aux_stats)
         return loss, stats
 
-    def compute_aux_loss(self, aux: Any, rollout_data: AuxRolloutBufferSamples) -> tuple[th.Tensor, dict[str, float]]:
+    def compute_aux_loss(
+        self, aux: Any, rollout_data: AuxRolloutBufferSamples
+    ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """The auxiliary losses: CQ and QX prediction MSE and the error head's log-error regression."""
         coefs = (self.cq_coef, self.qx_coef, self.error_coef)
         return aux_losses(aux, rollout_data.cq_targets, rollout_data.qx_targets, *coefs)
@@ -338,7 +342,7 @@ class PPO(SB3PPO):
         else:
             batch = np.stack(terminal)
         with th.no_grad():
-            terminal_values = self.policy.predict_values(self.policy.obs_to_tensor(batch)[0])  # type: ignore[arg-type]
+            terminal_values = self.policy.predict_values(self.policy.obs_to_tensor(batch)[0])
         for index, value in zip(envs, terminal_values, strict=True):
             rewards[index] += self.gamma * value
 
@@ -373,21 +377,20 @@ class PPO(SB3PPO):
 
         continue_training = True
         for epoch in range(self.n_epochs):
-            approx_kl_divs: list[np.float32] = []  # reset every epoch, so the log is the last epoch's mean (as SB3)
+            epoch_stats: list[dict[str, th.Tensor]] = []  # read from the device at the epoch's end
             pending = 0  # minibatches whose gradients wait for an optimizer step
             for index, rollout_data in enumerate(self.rollout_buffer.get(self.batch_size)):
                 with autocast:
                     loss, stats = self.compute_loss(rollout_data, clip_range, clip_range_vf)
-                # float32, as SB3 keeps it: its early-stopping comparison and mean are float32 arithmetic
-                approx_kl_div = np.float32(stats.pop("approx_kl"))
-                approx_kl_divs.append(approx_kl_div)
-                for name, value in stats.items():
-                    history.setdefault(name, []).append(value)
-                if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
-                    continue_training = False
-                    if self.verbose >= 1:
-                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
-                    break
+                epoch_stats.append(stats)
+                if self.target_kl is not None:
+                    # float32, as SB3 keeps it: its early-stopping comparison and mean are float32 arithmetic
+                    approx_kl_div = np.float32(stats["approx_kl"].item())
+                    if approx_kl_div > 1.5 * self.target_kl:
+                        continue_training = False
+                        if self.verbose >= 1:
+                            print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
+                        break
                 if pending == 0:
                     optimizer.zero_grad()
                 scaler.scale(loss / self.grad_accum_steps if self.grad_accum_steps > 1 else loss).backward()
@@ -397,6 +400,13 @@ class PPO(SB3PPO):
                     pending = 0
             if pending:
                 optimizer_step()
+            names = list(epoch_stats[0])
+            rows = th.stack([th.stack([stats[name].float() for name in names]) for stats in epoch_stats]).tolist()
+            columns = dict(zip(names, zip(*rows, strict=True), strict=True))
+            # reset every epoch, so the log is the last epoch's mean (as SB3), in float32 (as SB3)
+            approx_kl_divs = [np.float32(value) for value in columns.pop("approx_kl")]
+            for name, values in columns.items():
+                history.setdefault(name, []).extend(values)
             self._n_updates += 1
             if not continue_training:
                 break

@@ -128,10 +128,10 @@ class RecordingPPO(PPO):
 
     def compute_loss(
         self, rollout_data: Any, clip_range: float, clip_range_vf: float | None
-    ) -> tuple[th.Tensor, dict[str, float]]:
+    ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """The parent's loss; a copy of its statistics is kept."""
         loss, stats = super().compute_loss(rollout_data, clip_range, clip_range_vf)
-        self.minibatch_stats.append(dict(stats))
+        self.minibatch_stats.append({name: value.item() for name, value in stats.items()})
         return loss, stats
 
 
