@@ -24,6 +24,7 @@ from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from fitness_weights_env.errors import FieldError
+from sb3_ext.distributions import LeanCategorical
 
 __all__ = ["ACTION_STREAM", "PolicyActions", "action_generator"]
 
@@ -71,7 +72,7 @@ class PolicyActions:
             distribution = self.policy.get_distribution(tensor)
             if not isinstance(distribution, CategoricalDistribution):
                 raise TypeError(f"sampled actions need a Discrete action space, got a {type(distribution).__name__}")
-            probs = distribution.distribution.probs
+            probs = distribution.probs if isinstance(distribution, LeanCategorical) else distribution.distribution.probs
         if len(self.generators) != len(observation):
             raise ValueError(f"{len(observation)} observations for {len(self.generators)} seeded trainees")
         cdf = np.cumsum(probs.double().cpu().numpy(), axis=1)

@@ -17,7 +17,7 @@ def aux_losses(
     cq_coef: float,
     qx_coef: float,
     error_coef: float,
-) -> tuple[th.Tensor, dict[str, float]]:
+) -> tuple[th.Tensor, dict[str, th.Tensor]]:
     """``cq_coef`` MSE(CQ) + ``qx_coef`` MSE(QX) + ``error_coef`` MSE(log error, log of the actual squared error).
 
     Args:
@@ -29,7 +29,8 @@ def aux_losses(
         error_coef: Weight of the error head's loss, which makes the confidence rank errors.
 
     Returns:
-        The loss, and its parts and the accuracies (``0.5 (1 + cosine)`` of prediction and target) as floats.
+        The loss, and its parts and the accuracies (``0.5 (1 + cosine)`` of prediction and target) as detached
+        0-d tensors.
     """
     cq, qx = aux.cq.float(), aux.qx.float()
     cq_error = (cq - cq_targets) ** 2
@@ -42,9 +43,9 @@ def aux_losses(
     error_loss = F.mse_loss(aux.log_error.float(), th.log(sample_error + 1e-10))
     loss = cq_coef * cq_loss + qx_coef * qx_loss + error_coef * error_loss
     return loss, {
-        "cq_loss": cq_loss.item(),
-        "qx_loss": qx_loss.item(),
-        "error_loss": error_loss.item(),
-        "cq_accuracy": (0.5 * (1.0 + cq_cos.mean())).item(),
-        "qx_accuracy": (0.5 * (1.0 + qx_cos.mean())).item(),
+        "cq_loss": cq_loss.detach(),
+        "qx_loss": qx_loss.detach(),
+        "error_loss": error_loss.detach(),
+        "cq_accuracy": 0.5 * (1.0 + cq_cos.mean()),
+        "qx_accuracy": 0.5 * (1.0 + qx_cos.mean()),
     }

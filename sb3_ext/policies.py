@@ -15,8 +15,13 @@ from fitness_weights_env import LAYOUT, N_ACTIONS, TRAINING_LAYOUT, observation_
 from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import ObservationLayout
 from sb3_ext.attention import CQQXNetwork, NetworkOutput
+from sb3_ext.distributions import LeanCategorical
 
 __all__ = ["AttnCQQXPolicy", "AuxPrediction", "HasAuxHeads", "predict_weights"]
+
+
+CATEGORICALS = ("lean", "sb3")
+"""The action distributions of :class:`AttnCQQXPolicy` (its ``categorical`` argument)."""
 
 
 class AuxPrediction(NamedTuple):
@@ -48,6 +53,9 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         aux_lr_multiplier: Learning-rate multiplier for the CQ/QX and error heads.
         confidence_scale: Expected squared error at which the confidence is 0.5
             (``confidence = 1 / (1 + error / confidence_scale)``).
+        categorical: The action distribution: ``"lean"``, :class:`~sb3_ext.distributions.LeanCategorical`
+            (the same values from one ``log_softmax``, an inverse-CDF draw), or ``"sb3"``, SB3's
+            ``CategoricalDistribution`` over ``torch.distributions.Categorical`` (``multinomial`` draws).
         optimizer_class: Optimizer (default Adam).
         optimizer_kwargs: Extra optimizer arguments (default ``eps=1e-5`` as SB3, and ``fused=True``
             for Adam: one kernel for all parameters instead of a loop over them; measured in
@@ -71,6 +79,7 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         mlp_ratio: int = 2,
         aux_lr_multiplier: float = 1.0,
         confidence_scale: float = 1e-3,
+        categorical: str = "lean",
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
@@ -88,6 +97,9 @@ class AttnCQQXPolicy(ActorCriticPolicy):
             raise FieldError("aux_lr_multiplier", "must be at least 0", aux_lr_multiplier)
         if confidence_scale <= 0:
             raise FieldError("confidence_scale", "must be above 0", confidence_scale)
+        if categorical not in CATEGORICALS:
+            raise FieldError("categorical", f"must be one of {', '.join(CATEGORICALS)}", categorical)
+        self.categorical = categorical
         self.network_kwargs = dict(
             embed_dim=embed_dim, n_heads=n_heads, n_latents=n_latents, n_layers=n_layers, mlp_ratio=mlp_ratio
         )
@@ -105,6 +117,8 @@ class AttnCQQXPolicy(ActorCriticPolicy):
         )
 
     def _build(self, lr_schedule: Schedule) -> None:
+        if self.categorical == "lean":
+            self.action_dist = LeanCategorical(N_ACTIONS)
         self.network = CQQXNetwork(**self.network_kwargs, layout=self.layout)
         aux = {id(p) for p in self.network.aux_parameters}
         groups: list[dict[str, Any]] = [
@@ -121,7 +135,11 @@ class AttnCQQXPolicy(ActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(self.network_kwargs)
-        data.update(aux_lr_multiplier=self.aux_lr_multiplier, confidence_scale=self.confidence_scale)
+        data.update(
+            aux_lr_multiplier=self.aux_lr_multiplier,
+            confidence_scale=self.confidence_scale,
+            categorical=self.categorical,
+        )
         return data
 
     def _run(self, obs: PyTorchObs, aux: bool = False) -> NetworkOutput:

@@ -15,7 +15,8 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, ConvertCallback
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
-from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.utils import explained_variance, obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
 
 from fitness_weights_env.errors import FieldError
 from sb3_ext.aux_losses import aux_losses
@@ -208,11 +209,13 @@ class PPO(SB3PPO):
 
     def compute_loss(
         self, rollout_data: Any, clip_range: float, clip_range_vf: float | None
-    ) -> tuple[th.Tensor, dict[str, float]]:
+    ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """The PPO loss of one minibatch (clipped surrogate, value, entropy, and the auxiliary losses).
 
         Returns:
-            The loss to minimize, and the minibatch's statistics (``approx_kl`` among them).
+            The loss to minimize, and the minibatch's statistics (``approx_kl`` among them) as detached 0-d tensors:
+            :meth:`train` reads them from the device once per epoch (with ``target_kl``, ``approx_kl`` every
+            minibatch), not once per value.
         """
         actions = rollout_data.actions
         if isinstance(self.action_space, spaces.Discrete):
@@ -244,11 +247,11 @@ class PPO(SB3PPO):
         with th.no_grad():
             log_ratio = log_prob - rollout_data.old_log_prob
             stats = {
-                "policy_gradient_loss": policy_loss.item(),
-                "value_loss": value_loss.item(),
-                "entropy_loss": entropy_loss.item(),
-                "clip_fraction": th.mean((th.abs(ratio - 1) > clip_range).float()).item(),
-                "approx_kl": th.mean((th.exp(log_ratio) - 1) - log_ratio).item(),
+                "policy_gradient_loss": policy_loss.detach(),
+                "value_loss": value_loss.detach(),
+                "entropy_loss": entropy_loss.detach(),
+                "clip_fraction": th.mean((th.abs(ratio - 1) > clip_range).float()),
+                "approx_kl": th.mean((th.exp(log_ratio) - 1) - log_ratio),
             }
         if aux is not None:
             aux_loss, aux_stats = self.compute_aux_loss(aux, rollout_data)
@@ -256,17 +259,98 @@ class PPO(SB3PPO):
             stats.update(aux_stats)
         return loss, stats
 
-    def compute_aux_loss(self, aux: Any, rollout_data: AuxRolloutBufferSamples) -> tuple[th.Tensor, dict[str, float]]:
+    def compute_aux_loss(
+        self, aux: Any, rollout_data: AuxRolloutBufferSamples
+    ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """The auxiliary losses: CQ and QX prediction MSE and the error head's log-error regression."""
         coefs = (self.cq_coef, self.qx_coef, self.error_coef)
         return aux_losses(aux, rollout_data.cq_targets, rollout_data.qx_targets, *coefs)
 
-    # Adapted from stable_baselines3.PPO.train (the one copy of SB3 code in this package, since SB3 has
-    # no hook for the loss): the loss moved to compute_loss, and mixed precision, gradient
-    # accumulation and the extra logs were added. Without them the update is SB3's, operation for operation,
-    # and so are SB3's logs: the losses and clip_fraction are means over every epoch's minibatches, approx_kl
-    # the mean over the last epoch's (the one early stopping may cut short), std is logged for policies
-    # with a log_std (continuous actions), and loss is the last minibatch's.
+    # Adapted from stable_baselines3's OnPolicyAlgorithm.collect_rollouts, which has no hook for the timeout
+    # bootstrap: SB3 runs one B = 1 value forward per env whose episode was truncated at the step, this runs one
+    # forward for all of them (every env of the batched VecEnv ends its 64-step episode at the same step). The
+    # rest is SB3's, line for line, and the callbacks see the same locals.
+    def collect_rollouts(
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """Collect ``n_rollout_steps`` steps per env into ``rollout_buffer`` (SB3's, with a batched bootstrap)."""
+        assert self._last_obs is not None, "No previous observation was provided"
+        self.policy.set_training_mode(False)
+        n_steps = 0
+        rollout_buffer.reset()
+        if self.use_sde:
+            self.policy.reset_noise(env.num_envs)
+        callback.on_rollout_start()
+        while n_steps < n_rollout_steps:
+            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
+                self.policy.reset_noise(env.num_envs)
+            with th.no_grad():
+                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+                actions, values, log_probs = self.policy(obs_tensor)
+            actions = actions.cpu().numpy()
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                if self.policy.squash_output:
+                    clipped_actions = self.policy.unscale_action(clipped_actions)
+                else:
+                    clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            n_steps += 1
+            if isinstance(self.action_space, spaces.Discrete):
+                actions = actions.reshape(-1, 1)
+            self._bootstrap_timeouts(rewards, dones, infos)
+            rollout_buffer.add(
+                self._last_obs,  # type: ignore[arg-type]
+                actions,
+                rewards,
+                self._last_episode_starts,  # type: ignore[arg-type]
+                values,
+                log_probs,
+            )
+            self._last_obs = new_obs  # type: ignore[assignment]
+            self._last_episode_starts = dones
+        with th.no_grad():
+            values = self.policy.predict_values(obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
+        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def _bootstrap_timeouts(self, rewards: np.ndarray, dones: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        """Add ``gamma`` times the value of the terminal observation to the reward of every truncated episode.
+
+        SB3's rule (its issue #633): an episode that ended on ``TimeLimit.truncated`` with a terminal observation.
+        One value forward for all of them; a lone one is a batch of one, as in SB3.
+        """
+        envs = [
+            index
+            for index, done in enumerate(dones)
+            if done
+            and infos[index].get("terminal_observation") is not None
+            and infos[index].get("TimeLimit.truncated", False)
+        ]
+        if not envs:
+            return
+        terminal = [infos[index]["terminal_observation"] for index in envs]
+        if isinstance(terminal[0], dict):
+            batch: Any = {key: np.stack([obs[key] for obs in terminal]) for key in terminal[0]}
+        else:
+            batch = np.stack(terminal)
+        with th.no_grad():
+            terminal_values = self.policy.predict_values(self.policy.obs_to_tensor(batch)[0])
+        for index, value in zip(envs, terminal_values, strict=True):
+            rewards[index] += self.gamma * value
+
+    # Adapted from stable_baselines3.PPO.train (SB3 has no hook for the loss): the loss moved to compute_loss, and mixed
+    # precision, gradient accumulation and the extra logs were added. Without them the update is SB3's, operation for
+    # operation, and so are SB3's logs: the losses and clip_fraction are means over every epoch's minibatches, approx_kl
+    # the mean over the last epoch's (the one early stopping may cut short), std is logged for policies with a log_std
+    # (continuous actions), and loss is the last minibatch's.
     def train(self) -> None:
         """Update the policy on the rollout buffer (``n_epochs`` passes of minibatches)."""
         self.policy.set_training_mode(True)
@@ -293,21 +377,20 @@ class PPO(SB3PPO):
 
         continue_training = True
         for epoch in range(self.n_epochs):
-            approx_kl_divs: list[np.float32] = []  # reset every epoch, so the log is the last epoch's mean (as SB3)
+            epoch_stats: list[dict[str, th.Tensor]] = []  # read from the device at the epoch's end
             pending = 0  # minibatches whose gradients wait for an optimizer step
             for index, rollout_data in enumerate(self.rollout_buffer.get(self.batch_size)):
                 with autocast:
                     loss, stats = self.compute_loss(rollout_data, clip_range, clip_range_vf)
-                # float32, as SB3 keeps it: its early-stopping comparison and mean are float32 arithmetic
-                approx_kl_div = np.float32(stats.pop("approx_kl"))
-                approx_kl_divs.append(approx_kl_div)
-                for name, value in stats.items():
-                    history.setdefault(name, []).append(value)
-                if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
-                    continue_training = False
-                    if self.verbose >= 1:
-                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
-                    break
+                epoch_stats.append(stats)
+                if self.target_kl is not None:
+                    # float32, as SB3 keeps it: its early-stopping comparison and mean are float32 arithmetic
+                    approx_kl_div = np.float32(stats["approx_kl"].item())
+                    if approx_kl_div > 1.5 * self.target_kl:
+                        continue_training = False
+                        if self.verbose >= 1:
+                            print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
+                        break
                 if pending == 0:
                     optimizer.zero_grad()
                 scaler.scale(loss / self.grad_accum_steps if self.grad_accum_steps > 1 else loss).backward()
@@ -317,6 +400,13 @@ class PPO(SB3PPO):
                     pending = 0
             if pending:
                 optimizer_step()
+            names = list(epoch_stats[0])
+            rows = th.stack([th.stack([stats[name].float() for name in names]) for stats in epoch_stats]).tolist()
+            columns = dict(zip(names, zip(*rows, strict=True), strict=True))
+            # reset every epoch, so the log is the last epoch's mean (as SB3), in float32 (as SB3)
+            approx_kl_divs = [np.float32(value) for value in columns.pop("approx_kl")]
+            for name, values in columns.items():
+                history.setdefault(name, []).extend(values)
             self._n_updates += 1
             if not continue_training:
                 break

@@ -128,10 +128,10 @@ class RecordingPPO(PPO):
 
     def compute_loss(
         self, rollout_data: Any, clip_range: float, clip_range_vf: float | None
-    ) -> tuple[th.Tensor, dict[str, float]]:
+    ) -> tuple[th.Tensor, dict[str, th.Tensor]]:
         """The parent's loss; a copy of its statistics is kept."""
         loss, stats = super().compute_loss(rollout_data, clip_range, clip_range_vf)
-        self.minibatch_stats.append(dict(stats))
+        self.minibatch_stats.append({name: value.item() for name, value in stats.items()})
         return loss, stats
 
 
@@ -170,3 +170,24 @@ def test_mlp_policy_trains_as_sb3_on_cuda_with_the_default_arguments(env_id: str
     for our_log, their_log in zip(our_logs, their_logs, strict=True):
         for key, value in their_log.items():
             assert our_log[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_truncated_episodes_bootstrap_as_sb3(n_envs: int) -> None:
+    """The batched timeout bootstrap gives SB3's rewards: bit for bit one env at a time, to rounding three at once."""
+
+    def train(algorithm: type[sb3.PPO]) -> sb3.PPO:
+        env = make_vec_env("Pendulum-v1", n_envs=n_envs, env_kwargs={"max_episode_steps": 16})
+        model = algorithm("MlpPolicy", env, n_steps=N_STEPS, batch_size=32, n_epochs=2, seed=5, device="cpu")
+        return model.learn(2 * N_STEPS * n_envs)
+
+    ours, theirs = train(PPO), train(sb3.PPO)
+    assert ours.rollout_buffer.episode_starts.sum() >= 3 * n_envs  # truncations happened, so bootstraps did
+    if n_envs == 1:
+        assert np.array_equal(ours.rollout_buffer.rewards, theirs.rollout_buffer.rewards)
+        for key, value in theirs.policy.state_dict().items():
+            assert th.equal(ours.policy.state_dict()[key], value), key
+    else:
+        np.testing.assert_allclose(ours.rollout_buffer.rewards, theirs.rollout_buffer.rewards, rtol=1e-6, atol=1e-6)
+        for key, value in theirs.policy.state_dict().items():
+            th.testing.assert_close(ours.policy.state_dict()[key], value, rtol=1e-4, atol=1e-5)

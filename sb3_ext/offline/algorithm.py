@@ -370,7 +370,8 @@ class OfflineAlgorithm(BaseAlgorithm):
     def _aux_loss(self, aux: Any, batch: OfflineBatch) -> tuple[th.Tensor, dict[str, float]]:
         from sb3_ext.aux_losses import aux_losses
 
-        return aux_losses(aux, batch.cq_targets, batch.qx_targets, self.cq_coef, self.qx_coef, self.error_coef)
+        loss, stats = aux_losses(aux, batch.cq_targets, batch.qx_targets, self.cq_coef, self.qx_coef, self.error_coef)
+        return loss, {name: value.item() for name, value in stats.items()}
 
     @staticmethod
     def _step(optimizer: th.optim.Optimizer, loss: th.Tensor) -> None:
