@@ -96,7 +96,8 @@ def open_storage(url: str | None, journal: Path, heartbeat_s: int = HEARTBEAT_S)
             raise FieldError("storage", f"cannot open {redact_url(url)}: {err}") from None
         except Exception as err:  # unreachable, refused; or another process creating the tables at the same time
             attempt += 1
-            if attempt == 3 or "duplicate key" not in str(err):
+            racing = any(sign in str(err) for sign in ("duplicate key", "already exists"))
+            if attempt == 3 or not racing:
                 reason = str(err).splitlines()[0][:200].replace(url, redact_url(url))
                 raise FieldError("storage", f"cannot open {redact_url(url)}: {reason}") from None
             time.sleep(0.5 * attempt)

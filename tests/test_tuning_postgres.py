@@ -125,3 +125,32 @@ def test_a_population_in_member_processes_is_a_set_of_trials_in_postgresql(postg
     )
     assert [t.value for t in trials] == [t.user_attrs["schedule"][-1]["score"] for t in trials]
     assert not (tmp_path / "studies" / "population" / "journal.log").exists()  # the database holds the study
+
+
+def test_an_opener_that_loses_the_race_to_create_the_schema_retries_and_joins_it(postgres_url, tmp_path):
+    import psycopg
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute("CREATE DATABASE raced")
+    url = postgres_url.rsplit("/", 1)[0] + "/raced"
+    rival = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    creating = rival.connect()
+    schema = creating.begin()
+    models.BaseModel.metadata.create_all(creating)  # another process's schema, not yet committed
+
+    def commit_the_rival_first(connection, cursor, statement, *args) -> None:
+        if statement.startswith("CREATE TYPE") and schema.is_active and connection.engine is not rival:
+            schema.commit()  # after the opener found no types, before it creates its first one
+
+    sqlalchemy.event.listen(sqlalchemy.engine.Engine, "before_cursor_execute", commit_the_rival_first)
+    try:
+        storage = open_storage(url, tmp_path / "unused")  # its CREATE TYPE fails: "already exists"; it retries
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.engine.Engine, "before_cursor_execute", commit_the_rival_first)
+        creating.close()
+        rival.dispose()
+    assert not schema.is_active  # the race took place
+    optuna.create_study(study_name="after", storage=storage)
+    assert [s.study_name for s in storage.get_all_studies()] == ["after"]
