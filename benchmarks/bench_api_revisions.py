@@ -1,4 +1,4 @@
-"""Sequential predict and optimize latency of this tree's server against another revision's, interleaved.
+"""Sequential predict and optimize latency of this tree's server against another revision's, or of its two runtimes.
 
 Both servers run at once on loopback (``fitness-weights serve --workers 1``), each from its own source tree (the
 other revision is checked out with ``git worktree`` in a temporary folder and put first on ``PYTHONPATH``), each
@@ -8,6 +8,10 @@ steps), so the machine's noise falls on both alike; the table gives each one's p
 
     python benchmarks/bench_api_revisions.py --base 110abdc            # this tree against revision 110abdc
     python benchmarks/bench_api_revisions.py --base main --rounds 40
+    python benchmarks/bench_api_revisions.py --inference               # this tree: ONNX Runtime against torch
+
+With ``--inference`` both servers run this tree, one answering with the model's exported graphs in ONNX Runtime
+(``FITNESS_WEIGHTS_INFERENCE=onnx``, the default) and one with the torch policy (``torch``).
 
 The requests send an admin token where the tree has a token store (this one); an older revision ignores it.
 """
@@ -51,12 +55,12 @@ sys.exit(main(["--home", sys.argv[1], "models", "register", sys.argv[2], "--acti
 
 
 @contextlib.contextmanager
-def serve(tree: Path, home: Path, model: Path) -> Iterator[str]:
-    """A one-worker server of the code in ``tree`` with ``model`` active; its URL."""
+def serve(tree: Path, home: Path, model: Path, settings: dict[str, str]) -> Iterator[str]:
+    """A one-worker server of the code in ``tree`` with ``model`` active and the ``settings`` variables; its URL."""
     run_python(tree, REGISTER, str(home), str(model))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FITNESS_WEIGHTS_")}
-    env.update({"PYTHONPATH": str(tree), "FITNESS_WEIGHTS_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    env.update({"PYTHONPATH": str(tree), "FITNESS_WEIGHTS_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", **settings})
     command = [sys.executable, "-m", "fitness_weights_api.cli", "--home", str(home), "serve", "--port", str(port)]
     with open(home / "server.log", "ab") as log:
         process = subprocess.Popen(
@@ -87,7 +91,9 @@ def block(client: httpx.Client, path: str, bodies: list[dict], n: int, out: list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", required=True, help="the git revision to compare with")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--base", help="the git revision to compare with")
+    which.add_argument("--inference", action="store_true", help="compare this tree's ONNX Runtime and torch answers")
     parser.add_argument("--rounds", type=int, default=20, help="rounds of interleaved blocks")
     parser.add_argument("--block", type=int, default=50, help="predict requests per block")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model and the trainees")
@@ -95,17 +101,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-api-revisions-") as folder:
         folder = Path(folder)
         base_tree = folder / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree), args.base], check=True)
+        if args.base:
+            command = ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree), args.base]
+            subprocess.run(command, check=True)
         try:
             model = folder / "model.zip"
             train_small_model(model, args.seed)
             bodies = trainee_bodies(args.seed)
             optimize = [{**body, "optimization_steps": OPTIMIZATION_STEPS} for body in bodies]
-            trees = {"this tree": ROOT, f"{args.base}": base_tree}
-            times: dict[str, dict[str, list[float]]] = {name: {"predict": [], "optimize": []} for name in trees}
+            servers: dict[str, tuple[Path, dict[str, str]]] = (
+                {
+                    "onnx": (ROOT, {"FITNESS_WEIGHTS_INFERENCE": "onnx"}),
+                    "torch": (ROOT, {"FITNESS_WEIGHTS_INFERENCE": "torch"}),
+                }
+                if args.inference
+                else {"this tree": (ROOT, {}), f"{args.base}": (base_tree, {})}
+            )
+            times: dict[str, dict[str, list[float]]] = {name: {"predict": [], "optimize": []} for name in servers}
             with contextlib.ExitStack() as stack:
-                urls = {name: stack.enter_context(serve(tree, folder / f"home-{i}", model)) for i, (name, tree) in
-                        enumerate(trees.items())}  # fmt: skip
+                urls = {name: stack.enter_context(serve(tree, folder / f"home-{i}", model, settings)) for i, (name,
+                        (tree, settings)) in enumerate(servers.items())}  # fmt: skip
                 token = run_python(
                     ROOT,
                     "import sys; from fitness_weights_api.tokens import TokenStore; "
@@ -127,7 +142,8 @@ def main() -> None:
                         block(clients[name], "/predict_weights", bodies, args.block, times[name]["predict"])
                         block(clients[name], "/optimize_weights", optimize, args.block // 5, times[name]["optimize"])
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
+            if args.base:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
     this, base = list(times)
     print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     optimizes = args.block // 5
@@ -135,7 +151,7 @@ def main() -> None:
         f"{args.rounds} interleaved rounds of {args.block} predicts and {optimizes} optimizes "
         f"({OPTIMIZATION_STEPS} steps)\n"
     )
-    print(f"| endpoint | {this} p50 / p99 ms | {base} p50 / p99 ms | p50 ratio (this / {base}) |\n|---|---:|---:|---:|")
+    print(f"| endpoint | {this} p50 / p99 ms | {base} p50 / p99 ms | p50 ratio ({this} / {base}) |\n|---|---:|---:|---:|")
     for endpoint in ("predict", "optimize"):
         a, b = np.asarray(times[this][endpoint]), np.asarray(times[base][endpoint])
         print(

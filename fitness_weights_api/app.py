@@ -202,7 +202,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = ServiceSettings.from_env() if settings is None else settings
     registry = settings.open_registry()
     jobs = settings.open_jobs(registry)
-    service = WeightService(registry, jobs, device=settings.device)
+    service = WeightService(registry, jobs, device=settings.device, inference=settings.inference)
     guard = Guard(settings.open_tokens())
     admin_token = guard.requires("admin")  # a route that needs the token's record takes it as a parameter
     read, admin = [guard.requires("read")], [admin_token]
@@ -458,6 +458,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             status="degraded" if service.problem else "ok",
             active_model=active,
             served_model=service.served_version(),
+            runtime=service.served_runtime(),
             problem=service.problem,
             worker=WorkerHeaderMiddleware.worker_id,
             version=package_version,

@@ -304,7 +304,8 @@ def _service(args: argparse.Namespace) -> Any:
     from fitness_weights_api.service import WeightService
 
     settings = _settings(args)
-    return WeightService(settings.open_registry(), device=settings.device)
+    # One answer per process: the torch policy, since exporting its graphs would cost more than they save.
+    return WeightService(settings.open_registry(), device=settings.device, inference="torch")
 
 
 def _optimize(args: argparse.Namespace) -> int:

@@ -36,13 +36,14 @@ import functools
 import inspect
 import io
 import json
+import logging
 import re
 import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import fitness_weights_env
 from fitness_weights_env.errors import FieldError
@@ -55,6 +56,7 @@ __all__ = [
     "ENV_IDS",
     "FORMAT",
     "FORMAT_VERSION",
+    "INFERENCE_RUNTIMES",
     "POLICIES",
     "ModelFormatError",
     "SafeModel",
@@ -89,6 +91,7 @@ _MANIFEST_KEY = "manifest"
 _HEADER_LENGTH = struct.Struct("<Q")
 _KWARG_RE = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 _BLOCKED_KWARGS = frozenset({"optimizer_class", "optimizer_kwargs", "features_extractor_class", "activation_fn"})
+logger = logging.getLogger("fitness_weights_api")
 _DTYPES = {"F32": "float32", "F64": "float64", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32"}
 
 
@@ -123,10 +126,25 @@ class SafeModel:
 
 @dataclass
 class ServedModel:
-    """What the service needs of a model: the policy (``optimize_weights`` and ``predict_weights`` take it)."""
+    """What the service needs of a model: the policy (``optimize_weights`` and ``predict_weights`` take it).
+
+    Attributes:
+        policy: The torch policy.
+        manifest: The model file's manifest.
+        inference: The policy's exported graphs in ONNX Runtime (:class:`sb3_ext.onnx_policy.OnnxPolicy`), which
+            answer in its place; ``None`` when the torch policy answers.
+        runtime_note: Why the torch policy answers although ONNX Runtime was asked for (``None`` otherwise).
+    """
 
     policy: BasePolicy
     manifest: dict[str, Any]
+    inference: Any = None
+    runtime_note: str | None = None
+
+    @property
+    def runtime(self) -> Literal["onnx", "torch"]:
+        """``"onnx"`` or ``"torch"``: what answers the model's optimize and predict."""
+        return "torch" if self.inference is None else "onnx"
 
 
 # -- spaces as data ------------------------------------------------------------------------------------------
@@ -426,8 +444,17 @@ def _json_object(field: str, value: Any) -> dict[str, Any]:
 # -- SafeModel -> a policy -----------------------------------------------------------------------------------
 
 
-def load_policy(model: SafeModel, device: str = "cpu") -> ServedModel:
+INFERENCE_RUNTIMES = ("onnx", "torch")
+"""What may answer a served model's requests: its exported graphs in ONNX Runtime, or the torch policy."""
+
+
+def load_policy(model: SafeModel, device: str = "cpu", inference: str = "torch") -> ServedModel:
     """Build the manifest's policy for its env's spaces and load the weights strictly; in eval mode on ``device``.
+
+    With ``inference="onnx"`` the policy's graphs are exported and checked against it
+    (:meth:`sb3_ext.onnx_policy.OnnxPolicy.from_policy`) and answer in its place. Where that cannot be (a device
+    other than the CPU, ONNX Runtime not installed, a graph that does not export or does not match), the torch
+    policy answers, and :attr:`ServedModel.runtime_note` and the ``fitness_weights_api`` log say why.
 
     Raises:
         ModelFormatError: The keyword arguments do not fit the class (``policy_kwargs``), or the weights do not
@@ -472,7 +499,29 @@ def load_policy(model: SafeModel, device: str = "cpu") -> ServedModel:
             raise ModelFormatError("weights", f"{key!r} holds NaN or infinite values")
     policy.load_state_dict(model.tensors, strict=True)
     policy.set_training_mode(False)
-    return ServedModel(policy.to(device), manifest)
+    served = ServedModel(policy.to(device), manifest)
+    if inference not in INFERENCE_RUNTIMES:
+        raise FieldError("inference", f"must be one of {', '.join(INFERENCE_RUNTIMES)}", inference)
+    if inference == "onnx":
+        served.inference, served.runtime_note = _exported(served.policy, device)
+        if served.runtime_note is not None:
+            logger.warning("%s answers with torch: %s", manifest["policy"], served.runtime_note)
+    return served
+
+
+def _exported(policy: BasePolicy, device: str) -> tuple[Any, str | None]:
+    """The policy's checked ONNX graphs, or ``None`` and why not."""
+    from sb3_ext.onnx_policy import OnnxExportError, OnnxPolicy, onnx_available
+
+    if str(device) != "cpu":
+        return None, f"ONNX Runtime serves on the CPU; the model runs on {device}"
+    missing = onnx_available()
+    if missing is not None:
+        return None, missing
+    try:
+        return OnnxPolicy.from_policy(policy), None
+    except OnnxExportError as err:
+        return None, str(err)
 
 
 def _constant_zero(_: float) -> float:

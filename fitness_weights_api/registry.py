@@ -377,8 +377,14 @@ class ModelRegistry:
             raise ModelRefusedError(f"model_file {str(source)!r} is refused: {reason}", err.field, reason) from None
         return content, model.policy
 
-    def load(self, version: str, device: str = "cpu") -> Any:
+    def load(self, version: str, device: str = "cpu", inference: str = "torch") -> Any:
         """Build the policy of ``version`` from its file (read once, its SHA-256 and size checked first).
+
+        Args:
+            version: The version id (``v3``).
+            device: The torch device of the policy.
+            inference: ``"onnx"``: its exported graphs answer in ONNX Runtime, checked against the policy at every
+                load (:func:`~fitness_weights_api.model_format.load_policy`); ``"torch"``: the policy does.
 
         Returns:
             A :class:`~fitness_weights_api.model_format.ServedModel` (``.policy``, ``.manifest``).
@@ -394,7 +400,7 @@ class ModelRegistry:
 
         data = self._verified_bytes(self.get(version))
         try:
-            return load_policy(read_model(data, max(self.max_model_bytes, len(data))), device=device)
+            return load_policy(read_model(data, max(self.max_model_bytes, len(data))), device, inference)
         except ModelFormatError as err:
             raise ModelRefusedError(f"version {version} is refused: {err}", err.field, str(err)) from None
 

@@ -629,6 +629,10 @@ class HealthResponse(BaseModel):
     )
     active_model: str | None = Field(description="The registry's active version (None before the first).")
     served_model: str | None = Field(description="The version this worker answers with (None before it has one).")
+    runtime: Literal["onnx", "torch"] | None = Field(
+        default=None,
+        description="What computes the served model's answers: its exported graphs in ONNX Runtime, or torch.",
+    )
     problem: str | None = Field(description="Why the served version is not the active one (None when it is).")
     worker: str = Field(description="A random id of the worker that answered (also the X-Worker-Id header).")
     version: str = Field(description="The fitness-weights package version.")

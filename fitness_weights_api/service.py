@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fitness_weights_api.job_config import JobConfig
 from fitness_weights_api.job_store import Job
@@ -25,7 +25,7 @@ from fitness_weights_api.jobs import JobManager
 from fitness_weights_api.registry import ModelRegistry, ModelVersion, RegistryError
 from fitness_weights_api.weights import WeightsResult, model_env_id, optimize_weights, predict_weights
 from fitness_weights_env.episode import ProfileLike
-from fitness_weights_env.errors import FitnessWeightsError
+from fitness_weights_env.errors import FieldError, FitnessWeightsError
 
 __all__ = ["RETRY_S", "NoActiveModelError", "ServedResult", "WeightService"]
 
@@ -57,14 +57,23 @@ class WeightService:
         registry: The model registry (shared by every worker).
         jobs: The training jobs (whose models register in ``registry``); ``None`` for a service that only serves.
         device: Torch device the models run on.
+        inference: What answers requests: ``"onnx"``, the served model's exported graphs in ONNX Runtime (checked
+            against the policy at each load; the torch policy answers where they cannot), or ``"torch"``.
     """
 
-    def __init__(self, registry: ModelRegistry, jobs: JobManager | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, registry: ModelRegistry, jobs: JobManager | None = None, device: str = "cpu", inference: str = "onnx"
+    ) -> None:
         if jobs is not None and jobs.registry.database_path != registry.database_path:
             raise ValueError("jobs must register their models in the service's registry")
         self.registry = registry
         self.jobs = jobs
+        from fitness_weights_api.model_format import INFERENCE_RUNTIMES
+
+        if inference not in INFERENCE_RUNTIMES:
+            raise FieldError("inference", f"must be one of {', '.join(INFERENCE_RUNTIMES)}", inference)
         self.device = device
+        self.inference = inference
         self._lock = threading.Lock()
         self._token: tuple[str | None, int] | None = None
         self._model: Any = None
@@ -93,6 +102,10 @@ class WeightService:
         """The version this worker serves now (``None`` before it loaded one)."""
         return self._version
 
+    def served_runtime(self) -> Literal["onnx", "torch"] | None:
+        """What answers with the served model, ``"onnx"`` or ``"torch"`` (``None`` before it loaded one)."""
+        return getattr(self._model, "runtime", None if self._model is None else "torch")
+
     def _recently_failed(self, token: tuple[str | None, int]) -> bool:
         return self._failed is not None and self._failed[0] == token and time.monotonic() - self._failed[1] < RETRY_S
 
@@ -103,7 +116,7 @@ class WeightService:
             self._model, self._version, self._token, self.problem = None, None, token, None
             return
         try:
-            self._model = self.registry.load(version, device=self.device)
+            self._model = self.registry.load(version, device=self.device, inference=self.inference)
         except (RegistryError, OSError) as err:
             reason = getattr(err, "reason", None) or "its model file cannot be read"
             self.problem = f"version {version} is active but cannot be loaded ({reason})"

@@ -94,10 +94,18 @@ class NoPredictionHeadsError(FitnessWeightsError):
 class Model(Protocol):
     """What the service needs of a model: its SB3 policy, with ``predict_weights`` for predictions.
 
-    A model may also have a ``manifest`` (a dict) whose ``env_id`` names the env it acts in (:func:`model_env_id`).
+    A model may also have a ``manifest`` (a dict) whose ``env_id`` names the env it acts in (:func:`model_env_id`),
+    and an ``inference`` that answers in the policy's place: its exported graphs
+    (:class:`~fitness_weights_api.model_format.ServedModel`).
     """
 
     policy: Any
+
+
+def _answering(model: Model) -> Any:
+    """What computes the model's actions and predictions: its ``inference`` when it has one, else its policy."""
+    inference = getattr(model, "inference", None)
+    return model.policy if inference is None else inference
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,7 @@ def optimize_weights(
     profile = TraineeProfile.coerce(profile)
     env = _one_trainee_env(env_id)
     observation, _ = env.reset(seed=seed, options={"profiles": [profile]})
-    actions = PolicyActions(model.policy, None if deterministic else [seed])
+    actions = PolicyActions(_answering(model), None if deterministic else [seed])
     for _ in range(steps):
         observation, *_ = env.step(actions(observation))
     state = env.state
@@ -199,7 +207,7 @@ def predict_weights(model: Model, profile: ProfileLike, *, seed: int = 0, env_id
         NoPredictionHeadsError: The model's policy has no ``predict_weights`` (e.g. SB3's ``MlpPolicy``).
         FieldError: A bad or mismatched ``env_id``, or a bad profile field (named).
     """
-    predict = getattr(model.policy, "predict_weights", None)
+    predict = getattr(_answering(model), "predict_weights", None)
     if predict is None:
         raise NoPredictionHeadsError(
             f"{type(model.policy).__name__} has no predict_weights; use an AttnCQQXPolicy model"

@@ -16,7 +16,7 @@ stays on one target; sampling shares the steps between targets as training does 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch as th
@@ -25,6 +25,9 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from fitness_weights_env.errors import FieldError
 from sb3_ext.distributions import LeanCategorical
+
+if TYPE_CHECKING:
+    from sb3_ext.onnx_policy import OnnxPolicy
 
 __all__ = ["ACTION_STREAM", "PolicyActions", "action_generator"]
 
@@ -41,15 +44,17 @@ class PolicyActions:
     """A trained policy as a batched policy ``(observation, env) -> actions`` for :func:`run_episodes`.
 
     Args:
-        policy: The model's policy (``model.policy``), over the Discrete(685) action space.
+        policy: The model's policy (``model.policy``), over the Discrete(685) action space, or its exported graph
+            (:class:`~sb3_ext.onnx_policy.OnnxPolicy`), which samples alike from the same probabilities.
         seeds: One seed per trainee of the batch: sample trainee ``i``'s actions from the policy's
             distribution with :func:`action_generator` of ``seeds[i]``. ``None``: the most likely action.
     """
 
-    def __init__(self, policy: ActorCriticPolicy, seeds: Sequence[int] | None = None) -> None:
+    def __init__(self, policy: ActorCriticPolicy | OnnxPolicy, seeds: Sequence[int] | None = None) -> None:
         self.policy = policy
         self.generators = None if seeds is None else [action_generator(seed) for seed in seeds]
-        policy.set_training_mode(False)
+        if isinstance(policy, th.nn.Module):
+            policy.set_training_mode(False)
 
     def __call__(self, observation: np.ndarray, env: Any = None) -> np.ndarray:
         """The actions (N,) for a batch of observations (N, n) of the policy's space; ``env`` is unused.
@@ -65,18 +70,27 @@ class PolicyActions:
                 f"the policy takes a batch of observations of shape {expected}, got shape {np.shape(observation)}: "
                 "run a model in the env it was trained on",
             )
-        tensor = th.as_tensor(observation, device=self.policy.device)
-        with th.no_grad():
-            if self.generators is None:
-                return self.policy._predict(tensor, deterministic=True).cpu().numpy()
-            distribution = self.policy.get_distribution(tensor)
-            if not isinstance(distribution, CategoricalDistribution):
-                raise TypeError(f"sampled actions need a Discrete action space, got a {type(distribution).__name__}")
-            probs = distribution.probs if isinstance(distribution, LeanCategorical) else distribution.distribution.probs
+        if self.generators is None and isinstance(self.policy, th.nn.Module):
+            with th.no_grad():
+                return self.policy._predict(th.as_tensor(observation, device=self.policy.device), True).cpu().numpy()
+        probs = self._probabilities(observation)
+        if self.generators is None:
+            return np.argmax(probs, axis=1)  # the mode, as SB3's deterministic=True
         if len(self.generators) != len(observation):
             raise ValueError(f"{len(observation)} observations for {len(self.generators)} seeded trainees")
-        cdf = np.cumsum(probs.double().cpu().numpy(), axis=1)
+        cdf = np.cumsum(probs.astype(np.float64), axis=1)
         uniforms = np.array([generator.random() for generator in self.generators])
         # inverse transform: the first action whose cumulative probability exceeds the draw
         actions = np.sum(cdf <= (uniforms * cdf[:, -1])[:, None], axis=1)
         return np.minimum(actions, cdf.shape[1] - 1)
+
+    def _probabilities(self, observation: np.ndarray) -> np.ndarray:
+        """The policy's action probabilities (N, n_actions) for the batch."""
+        if not isinstance(self.policy, th.nn.Module):  # an OnnxPolicy
+            return self.policy.action_probabilities(observation)
+        with th.no_grad():
+            distribution = self.policy.get_distribution(th.as_tensor(observation, device=self.policy.device))
+            if not isinstance(distribution, CategoricalDistribution):
+                raise TypeError(f"the actions need a Discrete action space, got a {type(distribution).__name__}")
+            probs = distribution.probs if isinstance(distribution, LeanCategorical) else distribution.distribution.probs
+            return probs.double().cpu().numpy()

@@ -17,7 +17,7 @@ from fitness_weights_env.layout import ObservationLayout
 from sb3_ext.attention import CQQXNetwork, NetworkOutput
 from sb3_ext.distributions import LeanCategorical
 
-__all__ = ["AttnCQQXPolicy", "AuxPrediction", "HasAuxHeads", "predict_weights"]
+__all__ = ["AttnCQQXPolicy", "AuxPrediction", "HasAuxHeads", "observation_batch", "predict_weights"]
 
 
 CATEGORICALS = ("lean", "sb3")
@@ -224,16 +224,7 @@ def predict_weights(
     policy: HasAuxHeads, observation: np.ndarray | th.Tensor
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
     """``policy``'s predicted CQ and QX matrices and confidence (see :meth:`AttnCQQXPolicy.predict_weights`)."""
-    array = observation.detach().cpu().numpy() if isinstance(observation, th.Tensor) else np.asarray(observation)
-    single = array.ndim == 1
-    batch = array[None] if single else array
-    size = policy.layout.size
-    if batch.ndim != 2 or batch.shape[1] != size:
-        raise ValueError(f"observation must have shape ({size},) or (B, {size}), got {array.shape}")
-    if not np.all(np.isfinite(batch)):
-        raise ValueError("observation contains NaN or infinity")
-    if batch.min(initial=0.0) < 0.0 or batch.max(initial=0.0) > 1.0:
-        raise ValueError("observation values must lie in [0, 1] (the FitnessWeights observation space)")
+    batch, single = observation_batch(observation, policy.layout.size)
     if policy.training:  # SB3's predict does the same; skipped when already off (it walks every module)
         policy.set_training_mode(False)
     with th.no_grad():
@@ -241,6 +232,25 @@ def predict_weights(
         confidence = policy.confidence(aux.log_error)
     cq, qx, conf = (t.float().cpu().numpy() for t in (aux.cq, aux.qx, confidence))
     return (cq[0], qx[0], float(conf[0])) if single else (cq, qx, conf)
+
+
+def observation_batch(observation: np.ndarray | th.Tensor, size: int) -> tuple[np.ndarray, bool]:
+    """``observation`` as a batch (B, ``size``) of the FitnessWeights observation space, and whether it was one row.
+
+    Raises:
+        ValueError: The observation has another shape than (``size``,) or (B, ``size``), or holds NaN, infinity or
+            values outside [0, 1].
+    """
+    array = observation.detach().cpu().numpy() if isinstance(observation, th.Tensor) else np.asarray(observation)
+    single = array.ndim == 1
+    batch = array[None] if single else array
+    if batch.ndim != 2 or batch.shape[1] != size:
+        raise ValueError(f"observation must have shape ({size},) or (B, {size}), got {array.shape}")
+    if not np.all(np.isfinite(batch)):
+        raise ValueError("observation contains NaN or infinity")
+    if batch.min(initial=0.0) < 0.0 or batch.max(initial=0.0) > 1.0:
+        raise ValueError("observation values must lie in [0, 1] (the FitnessWeights observation space)")
+    return batch, single
 
 
 def _aux_prediction(out: NetworkOutput) -> AuxPrediction:
