@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo baselines test test-browser test-tuning lint bench
+.PHONY: setup demo baselines test test-browser test-tuning test-compile lint bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test-browser: setup
 
 test-tuning: setup
 	$(BIN)/python -m pytest -m tuning  # studies shared by processes: a journal file, a real PostgreSQL (docs/testing.md)
+
+test-compile: setup
+	$(BIN)/python -m pytest -m compile  # torch.compile of PPO's loss: a cold compile takes tens of seconds
 
 lint: setup
 	$(BIN)/ruff check .

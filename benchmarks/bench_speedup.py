@@ -11,6 +11,10 @@ the rate of a large fp32 matrix product measured in the same run::
 
     python benchmarks/bench_speedup.py --baseline 8941d78
     python benchmarks/bench_speedup.py --baseline 8941d78 --policies AttnCQQXPolicy --rounds 7
+    python benchmarks/bench_speedup.py --baseline 8941d78 --compile   # and with the loss compiled
+
+With ``--compile`` every arm first trains one rollout untimed (the compiled arm compiles then, and the table gives
+how long that first update took), and the figures are the rollouts after it.
 """
 
 from __future__ import annotations
@@ -32,13 +36,21 @@ import json, sys, time
 import torch as th
 from sb3_ext.config import TrainConfig
 from sb3_ext.recipe import make_model
-policy, rollouts, device = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+policy, rollouts, device, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 config = TrainConfig(1, policy=policy, preset="cpu", device=device)
 model = make_model(config)
+compile_s = None
+if mode != "plain":  # --compile: one untimed rollout first, in every arm; "compiled" compiles the loss then
+    if mode == "compiled":
+        from sb3_ext.compiled import CompiledLoss
+        model.compile, model.compiled_loss = True, CompiledLoss(model.compute_loss, model.device)
+    model.learn(config.rollout_size())
+    compile_s = getattr(getattr(model, "compiled_loss", None), "compile_seconds", None)
 steps = rollouts * config.rollout_size()
 start = time.perf_counter()
-model.learn(steps)
-print(json.dumps({"fps": steps / (time.perf_counter() - start), "threads": th.get_num_threads()}))
+model.learn(steps, reset_num_timesteps=False)
+fps = steps / (time.perf_counter() - start)
+print(json.dumps({"fps": fps, "threads": th.get_num_threads(), "compile_s": compile_s}))
 """
 
 
@@ -56,18 +68,18 @@ def checkout(commit: str) -> Path:
     return tree
 
 
-def fps(tree: Path, policy: str, rollouts: int, device: str) -> float:
-    """One fresh model's training FPS with the code of ``tree``."""
+def fps(tree: Path, policy: str, rollouts: int, device: str, mode: str = "plain") -> dict[str, float]:
+    """One fresh model's training FPS with the code of ``tree`` (``mode``: plain, warm, compiled), and compile_s."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     result = subprocess.run(
-        [sys.executable, "-c", CHILD, policy, str(rollouts), device],
+        [sys.executable, "-c", CHILD, policy, str(rollouts), device, mode],
         cwd=tree,
         env=env,
         check=True,
         capture_output=True,
         text=True,
     )
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["fps"])
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
 def flops_per_step(policy: str) -> float:
@@ -118,16 +130,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--rollouts", type=int, default=2, help="rollouts (collect + update) per figure")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="add this checkout with PPO(compile=True); every arm then trains one untimed rollout first",
+    )
     args = parser.parse_args()
 
     baseline = checkout(args.baseline)
-    codes = {"baseline": baseline, "current": ROOT}
+    codes: dict[str, tuple[Path, str]] = {"baseline": (baseline, "plain"), "current": (ROOT, "plain")}
+    if args.compile:
+        codes = {name: (tree, "warm") for name, (tree, _) in codes.items()}
+        codes["compiled"] = (ROOT, "compiled")
     rates: dict[tuple[str, str], list[float]] = {(p, c): [] for p in args.policies for c in codes}
+    compile_s: dict[str, list[float]] = {p: [] for p in args.policies}
     for round_index in range(args.rounds):
         order = list(codes.items()) if round_index % 2 == 0 else list(codes.items())[::-1]
         for policy in args.policies:
-            for name, tree in order:
-                rates[(policy, name)].append(fps(tree, policy, args.rollouts, args.device))
+            for name, (tree, mode) in order:
+                result = fps(tree, policy, args.rollouts, args.device, mode)
+                rates[(policy, name)].append(result["fps"])
+                if result.get("compile_s") is not None:
+                    compile_s[policy].append(result["compile_s"])
         print(f"round {round_index + 1} of {args.rounds} done", file=sys.stderr, flush=True)
 
     ceiling = fp32_rate()
@@ -141,12 +165,22 @@ def main() -> None:
     )
     print("|---|---:|---:|---:|---:|---:|")
     for policy in args.policies:
-        old, new = (statistics.median(rates[(policy, name)]) for name in codes)
+        old, new = (statistics.median(rates[(policy, name)]) for name in ("baseline", "current"))
         flops = flops_per_step(policy)
         print(
             f"| {policy} | {old:,.0f} | {new:,.0f} | {new / old:.2f}x | {flops / 1e6:.2f} | "
             f"{new * flops / ceiling:.1%} |"
         )
+    if args.compile:
+        print("\n| policy | compiled FPS (median) | compiled / current | compiled / baseline | fraction of the "
+              "fp32 ceiling | first update, compiling, s (each round) |\n|---|---:|---:|---:|---:|---|")  # fmt: skip
+        for policy in args.policies:
+            old, new, compiled = (statistics.median(rates[(policy, name)]) for name in codes)
+            seconds = ", ".join(f"{s:.1f}" for s in compile_s[policy])
+            print(
+                f"| {policy} | {compiled:,.0f} | {compiled / new:.2f}x | {compiled / old:.2f}x | "
+                f"{compiled * flops_per_step(policy) / ceiling:.1%} | {seconds} |"
+            )
 
 
 if __name__ == "__main__":

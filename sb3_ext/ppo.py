@@ -22,6 +22,7 @@ from fitness_weights_env.errors import FieldError
 from sb3_ext.aux_losses import aux_losses
 from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
 from sb3_ext.callbacks import AuxTargetCallback
+from sb3_ext.compiled import CompiledLoss
 from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
 
 __all__ = ["PPO"]
@@ -68,6 +69,11 @@ class PPO(SB3PPO):
             ``"off"``. Always off on CPU.
         grad_accum_steps: Minibatches whose gradients are summed before each optimizer step
             (effective batch ``batch_size * grad_accum_steps``).
+        compile: Compile the minibatch loss, forward and backward, with ``torch.compile``
+            (:mod:`sb3_ext.compiled`): ``True``; ``"auto"``, only for policies with auxiliary heads (``MlpPolicy``
+            stays SB3's, bit for bit); or ``False``. Where it cannot compile, it trains eagerly and warns why.
+            The first update compiles (``train/compile_s`` in the log): tens of seconds cold, a few seconds with
+            TorchInductor's cache warm, so it pays on long runs.
         **sb3_arguments: Every other argument of ``stable_baselines3.PPO``, with the same defaults
             (``learning_rate``, ``n_steps``, ``batch_size``, ``n_epochs``, ``gamma``, ``gae_lambda``,
             ``clip_range``, ``clip_range_vf``, ``normalize_advantage``, ``ent_coef``, ``vf_coef``,
@@ -115,11 +121,14 @@ class PPO(SB3PPO):
         value_loss: ValueLoss = "auto",
         use_amp: AmpMode = "auto",
         grad_accum_steps: int = 1,
+        compile: bool | Literal["auto"] = False,
     ) -> None:
         if value_loss not in ("auto", "huber", "mse"):
             raise FieldError("value_loss", "must be 'auto', 'huber' or 'mse'", value_loss)
         if use_amp not in ("auto", "bf16", "fp16", "off"):
             raise FieldError("use_amp", "must be 'auto', 'bf16', 'fp16' or 'off'", use_amp)
+        if not (isinstance(compile, bool) or compile == "auto"):
+            raise FieldError("compile", "must be True, False or 'auto'", compile)
         if not isinstance(grad_accum_steps, int) or grad_accum_steps < 1:
             raise FieldError("grad_accum_steps", "must be a positive integer", grad_accum_steps)
         for name, coef in (("cq_coef", cq_coef), ("qx_coef", qx_coef), ("error_coef", error_coef)):
@@ -159,6 +168,7 @@ class PPO(SB3PPO):
         self.value_loss = value_loss
         self.use_amp = use_amp
         self.grad_accum_steps = grad_accum_steps
+        self.compile = compile
         self.train_metrics: dict[str, float] = {}
         if _init_setup_model:
             self._setup_model()
@@ -178,9 +188,12 @@ class PPO(SB3PPO):
                 raise ValueError("AttnCQQXPolicy needs the Discrete(685) FitnessWeights action space")
         super()._setup_model()
         self._grad_scaler = th.amp.GradScaler("cuda", enabled=self._amp_dtype() == th.float16)
+        compiling = self.compile is True or (self.compile == "auto" and self.has_aux_heads)
+        self.compiled_loss: CompiledLoss | None = CompiledLoss(self.compute_loss, self.device) if compiling else None
+        """The compiled loss (``compile``), ``None`` when the loss runs eagerly by choice."""
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_grad_scaler"]
+        return [*super()._excluded_save_params(), "_grad_scaler", "compiled_loss"]
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
         if self.has_aux_heads:  # the target filler runs first, before the user's callbacks
@@ -368,6 +381,9 @@ class PPO(SB3PPO):
         n_batches = math.ceil(self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs / self.batch_size)
         history: dict[str, list[float]] = {}
         grad_norms: list[float] = []
+        compiled = self.compiled_loss
+        compute_loss = self.compute_loss if compiled is None else compiled
+        timing = compiled is not None and compiled.compiled and compiled.compile_seconds is None
 
         def optimizer_step() -> None:
             scaler.unscale_(optimizer)
@@ -381,7 +397,7 @@ class PPO(SB3PPO):
             pending = 0  # minibatches whose gradients wait for an optimizer step
             for index, rollout_data in enumerate(self.rollout_buffer.get(self.batch_size)):
                 with autocast:
-                    loss, stats = self.compute_loss(rollout_data, clip_range, clip_range_vf)
+                    loss, stats = compute_loss(rollout_data, clip_range, clip_range_vf)
                 epoch_stats.append(stats)
                 if self.target_kl is not None:
                     # float32, as SB3 keeps it: its early-stopping comparison and mean are float32 arithmetic
@@ -422,6 +438,8 @@ class PPO(SB3PPO):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         if grad_norms:
             self.logger.record("train/grad_norm", float(np.mean(grad_norms)))
+        if timing and compiled is not None and compiled.compile_seconds is not None:  # the first compiled update
+            self.logger.record("train/compile_s", compiled.compile_seconds)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/clip_range", clip_range)
         if self.clip_range_vf is not None:
