@@ -459,11 +459,14 @@ def load_policy(model: SafeModel, device: str = "cpu", inference: str = "torch")
     Raises:
         ModelFormatError: The keyword arguments do not fit the class (``policy_kwargs``), or the weights do not
             match what the class builds: a parameter missing, extra, or of another shape (``weights``).
+        FieldError: ``inference`` is not one of :data:`INFERENCE_RUNTIMES`.
     """
     import importlib
 
     import torch as th
 
+    if inference not in INFERENCE_RUNTIMES:
+        raise FieldError("inference", f"must be one of {', '.join(INFERENCE_RUNTIMES)}", inference)
     manifest = validate_manifest(model.manifest)
     module, name = POLICIES[manifest["policy"]]
     policy_class = getattr(importlib.import_module(module), name)
@@ -500,8 +503,6 @@ def load_policy(model: SafeModel, device: str = "cpu", inference: str = "torch")
     policy.load_state_dict(model.tensors, strict=True)
     policy.set_training_mode(False)
     served = ServedModel(policy.to(device), manifest)
-    if inference not in INFERENCE_RUNTIMES:
-        raise FieldError("inference", f"must be one of {', '.join(INFERENCE_RUNTIMES)}", inference)
     if inference == "onnx":
         served.inference, served.runtime_note = _exported(served.policy, device)
         if served.runtime_note is not None:
@@ -522,6 +523,8 @@ def _exported(policy: BasePolicy, device: str) -> tuple[Any, str | None]:
         return OnnxPolicy.from_policy(policy), None
     except OnnxExportError as err:
         return None, str(err)
+    except Exception as err:  # ONNX Runtime's own errors (a graph it refuses) have no common base
+        return None, f"ONNX Runtime could not run the graphs ({type(err).__name__})"
 
 
 def _constant_zero(_: float) -> float:

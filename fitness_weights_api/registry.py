@@ -392,7 +392,7 @@ class ModelRegistry:
         Raises:
             ModelRefusedError: The version is in the legacy format (``format``), its file does not match its
                 record (``sha256``), or it does not build (the field is named).
-            FieldError: ``version`` is not a version id.
+            FieldError: ``version`` is not a version id, or ``inference`` is not ``"onnx"`` or ``"torch"``.
             RegistryError: Its file is missing (the registry is damaged).
             UnknownVersionError: ``version`` is not registered.
         """

@@ -57,6 +57,7 @@ __all__ = [
     "OnnxPolicyWithHeads",
     "default_cache_dir",
     "export_graphs",
+    "has_heads",
     "onnx_available",
 ]
 
@@ -238,7 +239,7 @@ class _Templates:
         """Graphs exported by this process (the others came from a template)."""
 
     def get(self, policy: BasePolicy, graph: str, cache_dir: Path | None) -> Any:
-
+        """The template of ``policy``'s ``graph``: from memory, else from ``cache_dir``, else exported (and kept)."""
         key = _architecture_key(policy, graph)
         with self.lock:
             if key in self.memory:
