@@ -151,7 +151,8 @@ def main() -> None:
         f"{args.rounds} interleaved rounds of {args.block} predicts and {optimizes} optimizes "
         f"({OPTIMIZATION_STEPS} steps)\n"
     )
-    print(f"| endpoint | {this} p50 / p99 ms | {base} p50 / p99 ms | p50 ratio ({this} / {base}) |\n|---|---:|---:|---:|")
+    header = f"| endpoint | {this} p50 / p99 ms | {base} p50 / p99 ms | p50 ratio ({this} / {base}) |"
+    print(f"{header}\n|---|---:|---:|---:|")
     for endpoint in ("predict", "optimize"):
         a, b = np.asarray(times[this][endpoint]), np.asarray(times[base][endpoint])
         print(
