@@ -31,16 +31,16 @@ from sb3_ext.onnx_policy import (
 )
 
 pytest.importorskip("onnxruntime")
-SMALL = {"embed_dim": 8, "n_latents": 2}
+# The default widths, as the service's models: a graph is exported once per architecture and shared from then on.
 
 
 def _policy(kind: str, env_id: str = "FitnessWeights-v0", seed: int = 0):
     env = gym.make(env_id)
     th.manual_seed(seed)
     if kind == "attn":
-        return AttnCQQXPolicy(env.observation_space, env.action_space, lambda _: 3e-4, **SMALL)
+        return AttnCQQXPolicy(env.observation_space, env.action_space, lambda _: 3e-4)
     if kind == "offline-attn":
-        return OfflineAttnPolicy(env.observation_space, env.action_space, lambda _: 3e-4, critics=False, **SMALL)
+        return OfflineAttnPolicy(env.observation_space, env.action_space, lambda _: 3e-4, critics=False)
     return ActorCriticPolicy(env.observation_space, env.action_space, lambda _: 3e-4, net_arch=[32])
 
 
