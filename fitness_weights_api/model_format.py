@@ -62,6 +62,7 @@ __all__ = [
     "SafeModel",
     "ServedModel",
     "archive_timesteps",
+    "check_inference",
     "convert_sb3_archive",
     "load_policy",
     "make_manifest",
@@ -448,6 +449,12 @@ INFERENCE_RUNTIMES = ("onnx", "torch")
 """What may answer a served model's requests: its exported graphs in ONNX Runtime, or the torch policy."""
 
 
+def check_inference(inference: Any) -> None:
+    """Raise ``FieldError`` (``inference``) unless ``inference`` is one of :data:`INFERENCE_RUNTIMES`."""
+    if inference not in INFERENCE_RUNTIMES:
+        raise FieldError("inference", f"must be one of {', '.join(INFERENCE_RUNTIMES)}", inference)
+
+
 def load_policy(model: SafeModel, device: str = "cpu", inference: str = "torch") -> ServedModel:
     """Build the manifest's policy for its env's spaces and load the weights strictly; in eval mode on ``device``.
 
@@ -465,8 +472,7 @@ def load_policy(model: SafeModel, device: str = "cpu", inference: str = "torch")
 
     import torch as th
 
-    if inference not in INFERENCE_RUNTIMES:
-        raise FieldError("inference", f"must be one of {', '.join(INFERENCE_RUNTIMES)}", inference)
+    check_inference(inference)
     manifest = validate_manifest(model.manifest)
     module, name = POLICIES[manifest["policy"]]
     policy_class = getattr(importlib.import_module(module), name)

@@ -25,7 +25,7 @@ from fitness_weights_api.jobs import JobManager
 from fitness_weights_api.registry import ModelRegistry, ModelVersion, RegistryError
 from fitness_weights_api.weights import WeightsResult, model_env_id, optimize_weights, predict_weights
 from fitness_weights_env.episode import ProfileLike
-from fitness_weights_env.errors import FieldError, FitnessWeightsError
+from fitness_weights_env.errors import FitnessWeightsError
 
 __all__ = ["RETRY_S", "NoActiveModelError", "ServedResult", "WeightService"]
 
@@ -68,10 +68,9 @@ class WeightService:
             raise ValueError("jobs must register their models in the service's registry")
         self.registry = registry
         self.jobs = jobs
-        from fitness_weights_api.model_format import INFERENCE_RUNTIMES
+        from fitness_weights_api.model_format import check_inference
 
-        if inference not in INFERENCE_RUNTIMES:
-            raise FieldError("inference", f"must be one of {', '.join(INFERENCE_RUNTIMES)}", inference)
+        check_inference(inference)
         self.device = device
         self.inference = inference
         self._lock = threading.Lock()

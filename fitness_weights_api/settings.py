@@ -165,8 +165,9 @@ class ServiceSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise FieldError(name, "must be an integer of at least 1", value)
-        if self.inference not in ("onnx", "torch"):
-            raise FieldError("inference", "must be 'onnx' or 'torch'", self.inference)
+        from fitness_weights_api.model_format import check_inference
+
+        check_inference(self.inference)
         if isinstance(self.torch_threads, bool) or not isinstance(self.torch_threads, int) or self.torch_threads < 0:
             raise FieldError("torch_threads", "must be an integer of at least 0", self.torch_threads)
 

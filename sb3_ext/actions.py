@@ -29,7 +29,7 @@ from sb3_ext.distributions import LeanCategorical
 if TYPE_CHECKING:
     from sb3_ext.onnx_policy import OnnxPolicy
 
-__all__ = ["ACTION_STREAM", "PolicyActions", "action_generator"]
+__all__ = ["ACTION_STREAM", "PolicyActions", "action_generator", "action_probabilities"]
 
 ACTION_STREAM = 0xAC7
 """Second word of an action generator's seed: keeps its draws apart from other generators seeded alike."""
@@ -89,8 +89,20 @@ class PolicyActions:
         if not isinstance(self.policy, th.nn.Module):  # an OnnxPolicy
             return self.policy.action_probabilities(observation)
         with th.no_grad():
-            distribution = self.policy.get_distribution(th.as_tensor(observation, device=self.policy.device))
-            if not isinstance(distribution, CategoricalDistribution):
-                raise TypeError(f"the actions need a Discrete action space, got a {type(distribution).__name__}")
-            probs = distribution.probs if isinstance(distribution, LeanCategorical) else distribution.distribution.probs
+            probs = action_probabilities(self.policy, th.as_tensor(observation, device=self.policy.device))
             return probs.double().cpu().numpy()
+
+
+def action_probabilities(policy: Any, observation: th.Tensor) -> th.Tensor:
+    """The probabilities (N, n_actions) of ``policy``'s action distribution for a batch of observations.
+
+    ``policy`` is an SB3 actor-critic or offline policy over a Discrete action space: this is what its actions are
+    drawn from, here and in its exported graph (:mod:`sb3_ext.onnx_policy`).
+
+    Raises:
+        TypeError: The policy's distribution is not categorical.
+    """
+    distribution = policy.get_distribution(observation)
+    if not isinstance(distribution, CategoricalDistribution):
+        raise TypeError(f"the actions need a Discrete action space, got a {type(distribution).__name__}")
+    return distribution.probs if isinstance(distribution, LeanCategorical) else distribution.distribution.probs

@@ -46,7 +46,7 @@ import torch as th
 from stable_baselines3.common.policies import BasePolicy
 from torch import nn
 
-from sb3_ext.distributions import LeanCategorical
+from sb3_ext.actions import action_probabilities
 from sb3_ext.policies import observation_batch
 
 __all__ = [
@@ -98,20 +98,13 @@ def default_cache_dir() -> Path:
 # -- what each graph computes ------------------------------------------------------------------------------------
 
 
-def _probabilities(policy: BasePolicy, observation: th.Tensor) -> th.Tensor:
-    distribution = cast(Any, policy).get_distribution(observation)  # an ActorCriticPolicy or an offline policy
-    if isinstance(distribution, LeanCategorical):
-        return distribution.probs
-    return distribution.distribution.probs  # SB3's CategoricalDistribution
-
-
 class _Actor(nn.Module):
     def __init__(self, policy: BasePolicy) -> None:
         super().__init__()
         self.policy = policy
 
     def forward(self, observation: th.Tensor) -> th.Tensor:
-        return _probabilities(self.policy, observation)
+        return action_probabilities(self.policy, observation)
 
 
 class _Heads(nn.Module):
@@ -384,7 +377,7 @@ class OnnxPolicy:
         for batch in (probes, probes[:1]):
             tensor = th.as_tensor(batch, device=policy.device)
             with th.no_grad(), _no_argument_validation():
-                expected = {"probs": _probabilities(policy, tensor)}
+                expected = {"probs": action_probabilities(policy, tensor)}
                 if "heads" in self.sessions:
                     expected.update(zip(_OUTPUTS["heads"], _Heads(policy)(tensor), strict=True))
             found = dict(zip(_OUTPUTS["actor"], self.run("actor", batch), strict=True))
