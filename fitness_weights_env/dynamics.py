@@ -2,9 +2,9 @@
 
 Every function works on a batch of trainees (leading axis ``N``). The single env runs it at N=1,
 the vector env at N=num_envs, and the greedy oracle evaluates all 685 actions of every trainee at
-once with :func:`evaluate`. The kernel is written with array-API operations (``xp.sum``,
-``xp.where``, integer-array indexing, ...) taken from the arrays' namespace, so that a torch
-backend can reuse it.
+once with :func:`evaluate`. The kernel is written with array-API operations (``xp.vecdot``,
+``xp.where``, integer-array indexing, ...) taken from the arrays' namespace, so the same functions
+step numpy arrays or torch tensors on any device (:mod:`fitness_weights_env.backend`).
 
 **Weights layout.** CQ (93 x 5) and QX (5 x 44) live in one padded array ``weights`` of shape
 ``(N, 98, 44)``: rows 0..92 are the CQ rows (subjects, first 5 columns used, the rest 0), rows
@@ -33,11 +33,12 @@ where ``q`` are the trainee's qualities and CQ0, QX0 the episode's initial matri
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import astuple, dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
 
+from fitness_weights_env.backend import array_namespace, device_of, tables_like, to_numpy
 from fitness_weights_env.catalog import CATALOG
 from fitness_weights_env.errors import FieldError
 from fitness_weights_env.layout import LAYOUT, METRIC_NAMES
@@ -84,12 +85,45 @@ ACTION_MATRIX = np.stack([_is_cq, ~_is_cq], axis=1).astype(np.float64)
 """(685, 2) one-hot of the matrix each action adjusts: column 0 CQ, column 1 QX."""
 del _actions, _is_cq
 
-# Row sums are dot products with a vector of ones: ``vecdot`` sums each row on its own, so a trainee's
-# numbers do not depend on the batch it is in (a matrix product may block rows differently).
-_ONES_COLS = np.ones(N_COLS)
-_ONES_CQ = np.ones(N_SUBJECTS)
-_ONES_QX = np.ones(N_QUALITIES)
-_ONES_MATRICES = np.ones(2)
+
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, so a backend caches its copy of each table
+class _Tables:
+    """The constants the kernel indexes or multiplies with; :func:`_tables` gives them in a state's namespace."""
+
+    action_row: Any
+    action_col: Any
+    action_matrix: Any
+    # Row sums are dot products with a vector of ones: ``vecdot`` sums each row on its own, so a trainee's
+    # numbers do not depend on the batch it is in (a matrix product may block rows differently).
+    ones_cols: Any
+    ones_cq: Any
+    ones_qx: Any
+    ones_matrices: Any
+    cq_prior: Any
+    qx_prior: Any
+
+
+_NUMPY_TABLES = _Tables(
+    ACTION_ROW,
+    ACTION_COL,
+    ACTION_MATRIX,
+    np.ones(N_COLS),
+    np.ones(N_SUBJECTS),
+    np.ones(N_QUALITIES),
+    np.ones(2),
+    np.asarray(CATALOG.cq_prior),
+    np.asarray(CATALOG.qx_prior),
+)
+
+
+def _convert(xp: Any, device: Any, tables: _Tables) -> _Tables:
+    return _Tables(*(xp.asarray(table, device=device) for table in astuple(tables)))
+
+
+def _tables(x: Any) -> _Tables:
+    """The kernel's constants in the namespace and on the device of ``x`` (numpy's own for numpy)."""
+    return tables_like(_NUMPY_TABLES, x, _convert)
+
 
 _RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (
     METRIC_NAMES.index(name) for name in ("recent_improvement", "injury_risk", "training_efficiency", "consistency")
@@ -133,14 +167,6 @@ def check_actions(actions: Any, shape: tuple[int, ...]) -> np.ndarray:
     return flat
 
 
-def array_namespace(x: Any) -> Any:
-    """The array-API namespace of ``x`` (numpy for numpy arrays)."""
-    if type(x) is np.ndarray:  # the common case, without the lookup
-        return np
-    get = getattr(x, "__array_namespace__", None)
-    return get() if get is not None else np
-
-
 def reward(target_score: Any, drift: Any, drift_coef: float) -> Any:
     """The reward: the mean target score minus the drift penalty."""
     return target_score - drift_coef * drift
@@ -156,17 +182,17 @@ def initial_matrices(target_mask: Any, init: Init, target_rows: Any | None = Non
         target_rows: (number of targets in the batch, 5) draws in [0, 1), one row per target in
             row-major order of ``target_mask`` (trainee, then subject); required for ``"uniform"``.
     """
-    xp = array_namespace(target_mask)
+    xp, tables, device = array_namespace(target_mask), _tables(target_mask), device_of(target_mask)
     n = target_mask.shape[0]
     if init == "uniform":
         if target_rows is None:
             raise ValueError("init='uniform' needs uniform draws for the target rows")
-        cq = xp.full((n, N_SUBJECTS, N_QUALITIES), 1.0 / N_QUALITIES)
-        cq[xp.nonzero(target_mask)] = target_rows * (1.0 / xp.vecdot(target_rows, _ONES_QX))[:, None]
-        qx = xp.full((n, N_QUALITIES, N_EXERCISES), 1.0 / N_EXERCISES)
+        cq = xp.full((n, N_SUBJECTS, N_QUALITIES), 1.0 / N_QUALITIES, dtype=xp.float64, device=device)
+        cq[xp.nonzero(target_mask)] = target_rows * (1.0 / xp.vecdot(target_rows, tables.ones_qx))[:, None]
+        qx = xp.full((n, N_QUALITIES, N_EXERCISES), 1.0 / N_EXERCISES, dtype=xp.float64, device=device)
     elif init == "prior":
-        cq = xp.broadcast_to(xp.asarray(CATALOG.cq_prior), (n, N_SUBJECTS, N_QUALITIES))
-        qx = xp.broadcast_to(xp.asarray(CATALOG.qx_prior), (n, N_QUALITIES, N_EXERCISES))
+        cq = xp.broadcast_to(tables.cq_prior, (n, N_SUBJECTS, N_QUALITIES))
+        qx = xp.broadcast_to(tables.qx_prior, (n, N_QUALITIES, N_EXERCISES))
     else:
         raise FieldError("init", "must be 'uniform' or 'prior'", init)
     return cq, qx
@@ -208,23 +234,44 @@ class WeightState:
     step_size: float
 
     @classmethod
-    def zeros(cls, n: int, step_size: float, size: int = LAYOUT.size) -> WeightState:
-        """An empty state for ``n`` trainees with observations of ``size`` values; fill it with :func:`reset`."""
+    def zeros(
+        cls, n: int, step_size: float, size: int = LAYOUT.size, *, xp: Any = np, device: Any = None
+    ) -> WeightState:
+        """An empty state for ``n`` trainees with observations of ``size`` values; fill it with :func:`reset`.
+
+        Args:
+            n: Number of trainees.
+            step_size: Size of one adjustment.
+            size: Values per observation.
+            xp: The array namespace of the state (:func:`fitness_weights_env.backend.namespace`); numpy by default.
+            device: The device of its arrays (``None``: the namespace's default).
+        """
+
+        def zeros(*shape: int) -> Any:
+            return xp.zeros(shape, dtype=xp.float64, device=device)
+
         return cls(
-            observation=np.zeros((n, size), dtype=np.float32),
-            weights=np.zeros((n, N_ROWS, N_COLS)),
-            initial=np.zeros((n, N_ROWS, N_COLS)),
-            qualities=np.zeros((n, N_QUALITIES)),
-            inverse_best_quality=np.zeros(n),
-            target_weight=np.zeros((n, N_ROWS)),
-            row_score=np.zeros((n, N_ROWS)),
-            row_drift=np.zeros((n, N_ROWS)),
-            row_energy=np.zeros((n, N_ROWS)),
-            target_score=np.zeros(n),
-            drift_sq=np.zeros((n, 2)),
-            drift=np.zeros(n),
+            observation=xp.zeros((n, size), dtype=xp.float32, device=device),
+            weights=zeros(n, N_ROWS, N_COLS),
+            initial=zeros(n, N_ROWS, N_COLS),
+            qualities=zeros(n, N_QUALITIES),
+            inverse_best_quality=zeros(n),
+            target_weight=zeros(n, N_ROWS),
+            row_score=zeros(n, N_ROWS),
+            row_drift=zeros(n, N_ROWS),
+            row_energy=zeros(n, N_ROWS),
+            target_score=zeros(n),
+            drift_sq=zeros(n, 2),
+            drift=zeros(n),
             step_size=step_size,
         )
+
+    def to_numpy(self) -> WeightState:
+        """The state in numpy arrays: itself for the numpy backend, else a host copy."""
+        if type(self.weights) is np.ndarray:
+            return self
+        arrays = {f.name: to_numpy(getattr(self, f.name)) for f in fields(self) if f.name != "step_size"}
+        return WeightState(**arrays, step_size=self.step_size)
 
     def subset(self, index: slice) -> WeightState:
         """The trainees in ``index`` as a state of views (no copy)."""
@@ -269,14 +316,14 @@ class Outcome:
 def _drift(drift_sq: Any) -> Any:
     """``||CQ - CQ0||_F + ||QX - QX0||_F`` from the squared norms (..., 2), clamped at 0 against rounding."""
     xp = array_namespace(drift_sq)
-    return xp.vecdot(xp.sqrt(xp.maximum(drift_sq, 0.0)), _ONES_MATRICES)
+    return xp.vecdot(xp.sqrt(xp.maximum(drift_sq, 0.0)), _tables(drift_sq).ones_matrices)
 
 
 def _adjusted(rows: Any, entry: Any, cols: Any, deltas: Any) -> Any:
     """The rows (in place) after their cells ``cols`` moved by ``deltas`` within [0, 1], each divided by its sum."""
     xp = array_namespace(rows)
     rows[entry, cols] = xp.minimum(xp.maximum(rows[entry, cols] + deltas, 0.0), 1.0)
-    rows *= (1.0 / xp.vecdot(rows, _ONES_COLS))[:, None]
+    rows *= (1.0 / xp.vecdot(rows, _tables(rows).ones_cols))[:, None]
     return rows
 
 
@@ -289,7 +336,7 @@ def _row_drift(new: Any, initial: Any, row_drift: Any, drift_sq: Any, actions: A
     xp = array_namespace(new)
     difference = new - initial
     new_drift = xp.vecdot(difference, difference)
-    return new_drift, drift_sq + (new_drift - row_drift)[:, None] * ACTION_MATRIX[actions]
+    return new_drift, drift_sq + (new_drift - row_drift)[:, None] * _tables(new).action_matrix[actions]
 
 
 def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> Outcome:
@@ -301,22 +348,23 @@ def evaluate(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -
         deltas: The change of each adjusted cell, broadcastable to ``actions``.
         drift_coef: Coefficient of the drift penalty.
     """
-    xp = array_namespace(state.weights)
+    xp, tables, device = array_namespace(state.weights), _tables(state.weights), device_of(state.weights)
     n_trainees, shape = state.weights.shape[0], actions.shape
-    trainee = xp.arange(n_trainees)
+    trainee = xp.arange(n_trainees, device=device)
     candidates = actions.ndim > 1
     if candidates:  # one entry per (trainee, candidate), trainee-major
         flat = xp.reshape(actions, (-1,))
         trainee = xp.reshape(xp.broadcast_to(trainee[:, None], shape), (-1,))
-        entry = xp.arange(flat.shape[0])
-        deltas = xp.reshape(xp.broadcast_to(xp.asarray(deltas, dtype=state.weights.dtype), shape), (-1,))
+        entry = xp.arange(flat.shape[0], device=device)
+        deltas = xp.asarray(deltas, dtype=state.weights.dtype, device=device)
+        deltas = xp.reshape(xp.broadcast_to(deltas, shape), (-1,))
     else:
         flat, entry = actions, trainee
 
     def own(x: Any) -> Any:  # a per-trainee array, one value per entry
         return x[trainee] if candidates else x
 
-    rows, cols = ACTION_ROW[flat], ACTION_COL[flat]
+    rows, cols = tables.action_row[flat], tables.action_col[flat]
     new = _adjusted(state.weights[trainee, rows], entry, cols, deltas)
     score = xp.vecdot(new[:, :N_QUALITIES], own(state.qualities))
     initial, row_drift = state.initial[trainee, rows], state.row_drift[trainee, rows]
@@ -352,7 +400,7 @@ def apply(state: WeightState, actions: Any, deltas: Any, drift_coef: float) -> O
     """
     xp = array_namespace(state.weights)
     outcome = evaluate(state, actions, deltas, drift_coef)
-    trainee, rows = xp.arange(actions.shape[0]), outcome.rows
+    trainee, rows = xp.arange(actions.shape[0], device=device_of(state.weights)), outcome.rows
     state.weights[trainee, rows] = outcome.new_rows
     state.row_score[trainee, rows] = outcome.row_score
     state.row_drift[trainee, rows] = outcome.row_drift
@@ -377,9 +425,9 @@ def move_rows(state: WeightState, actions: Any, deltas: Any) -> RowChange:
     the row is renormalized as in :func:`apply`, and ``row_drift``, ``drift_sq`` and ``drift`` follow; v0's
     scores, energies and metrics are left as they are (v1 has its own).
     """
-    xp = array_namespace(state.weights)
-    trainee = xp.arange(actions.shape[0])
-    rows, cols = ACTION_ROW[actions], ACTION_COL[actions]
+    xp, tables = array_namespace(state.weights), _tables(state.weights)
+    trainee = xp.arange(actions.shape[0], device=device_of(state.weights))
+    rows, cols = tables.action_row[actions], tables.action_col[actions]
     # each trainee's adjusted row by its flat index: a take is cheaper than indexing with two arrays
     flat = trainee * N_ROWS + rows
     weights, initial = xp.reshape(state.weights, (-1, N_COLS)), xp.reshape(state.initial, (-1, N_COLS))
@@ -427,7 +475,7 @@ def reset(state: WeightState, index: Any, vectors: Any, cq: Any, qx: Any) -> Non
     best = xp.max(qualities, axis=-1)
     state.inverse_best_quality[index] = xp.where(best > 0.0, 1.0 / xp.where(best > 0.0, best, 1.0), 0.0)
     mask = xp.astype(vectors[:, LAYOUT.targets], dtype)
-    target_weight = mask / xp.maximum(xp.vecdot(mask, _ONES_CQ), 1.0)[:, None]
+    target_weight = mask / xp.maximum(xp.vecdot(mask, _tables(mask).ones_cq), 1.0)[:, None]
     state.target_weight[index, :N_SUBJECTS] = target_weight
     row_score = xp.vecdot(cq, qualities[:, None, :])
     state.row_score[index, :N_SUBJECTS] = row_score
@@ -456,7 +504,7 @@ def _write_metrics(state: WeightState, index: Any, previous_target_score: Any) -
     metrics = state.observation[:, LAYOUT.metrics]  # a view, columns in METRIC_NAMES order
     change = (target_score - previous_target_score) * (0.5 / state.step_size)
     metrics[index, _RECENT_IMPROVEMENT] = xp.minimum(xp.maximum(change + 0.5, 0.0), 1.0)
-    qx_energy = xp.vecdot(state.row_energy[index, N_SUBJECTS:], _ONES_QX)  # sum of squares of QX
+    qx_energy = xp.vecdot(state.row_energy[index, N_SUBJECTS:], _tables(state.weights).ones_qx)  # QX's squares
     metrics[index, _INJURY_RISK] = xp.maximum(qx_energy * _INJURY_SCALE - _INJURY_OFFSET, 0.0)
     metrics[index, _TRAINING_EFFICIENCY] = xp.minimum(target_score * state.inverse_best_quality[index], 1.0)
     metrics[index, _CONSISTENCY] = xp.exp(-state.drift[index])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
 import gymnasium as gym
@@ -14,6 +14,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from fitness_weights_env import dynamics
+from fitness_weights_env.backend import Backend, namespace, to_numpy
 from fitness_weights_env.env import check_options
 from fitness_weights_env.episode import (
     DEFAULT_MAX_EPISODE_STEPS,
@@ -72,25 +73,44 @@ def _check_autoreset_mode(value: Any) -> AutoresetMode:
         raise FieldError("autoreset_mode", f"must be one of {_AUTORESET_MODES}", value) from None
 
 
-def _scatter(info: dict[str, Any], index: np.ndarray, n: int) -> dict[str, Any]:
+def _scatter(info: dict[str, Any], index: Any, n: int, xp: Any, device: Any) -> dict[str, Any]:
     """The batched info of the trainees at ``index`` spread over all ``n`` (0 elsewhere), nested dicts too."""
     full: dict[str, Any] = {}
     for key, value in info.items():
         if isinstance(value, dict):
-            full[key] = _scatter(value, index, n)
+            full[key] = _scatter(value, index, n, xp, device)
         else:
-            full[key] = np.zeros((n, *value.shape[1:]), dtype=value.dtype)
+            full[key] = xp.zeros((n, *value.shape[1:]), dtype=value.dtype, device=device)
             full[key][index] = value
     return full
 
 
-def _with_masks(info: dict[str, Any], present: np.ndarray) -> dict[str, Any]:
-    """Add Gymnasium's ``_key`` mask beside every key, in nested dicts too (as ``VectorEnv._add_info`` does)."""
+def _with_masks(info: dict[str, Any], present: np.ndarray, as_array: Callable[[Any], Any]) -> dict[str, Any]:
+    """Add Gymnasium's ``_key`` mask beside every key, in nested dicts too (as ``VectorEnv._add_info`` does).
+
+    ``as_array`` makes each mask an array of the env's backend from a copy of ``present``.
+    """
     for key in list(info):
         if isinstance(info[key], dict):
-            _with_masks(info[key], present)
-        info[f"_{key}"] = present.copy()
+            _with_masks(info[key], present, as_array)
+        info[f"_{key}"] = as_array(present.copy())
     return info
+
+
+def _check_device(backend: Backend, device: Any) -> Any:
+    """The torch device of the torch backend (``"cpu"`` by default); ``None`` for numpy, which has no other."""
+    if backend == "numpy":
+        if device not in (None, "cpu"):
+            raise FieldError("device", "needs backend='torch': the numpy backend runs on the host only", device)
+        return None
+    import torch
+
+    try:
+        checked = torch.device("cpu" if device is None else device)
+        torch.empty(0, device=checked)  # a device that does not exist here fails now, not at the first step
+    except (RuntimeError, TypeError, AssertionError) as error:
+        raise FieldError("device", f"is not a usable torch device ({type(error).__name__})", device) from None
+    return checked
 
 
 class FitnessWeightsVectorEnv(VectorEnv):
@@ -148,6 +168,17 @@ class FitnessWeightsVectorEnv(VectorEnv):
     ``options`` itself is left unchanged (``SyncVectorEnv`` removes ``"reset_mask"`` from it), so the vector
     wrappers that read the mask after the env, such as ``RecordEpisodeStatistics``, see it.
 
+    ## Backends: numpy, or torch on any device
+
+    ``backend="torch"`` (with ``device="cuda"``, ``"cpu"``, ...) keeps the whole state in torch tensors on the
+    device and steps it with the same kernel (:mod:`fitness_weights_env.backend`). Observations, rewards,
+    ``terminated``, ``truncated`` and the info's values (and masks) are then tensors on the device, and actions
+    may be a tensor there (or a numpy array). Two things differ from the numpy backend: with ``SAME_STEP``,
+    ``info["final_obs"]`` is one ``(num_envs, size)`` tensor, 0 where ``info["_final_obs"]`` is false, as the
+    other batched keys are, not an object array of rows; and random draws (new trainees, ``adjustment="random"``)
+    are still made by each trainee's numpy generator and copied to the device, so that the two backends give
+    the same episodes, to rounding.
+
     ## Attributes of the trainees
 
     A ``SyncVectorEnv`` answers ``get_attr(name)`` with one value per sub-env object; this env has no
@@ -177,6 +208,8 @@ class FitnessWeightsVectorEnv(VectorEnv):
         init: Initial matrices, ``"uniform"`` or ``"prior"``.
         drift_coef: Drift penalty coefficient.
         info_matrices: ``"final"`` or ``"every_step"`` (see above).
+        backend: ``"numpy"`` (default) or ``"torch"`` (see above).
+        device: The torch backend's device (default ``"cpu"``); the numpy backend takes only ``None`` or ``"cpu"``.
 
     Raises:
         FieldError: An argument is invalid (the error names it).
@@ -196,6 +229,8 @@ class FitnessWeightsVectorEnv(VectorEnv):
         init: dynamics.Init = "uniform",
         drift_coef: float = 0.01,
         info_matrices: InfoMatrices = "final",
+        backend: Backend = "numpy",
+        device: Any = None,
     ) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise FieldError("num_envs", "must be a positive integer", num_envs)
@@ -210,7 +245,10 @@ class FitnessWeightsVectorEnv(VectorEnv):
         self.single_action_space = spaces.Discrete(dynamics.N_ACTIONS)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.state = dynamics.WeightState.zeros(self.num_envs, self.config.step_size)
+        self.backend: Backend = backend
+        self._xp = namespace(backend)  # validates the backend
+        self.device = _check_device(backend, device)
+        self.state = dynamics.WeightState.zeros(self.num_envs, self.config.step_size, xp=self._xp, device=self.device)
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self._seeds: list[int | None] = [None] * self.num_envs
         self._started = np.zeros(self.num_envs, dtype=bool)  # reset at least once
@@ -293,7 +331,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
         self._started[index] = True
         self._all_started = bool(self._started.all())
         self._autoreset[index] = False
-        return self.state.observation.copy(), self._batched_info(mask, matrices=True)
+        return self._copy(self.state.observation), self._batched_info(mask, matrices=True)
 
     def _check_reset_mask(self, mask: Any) -> np.ndarray | None:
         """The validated ``options["reset_mask"]``; ``None`` when it selects every trainee (or is absent)."""
@@ -360,15 +398,45 @@ class FitnessWeightsVectorEnv(VectorEnv):
         self, index: np.ndarray | slice, rngs: list[np.random.Generator], profiles: Sequence[ProfileLike | None]
     ) -> None:
         """Draw and start the episodes of the trainees at ``index``, trainee ``i`` with ``rngs[i]``."""
-        dynamics.reset(self.state, index, *self.config.draw_starts(rngs, profiles))
+        starts = self.config.draw_starts(rngs, profiles)
+        dynamics.reset(self.state, self._on_device(index), *map(self._on_device, starts))
 
-    def _step_kernel(self, actions: np.ndarray, stepping: np.ndarray | None) -> np.ndarray:
+    def _step_kernel(self, actions: Any, stepping: np.ndarray | None) -> Any:
         """One kernel step of every trainee; random draws only for those in ``stepping`` (all for ``None``)."""
-        return dynamics.step(self.state, actions, self._draw_deltas(stepping), self.config.drift_coef)
+        deltas = self._on_device(self._draw_deltas(stepping))
+        return dynamics.step(self.state, actions, deltas, self.config.drift_coef)
 
-    def _kernel_info(self, index: np.ndarray | slice, matrices: bool) -> dict[str, Any]:
-        """The kernel's batched info of the trainees at ``index``."""
+    def _kernel_info(self, index: Any, matrices: bool) -> dict[str, Any]:
+        """The kernel's batched info of the trainees at ``index`` (an index of the backend, or a slice)."""
         return dynamics.step_info(self.state, index, matrices=matrices)
+
+    # --- the backend: host bookkeeping in numpy, the state where the backend keeps it -----------------------------
+
+    def _on_device(self, x: Any) -> Any:
+        """A host array (an index, a mask, draws) as an array of the backend; floats, slices and numpy's as they are."""
+        if self._xp is np or not isinstance(x, np.ndarray):
+            return x
+        return self._xp.asarray(np.ascontiguousarray(x), device=self.device)  # a read-only view is copied first
+
+    def _copy(self, x: Any) -> Any:
+        return x.copy() if self._xp is np else self._xp.asarray(x, copy=True)
+
+    def _check_actions(self, actions: Any) -> Any:
+        """The validated actions as a flat int64 array of the backend (a tensor may be given to the torch one)."""
+        if self._xp is np or not type(actions).__module__.startswith("torch"):
+            return self._on_device(dynamics.check_actions(actions, (self.num_envs,)))
+        xp, n = self._xp, dynamics.N_ACTIONS
+        if not xp.isdtype(actions.dtype, "integral"):
+            raise dynamics.InvalidActionError("actions", f"must be integers in [0, {n}), got dtype {actions.dtype}")
+        if tuple(actions.shape) != (self.num_envs,):
+            raise dynamics.InvalidActionError(
+                "actions", f"expected shape {(self.num_envs,)}, got shape {tuple(actions.shape)}"
+            )
+        actions = xp.astype(actions.to(self.device), xp.int64)
+        bad = (actions < 0) | (actions >= n)
+        if bool(xp.any(bad)):  # one synchronization per step: every input is bounded
+            raise dynamics.InvalidActionError("actions", f"must be in [0, {n})", actions[bad][:5].tolist())
+        return actions
 
     def _terminated(self) -> np.ndarray:
         """(num_envs,) bool: the trainees whose episode ended in a terminal state this step (none in v0)."""
@@ -390,7 +458,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
         if not self._all_started:
             missing = np.flatnonzero(~self._started).tolist()
             raise gym.error.ResetNeeded(f"call reset() before step(): trainees {missing} were never reset")
-        actions = dynamics.check_actions(actions, (self.num_envs,))
+        actions = self._check_actions(actions)
         restarting = self._autoreset
         any_restarting = bool(restarting.any())
         if any_restarting and self.autoreset_mode == AutoresetMode.DISABLED:
@@ -403,8 +471,9 @@ class FitnessWeightsVectorEnv(VectorEnv):
         if any_restarting and restarting.all():  # NEXT_STEP, every trainee restarts: no adjustment to make
             self._start(slice(None), [None] * n)
             self._autoreset = np.zeros(n, dtype=bool)
-            no = np.zeros(n, dtype=bool)
-            return self.state.observation.copy(), np.zeros(n), no, no.copy(), self._batched_info(None, every_step)
+            no = self._on_device(np.zeros(n, dtype=bool))
+            observation, rewards = self._copy(self.state.observation), self._on_device(np.zeros(n))
+            return observation, rewards, no, self._copy(no), self._batched_info(None, every_step)
 
         # One kernel call for the batch. NEXT_STEP: restarting trainees are adjusted too (without a random
         # draw), then restarted, which overwrites their state; their reward is 0.
@@ -414,29 +483,30 @@ class FitnessWeightsVectorEnv(VectorEnv):
         if any_restarting:
             index = np.flatnonzero(restarting)
             self._start(index, [None] * len(index))
-            rewards[index] = 0.0
-        terminated = self._terminated()
+            rewards[self._on_device(index)] = 0.0
+        terminated = self._terminated()  # host arrays: the episodes' bookkeeping stays in numpy
         if self.max_episode_steps is None:
             truncated = np.zeros(n, dtype=bool)
         else:
             truncated = self._elapsed_steps >= self.max_episode_steps
         done = terminated | truncated
         any_done = bool(done.any())
-        observation = self.state.observation.copy()
+        observation = self._copy(self.state.observation)
+        ended = self._on_device(terminated), self._on_device(truncated)
 
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             if not any_done:
-                return observation, rewards, terminated, truncated, self._batched_info(None, every_step)
+                return observation, rewards, *ended, self._batched_info(None, every_step)
             done_index = np.flatnonzero(done)
-            final_obs = np.full(n, None, dtype=object)
-            for i, row in zip(done_index, observation[done_index], strict=True):  # rows of a copy
-                final_obs[i] = row
+            final_obs = self._final_obs(observation, done, done_index)
             final_info = self._batched_info(done, matrices=True)
             self._start(slice(None) if done.all() else done_index, [None] * len(done_index))
-            observation[done] = self.state.observation[done]
+            on_device = self._on_device(done)
+            observation[on_device] = self.state.observation[on_device]
             info = self._batched_info(None, every_step)
-            info.update(final_obs=final_obs, _final_obs=done.copy(), final_info=final_info, _final_info=done.copy())
-            return observation, rewards, terminated, truncated, info
+            info.update(final_obs=final_obs, final_info=final_info)
+            info.update(_final_obs=self._on_device(done.copy()), _final_info=self._on_device(done.copy()))
+            return observation, rewards, *ended, info
 
         self._autoreset = done
         info = self._batched_info(None, every_step)
@@ -444,7 +514,19 @@ class FitnessWeightsVectorEnv(VectorEnv):
             final = self._batched_info(done, matrices=True)
             for key in final.keys() - info.keys():
                 info[key] = final[key]
-        return observation, rewards, terminated, truncated, info
+        return observation, rewards, *ended, info
+
+    def _final_obs(self, observation: Any, done: np.ndarray, done_index: np.ndarray) -> Any:
+        """``info["final_obs"]``: numpy's object array of the finished rows, or the torch backend's masked tensor."""
+        if self._xp is not np:
+            on_device = self._on_device(done)
+            final_obs = self._xp.zeros_like(observation)
+            final_obs[on_device] = observation[on_device]
+            return final_obs
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for i, row in zip(done_index, observation[done_index], strict=True):  # rows of a copy
+            final_obs[i] = row
+        return final_obs
 
     def _draw_deltas(self, stepping: np.ndarray | None) -> np.ndarray | float:
         """The change of each adjusted cell: a draw only for the trainees in ``stepping`` (all for ``None``)."""
@@ -465,9 +547,10 @@ class FitnessWeightsVectorEnv(VectorEnv):
         Each key has its ``_key`` mask, and the values of trainees outside the mask are 0.
         """
         if mask is None or mask.all():
-            return _with_masks(self._kernel_info(slice(None), matrices), self._all)
-        index = np.flatnonzero(mask)
-        return _with_masks(_scatter(self._kernel_info(index, matrices), index, self.num_envs), mask)
+            return _with_masks(self._kernel_info(slice(None), matrices), self._all, self._on_device)
+        index = self._on_device(np.flatnonzero(mask))
+        info = _scatter(self._kernel_info(index, matrices), index, self.num_envs, self._xp, self.device)
+        return _with_masks(info, mask, self._on_device)
 
     # --- rendering --------------------------------------------------------------------------------------------------
 
@@ -483,7 +566,8 @@ class FitnessWeightsVectorEnv(VectorEnv):
         if not self._all_started:
             raise gym.error.ResetNeeded("call reset() before render()")
         steps = self._elapsed_steps
-        frames = tuple(render_trainee(self.render_mode, self.state, i, int(steps[i])) for i in range(self.num_envs))
+        state = self.state if self._xp is np else self.state.to_numpy()  # v1's state is numpy only
+        frames = tuple(render_trainee(self.render_mode, state, i, int(steps[i])) for i in range(self.num_envs))
         # one render mode for every trainee: all texts ("ansi") or all images ("rgb_array")
         return cast("tuple[str, ...] | tuple[np.ndarray, ...]", frames)
 
@@ -516,7 +600,8 @@ class FitnessWeightsVectorEnv(VectorEnv):
             if name == "profile":
                 if not self._all_started:
                     raise gym.error.ResetNeeded("call reset() first: a trainee that was never reset has no profile")
-                return tuple(TraineeProfile.from_vector(row) for row in self.state.observation[:, : LAYOUT.size])
+                vectors = to_numpy(self.state.observation[:, : LAYOUT.size])
+                return tuple(TraineeProfile.from_vector(row) for row in vectors)
             if name in ("observation_space", "action_space"):
                 return (getattr(self, f"single_{name}"),) * n
             return getattr(self, name)  # np_random, np_random_seed: tuples already
