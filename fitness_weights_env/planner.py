@@ -12,21 +12,21 @@ trainee, which knows the profile but nothing hidden.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from fitness_weights_env import body as trainees
 from fitness_weights_env.body import Body
-from fitness_weights_env.errors import check_int
-from fitness_weights_env.hidden import (
-    _GAIN_RATIO,
-    _TAU1,
-    _TAU2,
-    EXERCISE_LOADINGS,
-    TRANSFER_CONCENTRATION,
-    TRANSFER_FLOOR,
-)
+from fitness_weights_env.errors import FieldError, check_int
+from fitness_weights_env.hidden import DEFAULT_HIDDEN, HiddenDistribution
 
-__all__ = ["average_trainee", "best_plan", "plan_return"]
+__all__ = ["HIDDEN_NAMES", "SUMMARY_NAMES", "average_trainee", "best_plan", "plan_return"]
+
+HIDDEN_NAMES = ("responsiveness", "tau1", "tau2", "gain_ratio", "transfer")
+"""The hidden parameters of a trainee (:class:`~fitness_weights_env.hidden.HiddenParameters`)."""
+SUMMARY_NAMES = ("responsiveness", "tau1", "tau2", "gain_ratio")
+"""The 8 values that summarize a trainee: every hidden parameter but the 220 transfer cells."""
 
 N_EXERCISES = trainees.N_EXERCISES
 _FD_STEP = 1e-3
@@ -93,17 +93,38 @@ def _ascend(body: Body, start: np.ndarray, weeks: int, iterations: int) -> tuple
     return best, best_return
 
 
-def average_trainee(body: Body) -> Body:
+def average_trainee(
+    body: Body, distribution: HiddenDistribution = DEFAULT_HIDDEN, *, known: Collection[str] = ()
+) -> Body:
     """A copy of ``body`` whose hidden parameters are the population's: what a planner without hidden data assumes.
 
     Responsiveness 1 (the median), the medians of ``tau1``, ``tau2`` and ``gain_ratio``, and the mean transfer
     of the population's Dirichlet draws. The trainees' habitual state is recomputed for these parameters.
+
+    Args:
+        body: The trainees.
+        distribution: The population's draw of hidden parameters: the env's (``env.config.hidden_distribution``),
+            v1's default unless told.
+        known: Hidden parameters that keep the trainee's own values (:data:`HIDDEN_NAMES`):
+            :data:`SUMMARY_NAMES` plans with everything but the transfer.
+
+    Raises:
+        FieldError: An unknown name in ``known``.
     """
+    unknown = sorted(set(known) - set(HIDDEN_NAMES))
+    if unknown:
+        raise FieldError("known", f"must name hidden parameters ({', '.join(HIDDEN_NAMES)})", unknown)
     average = body.take(slice(None))
     hidden = average.hidden
-    hidden.responsiveness[:] = 1.0
-    hidden.tau1[:], hidden.tau2[:], hidden.gain_ratio[:] = _TAU1[0], _TAU2[0], _GAIN_RATIO[0]
-    alpha = TRANSFER_CONCENTRATION * EXERCISE_LOADINGS + TRANSFER_FLOOR
-    hidden.transfer[:] = alpha / alpha.sum(axis=1, keepdims=True)
+    population = {
+        "responsiveness": 1.0,
+        "tau1": distribution.tau1[0],
+        "tau2": distribution.tau2[0],
+        "gain_ratio": distribution.gain_ratio[0],
+        "transfer": distribution.mean_transfer,
+    }
+    for name, value in population.items():
+        if name not in known:
+            getattr(hidden, name)[:] = value
     trainees.settle(average)
     return average

@@ -9,7 +9,8 @@ They set the scale of v1's normalized score::
   allocation for the trainee (:func:`~fitness_weights_env.planner.best_plan`), then steers the matrices to it
   through the env's own actions, the same 685 a learned policy has.
 * :class:`PlanPolicy` with ``hidden="average"`` plans for the population's average trainee
-  (:func:`~fitness_weights_env.planner.average_trainee`): everything the observation shows, nothing hidden. The
+  (:func:`~fitness_weights_env.planner.average_trainee`, of the env's own distribution of hidden parameters,
+  ``env.config.hidden``): everything the observation shows, nothing hidden. The
   oracle's margin over it is the value of knowing the trainee. ``actions="qx"`` steers with QX cells only, CQ
   held at the prior.
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from fitness_weights_env import dynamics
 from fitness_weights_env.errors import FieldError, check_int
-from fitness_weights_env.planner import average_trainee, best_plan
+from fitness_weights_env.planner import SUMMARY_NAMES, average_trainee, best_plan
 from fitness_weights_env.training_env import FitnessWeightsV1VectorEnv
 
 __all__ = ["CoachPolicy", "OraclePolicy", "PlanPolicy"]
@@ -59,7 +60,9 @@ class PlanPolicy:
 
     Args:
         hidden: ``"true"`` plans with the trainee's hidden parameters (the oracle), ``"average"`` with the
-            population's (:func:`~fitness_weights_env.planner.average_trainee`).
+            population's (:func:`~fitness_weights_env.planner.average_trainee`, of the env's distribution),
+            ``"summary"`` with the trainee's own responsiveness, time constants and gain ratio and the population's
+            transfer (what the 8 summary values tell).
         actions: ``"all"`` or ``"qx"`` (QX cells only: CQ stays at its start).
         iterations: Ascent steps of the planner.
         chunk_size: Trainees whose candidate actions are evaluated at once.
@@ -67,14 +70,14 @@ class PlanPolicy:
 
     def __init__(
         self,
-        hidden: Literal["true", "average"] = "true",
+        hidden: Literal["true", "average", "summary"] = "true",
         actions: Literal["all", "qx"] = "all",
         *,
         iterations: int = 30,
         chunk_size: int = 16,
     ) -> None:
-        if hidden not in ("true", "average"):
-            raise FieldError("hidden", "must be 'true' or 'average'", hidden)
+        if hidden not in ("true", "average", "summary"):
+            raise FieldError("hidden", "must be 'true', 'average' or 'summary'", hidden)
         if actions not in ("all", "qx"):
             raise FieldError("actions", "must be 'all' or 'qx'", actions)
         self.hidden, self.actions = hidden, actions
@@ -91,8 +94,9 @@ class PlanPolicy:
         if starting.any():
             index = np.flatnonzero(starting)
             body = state.body.take(index)
-            if self.hidden == "average":
-                body = average_trainee(body)
+            if self.hidden != "true":
+                known = SUMMARY_NAMES if self.hidden == "summary" else ()
+                body = average_trainee(body, env.config.hidden_distribution, known=known)
             weeks = env.config.weeks or -(-int(env.max_episode_steps or 64) // env.config.steps_per_week)
             self.plans[index], _ = best_plan(body, state.allocation[index], weeks, iterations=self.iterations)
         return self._steer(env)

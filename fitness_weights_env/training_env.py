@@ -16,7 +16,7 @@ from fitness_weights_env import dynamics, training_dynamics
 from fitness_weights_env.env import FitnessWeightsEnv
 from fitness_weights_env.episode import Adjustment, EpisodeConfig, ProfileLike
 from fitness_weights_env.errors import FieldError, check_int
-from fitness_weights_env.hidden import HiddenParameters, sample_hidden
+from fitness_weights_env.hidden import HiddenDistribution, HiddenParameters, hidden_distribution, sample_hidden
 from fitness_weights_env.layout import TRAINING_LAYOUT
 from fitness_weights_env.training_dynamics import TrainingState, WeekDraws
 from fitness_weights_env.vector_env import FitnessWeightsVectorEnv, InfoMatrices
@@ -57,6 +57,9 @@ class TrainingConfig(EpisodeConfig):
             the coach's plan keep the trainee where they are (see :mod:`fitness_weights_env.body`).
         reward_shaping: Add potential-based shaping to every step's reward (for training; the evaluation and the
             score use the reward without it): see :func:`fitness_weights_env.training_dynamics.step`.
+        hidden: The distribution of the trainees' hidden parameters: a name in
+            :data:`~fitness_weights_env.hidden.HIDDEN_DISTRIBUTIONS` (``"default"``, v1's; ``"wide"``, trainees who
+            want different plans) or a :class:`~fitness_weights_env.hidden.HiddenDistribution`.
     """
 
     @property
@@ -76,9 +79,16 @@ class TrainingConfig(EpisodeConfig):
     injuries: bool = False
     habitual_volume: float = trainees.HABITUAL_VOLUME
     reward_shaping: bool = False
+    hidden: str | HiddenDistribution = "default"
+
+    @property
+    def hidden_distribution(self) -> HiddenDistribution:
+        """The distribution that ``hidden`` names (the trainees' draw, and what a planner without them assumes)."""
+        return hidden_distribution(self.hidden)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        hidden_distribution(self.hidden)  # a FieldError naming "hidden" for anything else
         check_int("steps_per_week", self.steps_per_week, 1, 10_000)
         if self.weeks is not None:
             check_int("weeks", self.weeks, 1, 10_000)
@@ -94,7 +104,7 @@ class TrainingConfig(EpisodeConfig):
 
     def draw_hidden(self, rngs: Sequence[np.random.Generator]) -> HiddenParameters:
         """The hidden parameters of new trainees, after their starts (two calls per generator)."""
-        return sample_hidden(rngs)
+        return sample_hidden(rngs, self.hidden_distribution)
 
     def draw_weeks(self, rngs: Sequence[np.random.Generator]) -> WeekDraws:
         """The random numbers of the next ``DRAW_WEEKS`` weeks of each generator's trainee, one call each.
@@ -223,6 +233,7 @@ _SPEC = """
     | ``injuries``        | ``False``      | draw injuries instead of paying their expected cost        |
     | ``habitual_volume`` | ``0.5``        | the habit's volume, a share of the budget                  |
     | ``reward_shaping``  | ``False``      | add potential-based shaping to every step (for training)    |
+    | ``hidden``          | ``"default"``  | the hidden parameters' draw, ``"default"`` or ``"wide"``     |
     | ``step_size``, ``adjustment``, ``render_mode``, ``max_episode_steps`` | as v0 |            |
 """
 
@@ -244,6 +255,7 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
         injuries: bool = False,
         habitual_volume: float = trainees.HABITUAL_VOLUME,
         reward_shaping: bool = False,
+        hidden: str | HiddenDistribution = "default",
     ) -> None:
         super().__init__(render_mode, max_episode_steps=max_episode_steps, step_size=step_size, adjustment=adjustment)
         self.config: TrainingConfig = TrainingConfig(
@@ -256,6 +268,7 @@ class FitnessWeightsV1Env(FitnessWeightsEnv):
             injuries=injuries,
             habitual_volume=habitual_volume,
             reward_shaping=reward_shaping,
+            hidden=hidden,
         )
         self.observation_space = spaces.Box(0.0, 1.0, shape=(TRAINING_LAYOUT.size,), dtype=np.float32)
         self.state: TrainingState = TrainingState.zeros(  # type: ignore[assignment]
@@ -316,6 +329,7 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
         injuries: bool = False,
         habitual_volume: float = trainees.HABITUAL_VOLUME,
         reward_shaping: bool = False,
+        hidden: str | HiddenDistribution = "default",
     ) -> None:
         super().__init__(
             num_envs,
@@ -336,6 +350,7 @@ class FitnessWeightsV1VectorEnv(FitnessWeightsVectorEnv):
             injuries=injuries,
             habitual_volume=habitual_volume,
             reward_shaping=reward_shaping,
+            hidden=hidden,
         )
         self.single_observation_space = spaces.Box(0.0, 1.0, shape=(TRAINING_LAYOUT.size,), dtype=np.float32)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)

@@ -13,6 +13,7 @@ the ``fitness-weights train`` command and the benchmarks), so they train the sam
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from stable_baselines3.common.type_aliases import Schedule
@@ -35,17 +36,18 @@ def learning_rate(config: TrainConfig) -> float | Schedule:
     return CosineSchedule(config.learning_rate, config.final_learning_rate)
 
 
-def make_env(config: TrainConfig) -> VecEnv:
+def make_env(config: TrainConfig, env_kwargs: Mapping[str, Any] | None = None) -> VecEnv:
     """The training envs of ``config``: ``make_vec_env(env_id, n_envs, vectorization, seed)``.
 
-    The env's training arguments (:data:`~sb3_ext.config.ENV_TRAINING_KWARGS`: v1's reward shaping) are passed on.
+    The env's training arguments (:data:`~sb3_ext.config.ENV_TRAINING_KWARGS`: v1's reward shaping) are passed on,
+    then ``env_kwargs`` over them (``{"hidden": "wide"}``: v1's trainees from the wide distribution).
     """
     return make_vec_env(
         config.env_id,
         n_envs=config.envs(),
         vectorization=config.vectorization,
         seed=config.seed,
-        env_kwargs=dict(ENV_TRAINING_KWARGS.get(config.env_id, {})) or None,
+        env_kwargs={**ENV_TRAINING_KWARGS.get(config.env_id, {}), **(env_kwargs or {})} or None,
     )
 
 

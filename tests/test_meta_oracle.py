@@ -72,3 +72,31 @@ def test_the_summary_set_is_the_first_eight_features_and_an_unknown_set_is_refus
     for bad in (lambda: hidden_features(hidden, "some"), lambda: WithHidden(lambda o, e: o, features="some")):
         with pytest.raises(ValueError, match="features must be one of all, summary"):
             bad()
+
+
+def test_the_features_of_wide_trainees_are_standardized_under_the_wide_draw():
+    from fitness_weights_env.hidden import DEFAULT_HIDDEN, WIDE_HIDDEN
+
+    hidden = sample_hidden([np.random.default_rng(i) for i in range(3000)], WIDE_HIDDEN)
+    features = hidden_features(hidden, distribution="wide")
+    assert np.abs(features.mean(axis=0)).max() < 0.12
+    sd = features.std(axis=0)
+    assert sd.min() > 0.7 and sd.max() < 1.15  # the clipped time constants under 1
+    assert np.array_equal(hidden_features(hidden, distribution=WIDE_HIDDEN), features)
+    default = sample_hidden([np.random.default_rng(i) for i in range(3)])
+    assert np.array_equal(hidden_features(default, distribution=DEFAULT_HIDDEN), hidden_features(default))
+
+
+def test_the_wrappers_standardize_under_the_env_s_distribution():
+    from fitness_weights_env.hidden import WIDE_HIDDEN
+
+    venv = HiddenParametersVecEnv(make_vec_env("FitnessWeights-v1", n_envs=2, seed=4, env_kwargs={"hidden": "wide"}))
+    assert venv.distribution is WIDE_HIDDEN
+    obs = venv.reset()
+    assert np.array_equal(obs[:, 199:], hidden_features(venv.unwrapped.trainees.state.body.hidden, distribution="wide"))
+
+    def record(observation, env):
+        assert np.array_equal(observation[:, 199:], hidden_features(env.state.body.hidden, distribution=WIDE_HIDDEN))
+        return np.zeros(len(observation), dtype=np.int64)
+
+    run_episodes(WithHidden(record), held_out_profiles(2), steps=2, env_id="FitnessWeights-v1", hidden="wide")

@@ -314,3 +314,63 @@ def test_shaping_credits_each_action_and_leaves_every_return_minus_the_start_pot
     with pytest.raises(FieldError) as raised:
         FitnessWeightsV1Env(reward_shaping=True, weeks=None)
     assert raised.value.field == "reward_shaping"
+
+
+def test_the_wide_distribution_is_an_argument_of_gym_make_and_the_vector_env():
+    from fitness_weights_env.hidden import DEFAULT_HIDDEN, WIDE_HIDDEN, sample_hidden
+
+    assert gym.make("FitnessWeights-v1").unwrapped.config.hidden_distribution is DEFAULT_HIDDEN
+    env = gym.make("FitnessWeights-v1", hidden="wide")
+    assert env.unwrapped.config.hidden == "wide" and env.unwrapped.config.hidden_distribution is WIDE_HIDDEN
+    _, info = env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    profile = fitness_weights_env.sample_profile(rng)  # the env's first draw: the trainee, then the hidden parameters
+    assert profile is not None
+    expected = sample_hidden([rng], WIDE_HIDDEN)
+    np.testing.assert_array_equal(info["hidden"]["transfer"], expected.transfer[0])
+    assert info["hidden"]["tau1"] == expected.tau1[0]
+    vector = gym.make_vec("FitnessWeights-v1", num_envs=2, hidden="wide")
+    assert vector.unwrapped.config.hidden_distribution is WIDE_HIDDEN
+    test_the_vector_env_equals_n_single_envs_bit_for_bit({"hidden": "wide"})
+    with pytest.raises(FieldError) as raised:
+        gym.make("FitnessWeights-v1", hidden="narrow")
+    assert raised.value.field == "hidden"
+    with pytest.raises(FieldError) as raised:
+        FitnessWeightsV1VectorEnv(2, hidden=0.5)  # type: ignore[arg-type]
+    assert raised.value.field == "hidden"
+
+
+def test_the_average_trainee_is_the_env_s_population_s():
+    from fitness_weights_env.hidden import DEFAULT_HIDDEN, WIDE_HIDDEN
+    from fitness_weights_env.planner import SUMMARY_NAMES
+
+    env = FitnessWeightsV1VectorEnv(3, hidden="wide")
+    env.reset(seed=0)
+    body = env.state.body.take(slice(None))
+    wide = average_trainee(body, WIDE_HIDDEN)
+    np.testing.assert_array_equal(wide.hidden.transfer, np.broadcast_to(WIDE_HIDDEN.mean_transfer, (3, 44, 5)))
+    assert not np.allclose(wide.hidden.transfer, average_trainee(body).hidden.transfer)
+    np.testing.assert_array_equal(average_trainee(body).hidden.transfer[0], DEFAULT_HIDDEN.mean_transfer)
+    summary = average_trainee(body, WIDE_HIDDEN, known=SUMMARY_NAMES)
+    np.testing.assert_array_equal(summary.hidden.tau1, body.hidden.tau1)  # the trainee's own
+    np.testing.assert_array_equal(summary.hidden.transfer, wide.hidden.transfer)  # the population's
+    with pytest.raises(FieldError) as raised:
+        average_trainee(body, known=("fatigue",))
+    assert raised.value.field == "known"
+
+
+@pytest.mark.parametrize("hidden", ["average", "summary"])
+def test_the_plan_without_the_hidden_parameters_assumes_the_env_s_distribution(monkeypatch, hidden):
+    from fitness_weights_env import training_baselines
+    from fitness_weights_env.hidden import WIDE_HIDDEN
+
+    seen = []
+
+    def recording(body, distribution, **kwargs):
+        seen.append(distribution)
+        return average_trainee(body, distribution, **kwargs)
+
+    monkeypatch.setattr(training_baselines, "average_trainee", recording)
+    profiles = sample_profiles(2, seed=1, edge_fraction=0.0)
+    run_episodes(PlanPolicy(hidden, iterations=1), profiles, steps=2, env_id="FitnessWeights-v1", hidden="wide")
+    assert seen == [WIDE_HIDDEN]

@@ -5,12 +5,13 @@ policy trained with them appended to its observation is the ceiling of what any 
 with the same network and budget; the gap between it and a policy without them is the most adaptation can gain.
 
 :func:`hidden_features` standardizes the parameters to about zero mean and unit spread under the population's
-draw, 228 values per trainee (:data:`HIDDEN_FEATURES`):
+draw (the env's distribution, ``env.config.hidden``: v1's default or ``"wide"``), 228 values per trainee
+(:data:`HIDDEN_FEATURES`):
 
 ==========================  ========================================================================
 values                      feature
 ==========================  ========================================================================
-5                           ``log(responsiveness) / RESPONSIVENESS_SIGMA``
+5                           ``log(responsiveness) / responsiveness_sigma``
 3                           ``(log(x) - log(median)) / log_sd`` of ``tau1``, ``tau2`` and ``gain_ratio``
 220 (44 exercises x 5)      ``(transfer - mean) / sd`` of each Dirichlet cell
 ==========================  ========================================================================
@@ -22,6 +23,7 @@ values                      feature
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -30,14 +32,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from fitness_weights_env.baselines import Policy
-from fitness_weights_env.hidden import (
-    _ALPHA,
-    _GAIN_RATIO,
-    _TAU1,
-    _TAU2,
-    RESPONSIVENESS_SIGMA,
-    HiddenParameters,
-)
+from fitness_weights_env.hidden import DEFAULT_HIDDEN, HiddenDistribution, HiddenParameters, hidden_distribution
 from fitness_weights_env.training_dynamics import TrainingState
 
 __all__ = [
@@ -49,12 +44,10 @@ __all__ = [
     "hidden_features",
 ]
 
-_ALPHA_SUM = _ALPHA.sum(axis=1, keepdims=True)
-_TRANSFER_MEAN = _ALPHA / _ALPHA_SUM
-_TRANSFER_SD = np.sqrt(_TRANSFER_MEAN * (1.0 - _TRANSFER_MEAN) / (_ALPHA_SUM + 1.0))  # a Dirichlet cell's sd
-HIDDEN_FEATURES = _ALPHA.shape[1] + 3 + _ALPHA.size
+_ALPHA_SHAPE = DEFAULT_HIDDEN.alpha.shape  # (44, 5)
+HIDDEN_FEATURES = _ALPHA_SHAPE[1] + 3 + _ALPHA_SHAPE[0] * _ALPHA_SHAPE[1]
 """Values :func:`hidden_features` gives per trainee: 228."""
-SUMMARY_FEATURES = _ALPHA.shape[1] + 3
+SUMMARY_FEATURES = _ALPHA_SHAPE[1] + 3
 """Values of its ``"summary"`` set: 8, responsiveness and the time constants, without the 220 transfer cells."""
 FEATURE_SETS = ("all", "summary")
 """The feature sets of :func:`hidden_features`."""
@@ -71,25 +64,46 @@ def _log_z(value: np.ndarray, spec: tuple[float, float, float, float]) -> np.nda
     return (np.log(value) - np.log(median)) / sigma
 
 
-def hidden_features(hidden: HiddenParameters, features: str = "all") -> np.ndarray:
+@functools.lru_cache(maxsize=8)
+def _transfer_moments(distribution: HiddenDistribution) -> tuple[np.ndarray, np.ndarray]:
+    """Each transfer cell's mean and sd (44, 5) under ``distribution``'s Dirichlet draws."""
+    alpha = distribution.alpha
+    alpha_sum = alpha.sum(axis=1, keepdims=True)
+    mean = alpha / alpha_sum
+    return mean, np.sqrt(mean * (1.0 - mean) / (alpha_sum + 1.0))  # a Dirichlet cell's sd
+
+
+def hidden_features(
+    hidden: HiddenParameters, features: str = "all", distribution: HiddenDistribution | str = DEFAULT_HIDDEN
+) -> np.ndarray:
     """The N trainees' hidden parameters as standardized features, float32 ``(N, 228)`` (module docstring).
 
     ``features="summary"`` keeps the first 8 (responsiveness, ``tau1``, ``tau2``, ``gain_ratio``): ``(N, 8)``.
+    ``distribution`` is the draw they came from (a :class:`~fitness_weights_env.hidden.HiddenDistribution` or its
+    name): the features are standardized under it.
     """
     width = _width(features)
+    spreads = hidden_distribution(distribution, "distribution")
     n = hidden.tau1.shape[0]
     if width == SUMMARY_FEATURES:
-        return hidden_features(hidden)[:, :SUMMARY_FEATURES]
+        return hidden_features(hidden, distribution=spreads)[:, :SUMMARY_FEATURES]
+    transfer_mean, transfer_sd = _transfer_moments(spreads)
     return np.concatenate(
         [
-            np.log(hidden.responsiveness) / RESPONSIVENESS_SIGMA,
-            _log_z(hidden.tau1, _TAU1)[:, None],
-            _log_z(hidden.tau2, _TAU2)[:, None],
-            _log_z(hidden.gain_ratio, _GAIN_RATIO)[:, None],
-            ((hidden.transfer - _TRANSFER_MEAN) / _TRANSFER_SD).reshape(n, -1),
+            np.log(hidden.responsiveness) / spreads.responsiveness_sigma,
+            _log_z(hidden.tau1, spreads.tau1)[:, None],
+            _log_z(hidden.tau2, spreads.tau2)[:, None],
+            _log_z(hidden.gain_ratio, spreads.gain_ratio)[:, None],
+            ((hidden.transfer - transfer_mean) / transfer_sd).reshape(n, -1),
         ],
         axis=1,
     ).astype(np.float32)
+
+
+def _distribution(env: Any) -> HiddenDistribution:
+    """The distribution of hidden parameters that the v1 trainees under ``env`` are drawn from."""
+    config = getattr(getattr(env, "trainees", env), "config", None)
+    return getattr(config, "hidden_distribution", DEFAULT_HIDDEN)
 
 
 def _state(env: Any) -> TrainingState:
@@ -114,7 +128,8 @@ class HiddenParametersVecEnv(VecEnvWrapper):
     """An SB3 ``VecEnv`` of v1 trainees whose observations end with the trainees' :func:`hidden_features`.
 
     A finished trainee's ``terminal_observation`` carries the hidden parameters of the episode it ends, its new
-    first observation those of the next trainee.
+    first observation those of the next trainee. The features are standardized under the env's distribution of
+    hidden parameters (its ``config.hidden``).
 
     Args:
         venv: A batched v1 ``VecEnv`` (:func:`sb3_ext.vec_env.make_vec_env` of ``FitnessWeights-v1``), monitored
@@ -129,10 +144,11 @@ class HiddenParametersVecEnv(VecEnvWrapper):
     def __init__(self, venv: VecEnv, features: str = "all") -> None:
         _state(venv.unwrapped)
         self.features = features
+        self.distribution = _distribution(venv.unwrapped)
         super().__init__(venv, observation_space=_widened(venv.observation_space, _width(features)))
 
     def _features(self) -> np.ndarray:
-        return hidden_features(_state(self.unwrapped).body.hidden, self.features)
+        return hidden_features(_state(self.unwrapped).body.hidden, self.features, self.distribution)
 
     def reset(self) -> VecEnvObs:
         """Reset every trainee; the observations end with their hidden features."""
@@ -155,6 +171,9 @@ class WithHidden:
         policy: ``(observation (N, 199 + 228), env) -> actions``, e.g. ``PolicyActions`` of a model trained in a
             :class:`HiddenParametersVecEnv`.
         features: The feature set it was trained with.
+
+    The features are standardized under the distribution of the env it acts in (its ``config.hidden``), as
+    :class:`HiddenParametersVecEnv`'s are in training.
     """
 
     def __init__(self, policy: Policy, features: str = "all") -> None:
@@ -164,5 +183,5 @@ class WithHidden:
 
     def __call__(self, observation: np.ndarray, env: Any) -> np.ndarray:
         """The actions for the trainees of ``env`` (a v1 vector env), given their observations."""
-        features = hidden_features(_state(env).body.hidden, self.features)
+        features = hidden_features(_state(env).body.hidden, self.features, _distribution(env))
         return self.policy(np.concatenate([observation, features.astype(observation.dtype)], axis=1), env)
