@@ -122,7 +122,7 @@ def _convert(xp: Any, device: Any, tables: _Tables) -> _Tables:
 
 def _tables(x: Any) -> _Tables:
     """The kernel's constants in the namespace and on the device of ``x`` (numpy's own for numpy)."""
-    return tables_like(_NUMPY_TABLES, x, _convert)
+    return _NUMPY_TABLES if type(x) is np.ndarray else tables_like(_NUMPY_TABLES, x, _convert)  # numpy: no call
 
 
 _RECENT_IMPROVEMENT, _INJURY_RISK, _TRAINING_EFFICIENCY, _CONSISTENCY = (

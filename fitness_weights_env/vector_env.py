@@ -85,15 +85,17 @@ def _scatter(info: dict[str, Any], index: Any, n: int, xp: Any, device: Any) -> 
     return full
 
 
-def _with_masks(info: dict[str, Any], present: np.ndarray, as_array: Callable[[Any], Any]) -> dict[str, Any]:
+def _with_masks(
+    info: dict[str, Any], present: np.ndarray, as_array: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
     """Add Gymnasium's ``_key`` mask beside every key, in nested dicts too (as ``VectorEnv._add_info`` does).
 
-    ``as_array`` makes each mask an array of the env's backend from a copy of ``present``.
+    ``as_array`` makes each mask an array of the env's backend from a copy of ``present`` (numpy's: ``None``).
     """
     for key in list(info):
         if isinstance(info[key], dict):
             _with_masks(info[key], present, as_array)
-        info[f"_{key}"] = as_array(present.copy())
+        info[f"_{key}"] = present.copy() if as_array is None else as_array(present.copy())
     return info
 
 
@@ -492,7 +494,7 @@ class FitnessWeightsVectorEnv(VectorEnv):
         done = terminated | truncated
         any_done = bool(done.any())
         observation = self._copy(self.state.observation)
-        ended = self._on_device(terminated), self._on_device(truncated)
+        ended = (terminated, truncated) if self._xp is np else (self._on_device(terminated), self._on_device(truncated))
 
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             if not any_done:
@@ -546,11 +548,12 @@ class FitnessWeightsVectorEnv(VectorEnv):
 
         Each key has its ``_key`` mask, and the values of trainees outside the mask are 0.
         """
+        as_array = None if self._xp is np else self._on_device
         if mask is None or mask.all():
-            return _with_masks(self._kernel_info(slice(None), matrices), self._all, self._on_device)
+            return _with_masks(self._kernel_info(slice(None), matrices), self._all, as_array)
         index = self._on_device(np.flatnonzero(mask))
         info = _scatter(self._kernel_info(index, matrices), index, self.num_envs, self._xp, self.device)
-        return _with_masks(info, mask, self._on_device)
+        return _with_masks(info, mask, as_array)
 
     # --- rendering --------------------------------------------------------------------------------------------------
 

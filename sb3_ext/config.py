@@ -55,8 +55,8 @@ LEARNING_RATE_SCHEDULES = ("cosine", "constant")
 """``"cosine"``: from ``learning_rate`` to a tenth of it (:class:`~sb3_ext.schedules.CosineSchedule`)."""
 POLICIES = ("AttnCQQXPolicy", "MlpPolicy")
 """The policies a config may name (``sb3_ext.PPO.policy_aliases``)."""
-Vectorization = Literal["batched", "dummy", "subproc"]
-VECTORIZATIONS: tuple[Vectorization, ...] = ("batched", "dummy", "subproc")
+Vectorization = Literal["batched", "device", "dummy", "subproc"]
+VECTORIZATIONS: tuple[Vectorization, ...] = ("batched", "device", "dummy", "subproc")
 """How the envs are stepped (:func:`sb3_ext.vec_env.make_vec_env`)."""
 
 MAX_TIMESTEPS = 10**10
@@ -127,7 +127,9 @@ class TrainConfig:
         preset: Throughput preset, a name in :data:`sb3_ext.presets.PRESETS`: it gives ``n_envs``, ``n_steps``,
             ``batch_size`` and ``n_epochs``. Its ``batch_size`` is capped at the rollout size.
         n_envs: Parallel environments, overriding the preset's; ``None`` keeps the preset's.
-        vectorization: ``"batched"`` (one kernel over every env), ``"dummy"`` or ``"subproc"``.
+        vectorization: ``"batched"`` (one kernel over every env), ``"device"`` (the same kernel on the model's
+            torch device, and PPO's rollout kept there: :class:`~sb3_ext.device_vec_env.DeviceVecEnv`; v0 only),
+            ``"dummy"`` or ``"subproc"``.
         seed: Seed of the environments, the policy and the evaluation, from 0 to 2**31 - 1.
         learning_rate: Initial learning rate, finite and positive.
         learning_rate_schedule: ``"cosine"`` (anneals to ``learning_rate / 10``) or ``"constant"``.

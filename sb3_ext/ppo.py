@@ -20,9 +20,10 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from fitness_weights_env.errors import FieldError
 from sb3_ext.aux_losses import aux_losses
-from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples
+from sb3_ext.buffers import AuxRolloutBuffer, AuxRolloutBufferSamples, DeviceRolloutBuffer
 from sb3_ext.callbacks import AuxTargetCallback
 from sb3_ext.compiled import CompiledLoss
+from sb3_ext.device_vec_env import DeviceVecEnv
 from sb3_ext.policies import AttnCQQXPolicy, AuxPrediction
 
 __all__ = ["PPO"]
@@ -178,7 +179,20 @@ class PPO(SB3PPO):
         """Whether the policy predicts CQ/QX (and so trains with the auxiliary losses)."""
         return bool(getattr(self.policy_class, "aux_heads", False))
 
+    @property
+    def rollout_on_device(self) -> bool:
+        """Whether rollouts stay on the device: the env is a :class:`~sb3_ext.device_vec_env.DeviceVecEnv`."""
+        return isinstance(self.env, DeviceVecEnv)
+
     def _setup_model(self) -> None:
+        if self.rollout_on_device:
+            env = cast(DeviceVecEnv, self.env)
+            if env.device != self.device:
+                raise FieldError("device", f"the model runs on {self.device}, its DeviceVecEnv on {env.device}")
+            if self.rollout_buffer_class not in (None, DeviceRolloutBuffer):
+                raise ValueError("a DeviceVecEnv's rollout is written to a DeviceRolloutBuffer")
+            self.rollout_buffer_class = DeviceRolloutBuffer
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "targets": self.has_aux_heads}
         if self.has_aux_heads:
             if self.rollout_buffer_class is None:
                 self.rollout_buffer_class = AuxRolloutBuffer
@@ -196,7 +210,7 @@ class PPO(SB3PPO):
         return [*super()._excluded_save_params(), "_grad_scaler", "compiled_loss"]
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        if self.has_aux_heads:  # the target filler runs first, before the user's callbacks
+        if self.has_aux_heads and not self.rollout_on_device:  # the target filler runs first, before the user's
             given = callback if isinstance(callback, list) else [] if callback is None else [callback]
             callback = [AuxTargetCallback(), *(c if isinstance(c, BaseCallback) else ConvertCallback(c) for c in given)]
         return super()._init_callback(callback, progress_bar)
@@ -286,7 +300,13 @@ class PPO(SB3PPO):
     def collect_rollouts(
         self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
     ) -> bool:
-        """Collect ``n_rollout_steps`` steps per env into ``rollout_buffer`` (SB3's, with a batched bootstrap)."""
+        """Collect ``n_rollout_steps`` steps per env into ``rollout_buffer`` (SB3's, with a batched bootstrap).
+
+        With a :class:`~sb3_ext.device_vec_env.DeviceVecEnv` the rollout stays on the device
+        (:meth:`collect_rollouts_on_device`).
+        """
+        if isinstance(env, DeviceVecEnv) and isinstance(rollout_buffer, DeviceRolloutBuffer):
+            return self.collect_rollouts_on_device(env, callback, rollout_buffer, n_rollout_steps)
         assert self._last_obs is not None, "No previous observation was provided"
         self.policy.set_training_mode(False)
         n_steps = 0
@@ -330,6 +350,64 @@ class PPO(SB3PPO):
         with th.no_grad():
             values = self.policy.predict_values(obs_as_tensor(new_obs, self.device))  # type: ignore[arg-type]
         rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    def collect_rollouts_on_device(
+        self, env: DeviceVecEnv, callback: BaseCallback, rollout_buffer: DeviceRolloutBuffer, n_rollout_steps: int
+    ) -> bool:
+        """:meth:`collect_rollouts` with every array on the device: no numpy in the loop.
+
+        The same steps as SB3's loop: the policy's forward (its sampling on the device), the env's step, the
+        timeout bootstrap (one value forward for the truncated trainees, at the steps where episodes end), the
+        buffer's write, and the callbacks, whose locals hold tensors (``new_obs``, ``rewards``, ``dones``) and the
+        vector env's batched ``infos``. The auxiliary targets are written here, on the device: each finished
+        episode's final matrices over its steps, and the current matrices over the episodes still running.
+        """
+        self.policy.set_training_mode(False)
+        n_steps = 0
+        rollout_buffer.reset()
+        callback.on_rollout_start()
+        device, n = self.device, env.num_envs
+        obs = env.observation
+        episode_starts = th.as_tensor(self._last_episode_starts, device=device).float()
+        episode_start = th.zeros(n, dtype=th.int64, device=device)  # each episode's first step in this rollout
+        dones = th.zeros(n, dtype=th.bool, device=device)
+        new_obs = obs
+        while n_steps < n_rollout_steps:
+            with th.no_grad():
+                actions, values, log_probs = self.policy(obs)
+            step = env.step_device(actions)
+            new_obs, rewards, dones, infos = step.observation, step.reward, step.done, step.info
+            self.num_timesteps += n
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self.ep_info_buffer.extend(step.episodes)  # type: ignore[union-attr]  # made by _setup_learn
+            n_steps += 1
+            if step.final_observation is not None:  # episodes ended: bootstrap the truncated, fill the targets
+                truncated = th.nonzero(step.truncated & ~step.terminated).flatten()
+                if truncated.numel():
+                    with th.no_grad():
+                        final_values = self.policy.predict_values(step.final_observation[truncated]).flatten()
+                    rewards = rewards.index_add(0, truncated, self.gamma * final_values.float())
+                if rollout_buffer.targets and step.final_cq is not None and step.final_qx is not None:
+                    stop = rollout_buffer.pos + 1
+                    rollout_buffer.fill_episode_targets(dones, episode_start, stop, step.final_cq, step.final_qx)
+                    episode_start = th.where(dones, stop, episode_start)
+            rollout_buffer.add(obs, actions, rewards, episode_starts, values, log_probs)
+            obs, episode_starts = new_obs, dones.float()
+        if rollout_buffer.targets:  # the episodes still running: the rollout's last matrices
+            running = episode_start < rollout_buffer.buffer_size
+            rollout_buffer.fill_episode_targets(
+                running, episode_start, rollout_buffer.buffer_size, *env.current_matrices()
+            )
+        with th.no_grad():
+            values = self.policy.predict_values(new_obs)
+        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+        self._last_obs = new_obs.cpu().numpy()  # SB3's attributes stay numpy (one copy per rollout)
+        self._last_episode_starts = dones.cpu().numpy()
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
@@ -427,7 +505,8 @@ class PPO(SB3PPO):
             if not continue_training:
                 break
 
-        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        buffer = self.rollout_buffer
+        explained_var = explained_variance(_host(buffer.values).flatten(), _host(buffer.returns).flatten())
         means = {name: float(np.mean(values)) for name, values in history.items()}  # over all epochs
         means["approx_kl"] = float(np.mean(approx_kl_divs))  # over the last epoch only
         for name, value in means.items():
@@ -452,3 +531,8 @@ class PPO(SB3PPO):
                 "train/gpu_memory_max_allocated_mb", th.cuda.max_memory_allocated(self.device) / megabyte
             )
         self.train_metrics = {**means, "loss": loss.item()}
+
+
+def _host(array: np.ndarray | th.Tensor) -> np.ndarray:
+    """A numpy array of the buffer's (a device buffer's tensors are copied to the host)."""
+    return array.cpu().numpy() if isinstance(array, th.Tensor) else array

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 
 import fitness_weights_env  # noqa: F401  (registers the FitnessWeights envs)
@@ -41,13 +42,17 @@ def make_env(config: TrainConfig, env_kwargs: Mapping[str, Any] | None = None) -
 
     The env's training arguments (:data:`~sb3_ext.config.ENV_TRAINING_KWARGS`: v1's reward shaping) are passed on,
     then ``env_kwargs`` over them (``{"hidden": "wide"}``: v1's trainees from the wide distribution).
+    ``vectorization="device"`` puts the envs on the config's device, where the model will be.
     """
+    kwargs = {**ENV_TRAINING_KWARGS.get(config.env_id, {}), **(env_kwargs or {})}
+    if config.vectorization == "device":
+        kwargs.setdefault("device", str(get_device(config.device)))
     return make_vec_env(
         config.env_id,
         n_envs=config.envs(),
         vectorization=config.vectorization,
         seed=config.seed,
-        env_kwargs={**ENV_TRAINING_KWARGS.get(config.env_id, {}), **(env_kwargs or {})} or None,
+        env_kwargs=kwargs or None,
     )
 
 

@@ -28,11 +28,12 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from fitness_weights_env import FitnessWeightsVectorEnv
 from fitness_weights_env.errors import FieldError
+from sb3_ext.device_vec_env import DeviceVecEnv
 from sb3_ext.gymnasium_vec_env import GymnasiumVecEnv
 
 __all__ = ["FitnessWeightsVecEnv", "GymnasiumVecEnv", "make_vec_env"]
 
-Vectorization = Literal["batched", "dummy", "subproc"]
+Vectorization = Literal["batched", "device", "dummy", "subproc"]
 
 
 class FitnessWeightsVecEnv(GymnasiumVecEnv):
@@ -116,13 +117,16 @@ def make_vec_env(
     the env does not take it) in a ``Monitor``. ``"batched"`` is ``gym.make_vec(env_id, num_envs=n_envs,
     vectorization_mode="vector_entry_point", **env_kwargs)`` (render mode likewise) in a
     :class:`FitnessWeightsVecEnv` (or a :class:`GymnasiumVecEnv` for other envs) in a ``VecMonitor``, so
-    that episode statistics (``rollout/ep_rew_mean``) are logged as with ``Monitor``. In every case the
-    seeds are set for the first reset (env ``i`` gets ``seed + i``; random seeds when ``seed`` is None).
+    that episode statistics (``rollout/ep_rew_mean``) are logged as with ``Monitor``. ``"device"`` is the same
+    vector env with ``backend="torch"`` (``env_kwargs["device"]`` says where, ``"cpu"`` by default) in a
+    :class:`~sb3_ext.device_vec_env.DeviceVecEnv`, which keeps its own episode statistics; :class:`sb3_ext.PPO`
+    then keeps its rollouts on the device. In every case the seeds are set for the first reset (env ``i`` gets
+    ``seed + i``; random seeds when ``seed`` is None).
 
     Args:
         env_id: A registered env id, or (``"dummy"`` and ``"subproc"`` only) a callable returning an env.
         n_envs: Number of envs (trainees).
-        vectorization: ``"batched"``, ``"dummy"`` or ``"subproc"``. ``None``: ``"batched"`` for ids whose
+        vectorization: ``"batched"``, ``"device"``, ``"dummy"`` or ``"subproc"``. ``None``: ``"batched"`` for ids whose
             vector entry point is ``FitnessWeightsVectorEnv`` (``FitnessWeights-v0``), ``"dummy"`` otherwise.
         seed: Seed of the first reset.
         env_kwargs: Keyword arguments of the env (``"batched"``: of the vector env, e.g. ``info_matrices``).
@@ -144,8 +148,8 @@ def make_vec_env(
         raise FieldError("env_id", "must be an env id or a callable returning an env", env_id)
     if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
         raise FieldError("n_envs", "must be a positive integer", n_envs)
-    if vectorization not in (None, "batched", "dummy", "subproc"):
-        raise FieldError("vectorization", "must be 'batched', 'dummy', 'subproc' or None", vectorization)
+    if vectorization not in (None, "batched", "device", "dummy", "subproc"):
+        raise FieldError("vectorization", "must be 'batched', 'device', 'dummy', 'subproc' or None", vectorization)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise FieldError("seed", "must be an integer or None", seed)
     if isinstance(start_index, bool) or not isinstance(start_index, (int, np.integer)) or start_index < 0:
@@ -160,6 +164,17 @@ def make_vec_env(
             raise FieldError(name, f"must be a dict or None, got {type(kwargs).__name__}")
     if vectorization is None:
         vectorization = "batched" if isinstance(env_id, str) and _is_fitness_weights(env_id) else "dummy"
+    if vectorization == "device":
+        unsupported: dict[str, Any] = {
+            "vec_env_kwargs": vec_env_kwargs,
+            "monitor_dir": monitor_dir,
+            "monitor_kwargs": monitor_kwargs,
+        }
+        unsupported["wrapper_class"] = wrapper_class
+        for name, value in unsupported.items():
+            if value:
+                raise FieldError(name, "is not taken by vectorization='device' (DeviceVecEnv keeps its own statistics)")
+        return _make_device(env_id, int(n_envs), seed, env_kwargs or {}, start_index)
     if vectorization == "batched":
         if wrapper_class is not None:
             raise FieldError("wrapper_class", "wraps single envs, which vectorization='batched' does not have")
@@ -224,6 +239,28 @@ def _make_batched(
         os.makedirs(monitor_dir, exist_ok=True)
         filename = os.path.join(monitor_dir, str(start_index))
     vec_env = VecMonitor(vec_env, filename=filename, **monitor_kwargs)
+    if seed is not None:
+        vec_env.action_space.seed(seed + start_index)
+    vec_env.seed(seed)
+    return vec_env
+
+
+def _make_device(
+    env_id: str | Callable[..., gym.Env], n_envs: int, seed: int | None, env_kwargs: dict[str, Any], start_index: int
+) -> VecEnv:
+    if not isinstance(env_id, str) or not _is_fitness_weights(env_id):
+        raise FieldError("vectorization", "'device' needs a FitnessWeights env id", env_id)
+    if "backend" in env_kwargs:
+        raise FieldError("env_kwargs", "vectorization='device' sets backend='torch' itself", env_kwargs["backend"])
+    try:
+        vector_env = _make_vector_env(env_id, n_envs, {**env_kwargs, "backend": "torch"})
+    except TypeError as error:
+        if "backend" not in str(error):
+            raise
+        raise FieldError(
+            "vectorization", f"'device' needs an env with a torch backend (FitnessWeights-v0); {env_id} has none"
+        ) from None
+    vec_env = DeviceVecEnv(vector_env)
     if seed is not None:
         vec_env.action_space.seed(seed + start_index)
     vec_env.seed(seed)
